@@ -1,0 +1,44 @@
+// Every bound in Loam, named once. Input is checked against these where it
+// enters (the wire, the CLI, the namespace); code asserts them where it relies on them.
+
+/** A frame's header and payload together: a 64 KiB packet plus its header, or a large RPC. */
+export const FRAME_BYTES_MAX = (1 << 20) + 64 * 1024
+/** Block data moves in packets of at most this many bytes. */
+export const PACKET_BYTES_MAX = 64 * 1024
+/** Checksum chunk: every replica carries one xxhash64 per chunk of this size. */
+export const CHUNK_BYTES = 64 * 1024
+export const CHECKSUM_BYTES = 8
+
+export const PATH_BYTES_MAX = 4096
+export const NAME_BYTES_MAX = 255
+export const PATH_COMPONENTS_MAX = 512
+export const SYMLINK_TARGET_BYTES_MAX = 4096
+export const XATTR_NAME_BYTES_MAX = 255
+export const XATTR_VALUE_BYTES_MAX = 64 * 1024
+export const XATTRS_PER_INODE_MAX = 128
+
+export const REPLICATION_MIN = 1
+export const REPLICATION_MAX = 512
+export const REPLICATION_DEFAULT = 3
+export const BLOCK_SIZE_MIN_BYTES = CHUNK_BYTES
+export const BLOCK_SIZE_MAX_BYTES = 2 * 1024 * 1024 * 1024
+export const BLOCK_SIZE_DEFAULT_BYTES = 64 * 1024 * 1024
+
+/** Entries returned by one ListStatus call. */
+export const LIST_PAGE_ENTRIES_MAX = 1000
+/** Calls in flight on one connection before the server stops reading from it. */
+export const CALLS_PER_CONNECTION_MAX = 256
+/** Packets a writer may have sent and not yet seen acknowledged. */
+export const PIPELINE_PACKETS_IN_FLIGHT_MAX = 64
+/** Mutations the namenode folds into one synced LevelDB batch. */
+export const COMMIT_GROUP_MUTATIONS_MAX = 1024
+
+export const RPC_TIMEOUT_DEFAULT_MS = 30_000
+export const RPC_TIMEOUT_MAX_MS = 10 * 60_000
+export const HEARTBEAT_DEFAULT_MS = 3_000
+export const DEAD_AFTER_DEFAULT_MS = 30_000
+/** A writer that has not renewed its lease for this long loses it to another writer. */
+export const LEASE_SOFT_LIMIT_MS = 60_000
+export const LEASE_RENEW_INTERVAL_MS = 10_000
+/** Fraction of known blocks that must be reported before safe mode ends by itself. */
+export const SAFEMODE_THRESHOLD = 0.999
