@@ -1,0 +1,905 @@
+// The datanode's replicas on its local disks.
+//
+// A replica is a data file plus a meta file holding one checksum per chunk.
+// Under each data dir D:
+//   D/VERSION                                   {"layout":1,"storageId":"<uuid>"}
+//   D/current/finalized/subdir<NN>/blk_<id>     NN = id % 64, two hex digits
+//   D/current/finalized/subdir<NN>/blk_<id>.meta
+//   D/current/rbw/blk_<id>[.meta]               replicas being written
+//   D/current/quarantine/                       replicas set aside at startup
+// Meta file: 32-byte header (magic "LOAMMETA", u32 version, u32 chunk bytes,
+// u64 gen stamp, u64 reserved), then 8 bytes per chunk of the data file.
+//
+// All I/O in the data paths goes through FileHandles with positional reads and
+// writes; the in-memory map is the truth between startup scans.
+
+import { randomUUID } from 'node:crypto'
+import { constants as fsConstants } from 'node:fs'
+import fs, { type FileHandle } from 'node:fs/promises'
+import path from 'node:path'
+import { chunkChecksums, chunkCount, firstBadChunk, initChecksums } from '../common/checksum.js'
+import { BLOCK_SIZE_MAX_BYTES, CHECKSUM_BYTES, CHUNK_BYTES, PACKET_BYTES_MAX } from '../limits.js'
+import { LoamError, assert } from '../rpc/errors.js'
+
+export interface ReplicaInfo {
+  id: number
+  genStamp: number
+  lengthBytes: number
+  state: 'finalized' | 'rbw'
+  dataPath: string
+  metaPath: string
+  /** The data dir (one of those given to open) that holds the replica. */
+  dir: string
+}
+
+export interface StorageUsage {
+  capacityBytes: number
+  usedBytes: number
+  remainingBytes: number
+}
+
+export const LAYOUT_VERSION = 1
+const META_MAGIC = Buffer.from('LOAMMETA', 'ascii')
+const META_VERSION = 1
+export const META_HEADER_BYTES = 32
+const SUBDIRS = 64
+const DIR_MODE = 0o700
+const FILE_MODE = 0o600
+/** Reads move this much data (and its checksums) per syscall, then are sliced into packets. */
+const READ_SPAN_BYTES = 1024 * 1024
+/** Meta headers read at once while scanning at startup. */
+const SCAN_PARALLEL_MAX = 32
+
+assert(READ_SPAN_BYTES % CHUNK_BYTES === 0, 'read span is whole chunks')
+assert(PACKET_BYTES_MAX >= CHUNK_BYTES, 'a packet holds at least one chunk')
+/** Packets carry whole chunks: the largest whole number that fits in a packet. */
+const CHUNKS_PER_PACKET = Math.floor(PACKET_BYTES_MAX / CHUNK_BYTES)
+
+interface Replica extends ReplicaInfo {
+  dirIndex: number
+}
+
+interface DataDir {
+  root: string
+  storageId: string
+  current: string
+  rbw: string
+  finalized: string
+  quarantine: string
+  /** Filesystem device: dirs on one filesystem share its free space. */
+  device: number
+  totalBytes: number
+  freeBytes: number
+  /** Bytes of replicas here now, and when freeBytes was last read. */
+  usedBytes: number
+  usedAtRefreshBytes: number
+}
+
+function metaBytes(lengthBytes: number): number {
+  return META_HEADER_BYTES + chunkCount(lengthBytes) * CHECKSUM_BYTES
+}
+
+function replicaBytes(lengthBytes: number): number {
+  return lengthBytes + metaBytes(lengthBytes)
+}
+
+function subdirName(id: number): string {
+  return `subdir${(id % SUBDIRS).toString(16).padStart(2, '0')}`
+}
+
+function encodeMetaHeader(genStamp: number): Buffer {
+  const header = Buffer.alloc(META_HEADER_BYTES)
+  META_MAGIC.copy(header, 0)
+  header.writeUInt32BE(META_VERSION, 8)
+  header.writeUInt32BE(CHUNK_BYTES, 12)
+  header.writeBigUInt64BE(BigInt(genStamp), 16)
+  // Bytes 24..32 are reserved and stay zero.
+  return header
+}
+
+/** The gen stamp from a meta header, or a reason the header is unusable. */
+function decodeMetaHeader(header: Buffer): { genStamp: number } | { problem: string } {
+  if (header.length < META_HEADER_BYTES) return { problem: `header is ${header.length} bytes, want ${META_HEADER_BYTES}` }
+  if (!header.subarray(0, 8).equals(META_MAGIC)) return { problem: 'bad magic' }
+  const version = header.readUInt32BE(8)
+  if (version !== META_VERSION) return { problem: `meta version ${version}, want ${META_VERSION}` }
+  const chunkBytes = header.readUInt32BE(12)
+  if (chunkBytes !== CHUNK_BYTES) return { problem: `chunk size ${chunkBytes}, want ${CHUNK_BYTES}` }
+  const genStamp = header.readBigUInt64BE(16)
+  if (genStamp > BigInt(Number.MAX_SAFE_INTEGER)) return { problem: `gen stamp ${genStamp} out of range` }
+  return { genStamp: Number(genStamp) }
+}
+
+function errnoOf(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined
+}
+
+/** A filesystem error as a LoamError that says what was being done. */
+function fsError(err: unknown, doing: string): LoamError {
+  if (err instanceof LoamError) return err
+  const message = err instanceof Error ? err.message : String(err)
+  const code = errnoOf(err)
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new LoamError('no-space', `${doing}: disk full (${message})`)
+  if (code === 'ENOENT') return new LoamError('not-found', `${doing}: ${message}`)
+  return new LoamError('io', `${doing}: ${message}`)
+}
+
+function checkId(id: number): void {
+  if (!Number.isSafeInteger(id) || id < 0) throw new LoamError('invalid-argument', `block id ${id} is not a non-negative integer`)
+}
+
+function checkGenStamp(genStamp: number): void {
+  if (!Number.isSafeInteger(genStamp) || genStamp < 0) {
+    throw new LoamError('invalid-argument', `gen stamp ${genStamp} is not a non-negative integer`)
+  }
+}
+
+async function writeFully(fh: FileHandle, buf: Uint8Array, position: number): Promise<void> {
+  let done = 0
+  while (done < buf.byteLength) {
+    const { bytesWritten } = await fh.write(buf, done, buf.byteLength - done, position + done)
+    done += bytesWritten
+  }
+}
+
+/** Reads up to buf.length bytes at position; fewer only at end of file. */
+async function readFully(fh: FileHandle, buf: Buffer, position: number): Promise<number> {
+  let done = 0
+  while (done < buf.length) {
+    const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done)
+    if (bytesRead === 0) break
+    done += bytesRead
+  }
+  return done
+}
+
+/** Makes renames and creations in a directory durable. */
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY)
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.lstat(p)
+    return true
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return false
+    throw err
+  }
+}
+
+async function fileSize(p: string): Promise<number | undefined> {
+  try {
+    return (await fs.stat(p)).size
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined
+    throw err
+  }
+}
+
+/** Runs fn over items with at most `limit` in flight. */
+async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T
+      await fn(item)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+}
+
+async function readMetaHeader(metaPath: string): Promise<ReturnType<typeof decodeMetaHeader>> {
+  const fh = await fs.open(metaPath, 'r')
+  try {
+    const header = Buffer.alloc(META_HEADER_BYTES)
+    const n = await readFully(fh, header, 0)
+    return decodeMetaHeader(header.subarray(0, n))
+  } finally {
+    await fh.close()
+  }
+}
+
+async function openDataDir(root: string): Promise<DataDir> {
+  const current = path.join(root, 'current')
+  const dir: DataDir = {
+    root,
+    storageId: '',
+    current,
+    rbw: path.join(current, 'rbw'),
+    finalized: path.join(current, 'finalized'),
+    quarantine: path.join(current, 'quarantine'),
+    device: 0,
+    totalBytes: 0,
+    freeBytes: 0,
+    usedBytes: 0,
+    usedAtRefreshBytes: 0,
+  }
+  await fs.mkdir(root, { recursive: true, mode: DIR_MODE })
+  dir.storageId = await readOrCreateVersion(root)
+  for (const d of [current, dir.rbw, dir.finalized, dir.quarantine]) await fs.mkdir(d, { recursive: true, mode: DIR_MODE })
+  // All subdirs up front, so finalize never needs a mkdir.
+  await Promise.all(
+    Array.from({ length: SUBDIRS }, (_, i) => fs.mkdir(path.join(dir.finalized, subdirName(i)), { recursive: true, mode: DIR_MODE })),
+  )
+  dir.device = (await fs.stat(root)).dev
+  return dir
+}
+
+async function readOrCreateVersion(root: string): Promise<string> {
+  const versionPath = path.join(root, 'VERSION')
+  let text: string | undefined
+  try {
+    text = await fs.readFile(versionPath, 'utf8')
+  } catch (err) {
+    if (errnoOf(err) !== 'ENOENT') throw err
+  }
+  if (text !== undefined) {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      throw new LoamError('corrupt', `${versionPath}: not JSON; fix or remove it (removing it adopts the replicas under a new storage id)`)
+    }
+    const record = (typeof parsed === 'object' && parsed !== null ? parsed : {}) as { layout?: unknown; storageId?: unknown }
+    if (record.layout !== LAYOUT_VERSION) {
+      throw new LoamError(
+        'invalid-argument',
+        `${root}: data dir has layout ${JSON.stringify(record.layout)}, this datanode understands layout ${LAYOUT_VERSION}; use a Loam release that matches it or a fresh dir`,
+      )
+    }
+    if (typeof record.storageId !== 'string' || record.storageId === '') {
+      throw new LoamError('corrupt', `${versionPath}: no storageId`)
+    }
+    return record.storageId
+  }
+  // Write-then-rename so a crash never leaves a half-written VERSION.
+  const storageId = randomUUID()
+  const tmp = `${versionPath}.tmp`
+  const fh = await fs.open(tmp, 'w', FILE_MODE)
+  try {
+    await fh.writeFile(`${JSON.stringify({ layout: LAYOUT_VERSION, storageId })}\n`)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  await fs.rename(tmp, versionPath)
+  await fsyncDir(root)
+  return storageId
+}
+
+export class ReplicaStore {
+  private readonly replicas = new Map<number, Replica>()
+  private readonly writers = new Map<number, ReplicaWriter>()
+  /** Per block id, the tail of a chain of mutations (create, finalize, abort, delete) run one at a time. */
+  private readonly locks = new Map<number, Promise<void>>()
+  private closed = false
+
+  private constructor(
+    private readonly dirs: DataDir[],
+    private readonly capacityOptBytes: number | undefined,
+  ) {}
+
+  static async open(dirs: string[], opts: { capacityBytes?: number } = {}): Promise<ReplicaStore> {
+    if (dirs.length === 0) throw new LoamError('invalid-argument', 'no data dirs given: pass --data DIR[,DIR]')
+    const roots = dirs.map((d) => path.resolve(d))
+    if (new Set(roots).size !== roots.length) throw new LoamError('invalid-argument', `a data dir is listed twice: ${roots.join(',')}`)
+    const capacity = opts.capacityBytes
+    if (capacity !== undefined && (!Number.isSafeInteger(capacity) || capacity < 0)) {
+      throw new LoamError('invalid-argument', `capacity ${capacity} is not a non-negative number of bytes`)
+    }
+    await initChecksums()
+    const opened: DataDir[] = []
+    for (const root of roots) opened.push(await openDataDir(root))
+    const store = new ReplicaStore(opened, capacity)
+    await store.scan()
+    await store.refreshUsage()
+    return store
+  }
+
+  /** One storage id per data dir, in the order given to open. */
+  storages(): { dir: string; storageId: string }[] {
+    return this.dirs.map((d) => ({ dir: d.root, storageId: d.storageId }))
+  }
+
+  list(): ReplicaInfo[] {
+    return [...this.replicas.values()].map(publicInfo)
+  }
+
+  get(id: number): ReplicaInfo | undefined {
+    const r = this.replicas.get(id)
+    return r === undefined ? undefined : publicInfo(r)
+  }
+
+  async createRbw(id: number, genStamp: number): Promise<ReplicaWriter> {
+    this.checkOpen()
+    checkId(id)
+    checkGenStamp(genStamp)
+    return this.locked(id, async () => {
+      const existing = this.replicas.get(id)
+      if (existing !== undefined && existing.state === 'finalized' && existing.genStamp >= genStamp) {
+        throw new LoamError('exists', `blk_${id}: a finalized replica with gen stamp ${existing.genStamp} is already here (asked for ${genStamp})`)
+      }
+      const writer = this.writers.get(id)
+      // Two live writers on one replica would interleave: the newer gen stamp wins, an equal one waits its turn.
+      if (writer !== undefined && writer.genStamp >= genStamp) {
+        throw new LoamError('exists', `blk_${id}: a write with gen stamp ${writer.genStamp} is in progress here (asked for ${genStamp})`)
+      }
+      if (this.usage().remainingBytes <= 0) throw new LoamError('no-space', `blk_${id}: no space left on this datanode`)
+      if (writer !== undefined) {
+        await writer.abortLocked(new LoamError('stale-generation', `blk_${id}: replaced by a write with gen stamp ${genStamp}`))
+      } else if (existing !== undefined) {
+        await this.removeReplica(existing)
+      }
+
+      const dirIndex = this.pickDir()
+      const dir = this.dirs[dirIndex]
+      assert(dir !== undefined, 'picked dir exists')
+      const dataPath = path.join(dir.rbw, `blk_${id}`)
+      const metaPath = `${dataPath}.meta`
+      const handles: FileHandle[] = []
+      try {
+        handles.push(await fs.open(dataPath, 'w+', FILE_MODE))
+        handles.push(await fs.open(metaPath, 'w+', FILE_MODE))
+        await writeFully(handles[1] as FileHandle, encodeMetaHeader(genStamp), 0)
+      } catch (err) {
+        await Promise.allSettled(handles.map((h) => h.close()))
+        await Promise.allSettled([fs.rm(dataPath, { force: true }), fs.rm(metaPath, { force: true })])
+        throw fsError(err, `blk_${id}: creating replica in ${dir.root}`)
+      }
+      const replica: Replica = { id, genStamp, lengthBytes: 0, state: 'rbw', dataPath, metaPath, dir: dir.root, dirIndex }
+      this.replicas.set(id, replica)
+      this.account(replica, 1)
+      const created = new ReplicaWriter(this, replica, handles[0] as FileHandle, handles[1] as FileHandle, dir.rbw)
+      this.writers.set(id, created)
+      return created
+    })
+  }
+
+  async delete(id: number): Promise<boolean> {
+    this.checkOpen()
+    checkId(id)
+    return this.locked(id, async () => {
+      const writer = this.writers.get(id)
+      if (writer !== undefined) {
+        await writer.abortLocked(new LoamError('not-found', `blk_${id}: deleted while being written`))
+        return true
+      }
+      const replica = this.replicas.get(id)
+      if (replica === undefined) return false
+      await this.removeReplica(replica)
+      return true
+    })
+  }
+
+  /**
+   * Packets of whole chunks covering [offsetBytes, offsetBytes + lengthBytes)
+   * clipped to the replica (lengthBytes 0: to the end), the first starting at
+   * the chunk that holds offsetBytes, with the stored checksums of their chunks.
+   * Not verified here: the reader checks them end to end. Argument errors
+   * surface on the first next().
+   */
+  async *readChunks(
+    id: number,
+    genStamp: number,
+    offsetBytes: number,
+    lengthBytes: number,
+  ): AsyncGenerator<{ offsetBytes: number; data: Buffer; checksums: Buffer }> {
+    this.checkOpen()
+    checkId(id)
+    if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0 || !Number.isSafeInteger(lengthBytes) || lengthBytes < 0) {
+      throw new LoamError('invalid-argument', `blk_${id}: bad range offset ${offsetBytes} length ${lengthBytes}`)
+    }
+    const { replica, data, meta } = await this.openForRead(id, genStamp)
+    try {
+      if (offsetBytes > replica.lengthBytes) {
+        throw new LoamError('invalid-argument', `blk_${id}: offset ${offsetBytes} is beyond the replica's ${replica.lengthBytes} bytes`)
+      }
+      const wantEnd = lengthBytes === 0 ? replica.lengthBytes : Math.min(offsetBytes + lengthBytes, replica.lengthBytes)
+      if (wantEnd <= offsetBytes) return
+      // Whole chunks either side, so the reader can verify every byte it is given.
+      const start = Math.floor(offsetBytes / CHUNK_BYTES) * CHUNK_BYTES
+      const end = Math.min(Math.ceil(wantEnd / CHUNK_BYTES) * CHUNK_BYTES, replica.lengthBytes)
+      for (let spanStart = start; spanStart < end; spanStart += READ_SPAN_BYTES) {
+        const spanBytes = Math.min(READ_SPAN_BYTES, end - spanStart)
+        const spanChunks = chunkCount(spanBytes)
+        // Fresh buffers each span: the packets handed out are views into them.
+        const dataBuf = Buffer.allocUnsafe(spanBytes)
+        const sumBuf = Buffer.allocUnsafe(spanChunks * CHECKSUM_BYTES)
+        const [dataRead, sumRead] = await Promise.all([
+          readFully(data, dataBuf, spanStart),
+          readFully(meta, sumBuf, META_HEADER_BYTES + (spanStart / CHUNK_BYTES) * CHECKSUM_BYTES),
+        ])
+        if (dataRead !== spanBytes || sumRead !== sumBuf.length) {
+          throw new LoamError('corrupt', `blk_${id}: replica files are shorter than its recorded ${replica.lengthBytes} bytes`)
+        }
+        for (let chunk = 0; chunk < spanChunks; chunk += CHUNKS_PER_PACKET) {
+          const packetChunks = Math.min(CHUNKS_PER_PACKET, spanChunks - chunk)
+          yield {
+            offsetBytes: spanStart + chunk * CHUNK_BYTES,
+            data: dataBuf.subarray(chunk * CHUNK_BYTES, (chunk + packetChunks) * CHUNK_BYTES),
+            checksums: sumBuf.subarray(chunk * CHECKSUM_BYTES, (chunk + packetChunks) * CHECKSUM_BYTES),
+          }
+        }
+      }
+    } finally {
+      await Promise.allSettled([data.close(), meta.close()])
+    }
+  }
+
+  /** Reads the whole replica and checks every chunk; badChunk is -1 when ok. */
+  async verify(id: number): Promise<{ ok: boolean; badChunk: number }> {
+    this.checkOpen()
+    checkId(id)
+    const current = this.replicas.get(id)
+    if (current === undefined) throw new LoamError('not-found', `blk_${id}: no replica here`)
+    const { replica, data, meta } = await this.openForRead(id, current.genStamp)
+    try {
+      const header = Buffer.alloc(META_HEADER_BYTES)
+      const headerRead = await readFully(meta, header, 0)
+      const decoded = decodeMetaHeader(header.subarray(0, headerRead))
+      if (!('genStamp' in decoded) || decoded.genStamp !== replica.genStamp) return { ok: false, badChunk: 0 }
+      const lengthBytes = replica.lengthBytes
+      for (let spanStart = 0; spanStart < lengthBytes; spanStart += READ_SPAN_BYTES) {
+        const spanBytes = Math.min(READ_SPAN_BYTES, lengthBytes - spanStart)
+        const dataBuf = Buffer.allocUnsafe(spanBytes)
+        const sumBuf = Buffer.allocUnsafe(chunkCount(spanBytes) * CHECKSUM_BYTES)
+        const [dataRead, sumRead] = await Promise.all([
+          readFully(data, dataBuf, spanStart),
+          readFully(meta, sumBuf, META_HEADER_BYTES + (spanStart / CHUNK_BYTES) * CHECKSUM_BYTES),
+        ])
+        const firstChunk = spanStart / CHUNK_BYTES
+        // A short file: the chunk where the data or its checksums run out is bad.
+        const shortAt = Math.min(Math.floor(dataRead / CHUNK_BYTES), Math.floor(sumRead / CHECKSUM_BYTES))
+        if (dataRead !== spanBytes || sumRead !== sumBuf.length) {
+          const goodPrefix = shortAt * CHUNK_BYTES
+          const bad = firstBadChunk(dataBuf.subarray(0, goodPrefix), sumBuf.subarray(0, shortAt * CHECKSUM_BYTES))
+          return { ok: false, badChunk: firstChunk + (bad === -1 ? shortAt : bad) }
+        }
+        const bad = firstBadChunk(dataBuf, sumBuf)
+        if (bad !== -1) return { ok: false, badChunk: firstChunk + bad }
+      }
+      // Checksums past the data mean the meta file does not describe this replica.
+      const metaSize = (await meta.stat()).size
+      if (metaSize !== metaBytes(lengthBytes)) return { ok: false, badChunk: chunkCount(lengthBytes) }
+      return { ok: true, badChunk: -1 }
+    } finally {
+      await Promise.allSettled([data.close(), meta.close()])
+    }
+  }
+
+  usage(): StorageUsage {
+    let usedBytes = 0
+    let sinceRefreshBytes = 0
+    for (const d of this.dirs) {
+      usedBytes += d.usedBytes
+      sinceRefreshBytes += d.usedBytes - d.usedAtRefreshBytes
+    }
+    // Dirs on one filesystem share its space: count each filesystem once.
+    let totalBytes = 0
+    let freeBytes = 0
+    const seen = new Set<number>()
+    for (const d of this.dirs) {
+      if (seen.has(d.device)) continue
+      seen.add(d.device)
+      totalBytes += d.totalBytes
+      freeBytes += d.freeBytes
+    }
+    const capacityBytes = this.capacityOptBytes ?? totalBytes
+    // What we wrote since the last statfs is already gone from the disk's free space.
+    const diskFreeBytes = freeBytes - sinceRefreshBytes
+    const remainingBytes = Math.max(0, Math.min(capacityBytes - usedBytes, diskFreeBytes))
+    return { capacityBytes, usedBytes, remainingBytes }
+  }
+
+  /** Re-reads free space from the filesystems; the datanode calls it before each heartbeat. */
+  async refreshUsage(): Promise<void> {
+    const stats = await Promise.all(this.dirs.map((d) => fs.statfs(d.root)))
+    this.dirs.forEach((d, i) => {
+      const s = stats[i]
+      assert(s !== undefined, 'statfs for each dir')
+      d.totalBytes = s.blocks * s.bsize
+      d.freeBytes = s.bavail * s.bsize
+      d.usedAtRefreshBytes = d.usedBytes
+    })
+  }
+
+  /** Closes open writers' files; their rbw replicas stay on disk for a later recovery. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await Promise.allSettled([...this.writers.values()].map((w) => w.closeFiles(new LoamError('unavailable', 'replica store closed'))))
+    this.writers.clear()
+    await Promise.allSettled([...this.locks.values()])
+  }
+
+  // ---- internals shared with ReplicaWriter ----
+
+  /** Runs fn after every earlier mutation of this block id has finished. */
+  async locked<T>(id: number, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve()
+    let release!: () => void
+    const mine = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const tail = prev.then(() => mine)
+    this.locks.set(id, tail)
+    await prev
+    try {
+      return await fn()
+    } finally {
+      release()
+      if (this.locks.get(id) === tail) this.locks.delete(id)
+    }
+  }
+
+  /** Adds (sign 1) or removes (sign -1) a replica's bytes from the usage counters. */
+  account(replica: Replica, sign: 1 | -1): void {
+    const dir = this.dirs[replica.dirIndex]
+    assert(dir !== undefined, 'replica dir exists')
+    dir.usedBytes += sign * replicaBytes(replica.lengthBytes)
+  }
+
+  setLength(replica: Replica, lengthBytes: number): void {
+    if (this.replicas.get(replica.id) !== replica) return // replaced or deleted meanwhile: not ours to count
+    this.account(replica, -1)
+    replica.lengthBytes = lengthBytes
+    this.account(replica, 1)
+  }
+
+  /** Bytes a replica may still grow by before the datanode is full. */
+  remainingBytes(): number {
+    return this.usage().remainingBytes
+  }
+
+  finalizedPaths(replica: Replica): { dir: string; dataPath: string; metaPath: string } {
+    const dir = this.dirs[replica.dirIndex]
+    assert(dir !== undefined, 'replica dir exists')
+    const sub = path.join(dir.finalized, subdirName(replica.id))
+    const dataPath = path.join(sub, `blk_${replica.id}`)
+    return { dir: sub, dataPath, metaPath: `${dataPath}.meta` }
+  }
+
+  forgetWriter(writer: ReplicaWriter): void {
+    if (this.writers.get(writer.id) === writer) this.writers.delete(writer.id)
+  }
+
+  /** Removes a replica's files and its entry; caller holds the id's lock. */
+  async removeReplica(replica: Replica): Promise<void> {
+    if (this.replicas.get(replica.id) === replica) {
+      this.account(replica, -1)
+      this.replicas.delete(replica.id)
+    }
+    try {
+      await Promise.all([fs.rm(replica.dataPath, { force: true }), fs.rm(replica.metaPath, { force: true })])
+    } catch (err) {
+      throw fsError(err, `blk_${replica.id}: removing replica files`)
+    }
+  }
+
+  // ---- private ----
+
+  private checkOpen(): void {
+    if (this.closed) throw new LoamError('unavailable', 'replica store is closed')
+  }
+
+  /** The data dir with most free space, counting what we wrote since the last statfs. */
+  private pickDir(): number {
+    let best = 0
+    let bestFree = -Infinity
+    let bestUsed = Infinity
+    this.dirs.forEach((d, i) => {
+      const free = d.freeBytes - (d.usedBytes - d.usedAtRefreshBytes)
+      // Ties (dirs on one filesystem) go to the dir holding fewer of our bytes, so all dirs fill.
+      if (free > bestFree || (free === bestFree && d.usedBytes < bestUsed)) {
+        best = i
+        bestFree = free
+        bestUsed = d.usedBytes
+      }
+    })
+    return best
+  }
+
+  /** Opens a replica's files, retrying once if a finalize moved them between lookup and open. */
+  private async openForRead(id: number, genStamp: number): Promise<{ replica: Replica; data: FileHandle; meta: FileHandle }> {
+    for (let attempt = 0; ; attempt++) {
+      const replica = this.replicas.get(id)
+      if (replica === undefined) throw new LoamError('not-found', `blk_${id}: no replica here`)
+      if (replica.genStamp !== genStamp) {
+        throw new LoamError('stale-generation', `blk_${id}: replica here has gen stamp ${replica.genStamp}, asked for ${genStamp}`)
+      }
+      let data: FileHandle | undefined
+      try {
+        data = await fs.open(replica.dataPath, 'r')
+        const meta = await fs.open(replica.metaPath, 'r')
+        return { replica, data, meta }
+      } catch (err) {
+        await data?.close()
+        if (errnoOf(err) === 'ENOENT' && attempt === 0) continue
+        throw fsError(err, `blk_${id}: opening replica`)
+      }
+    }
+  }
+
+  /** Finds every replica on disk, completing or setting aside what a crash left half done. */
+  private async scan(): Promise<void> {
+    const found: Replica[] = []
+    for (const [dirIndex, dir] of this.dirs.entries()) {
+      // rbw first: a finalize interrupted between its two renames is completed here.
+      await this.scanFolder(dirIndex, dir.rbw, 'rbw', found)
+      for (let i = 0; i < SUBDIRS; i++) {
+        await this.scanFolder(dirIndex, path.join(dir.finalized, subdirName(i)), 'finalized', found)
+      }
+    }
+    // One replica per id: the newest gen stamp, finalized before rbw; the rest are set aside.
+    const rank = (r: Replica): number => r.genStamp * 2 + (r.state === 'finalized' ? 1 : 0)
+    for (const r of found) {
+      const other = this.replicas.get(r.id)
+      if (other !== undefined && rank(other) >= rank(r)) {
+        await this.quarantine(r.dirIndex, [r.dataPath, r.metaPath])
+        continue
+      }
+      if (other !== undefined) {
+        this.account(other, -1)
+        await this.quarantine(other.dirIndex, [other.dataPath, other.metaPath])
+      }
+      this.replicas.set(r.id, r)
+      this.account(r, 1)
+    }
+  }
+
+  private async scanFolder(dirIndex: number, folder: string, state: 'finalized' | 'rbw', found: Replica[]): Promise<void> {
+    const dir = this.dirs[dirIndex]
+    assert(dir !== undefined, 'scanned dir exists')
+    const names = new Set(await fs.readdir(folder))
+    const ids: number[] = []
+    for (const name of names) {
+      const m = /^blk_(\d+)(\.meta)?$/.exec(name)
+      if (m === null) continue
+      const id = Number(m[1])
+      if (!Number.isSafeInteger(id)) {
+        await this.quarantine(dirIndex, [path.join(folder, name)])
+        continue
+      }
+      if (m[2] === undefined) ids.push(id)
+      else if (!names.has(`blk_${id}`)) {
+        // Meta without data: either half of an interrupted finalize (rbw data still to move) or debris.
+        const rbwData = path.join(dir.rbw, `blk_${id}`)
+        if (state === 'finalized' && (await exists(rbwData)) && !(await exists(`${rbwData}.meta`))) {
+          await fs.rename(rbwData, path.join(folder, `blk_${id}`))
+          await Promise.all([fsyncDir(folder), fsyncDir(dir.rbw)])
+          ids.push(id)
+        } else {
+          await this.quarantine(dirIndex, [path.join(folder, name)])
+        }
+      }
+    }
+    await forEachLimit(ids, SCAN_PARALLEL_MAX, async (id) => {
+      const dataPath = path.join(folder, `blk_${id}`)
+      const metaPath = `${dataPath}.meta`
+      if (state === 'rbw' && !(await exists(metaPath))) {
+        // finalize renames meta first: a finalized meta with no finalized data means the data rename is pending.
+        const finalSub = path.join(dir.finalized, subdirName(id))
+        const finalMeta = path.join(finalSub, `blk_${id}.meta`)
+        if ((await exists(finalMeta)) && !(await exists(path.join(finalSub, `blk_${id}`)))) return // moved by the finalized scan
+      }
+      let header: ReturnType<typeof decodeMetaHeader>
+      try {
+        header = await readMetaHeader(metaPath)
+      } catch (err) {
+        if (errnoOf(err) !== 'ENOENT') throw err
+        header = { problem: 'meta file missing' }
+      }
+      const lengthBytes = await fileSize(dataPath)
+      if (!('genStamp' in header) || lengthBytes === undefined) {
+        await this.quarantine(dirIndex, [dataPath, metaPath])
+        return
+      }
+      found.push({ id, genStamp: header.genStamp, lengthBytes, state, dataPath, metaPath, dir: dir.root, dirIndex })
+    })
+  }
+
+  /** Moves files aside (not deleted: an operator may want them), keeping earlier ones of the same name. */
+  private async quarantine(dirIndex: number, files: string[]): Promise<void> {
+    const dir = this.dirs[dirIndex]
+    assert(dir !== undefined, 'quarantine dir exists')
+    const stamp = Date.now()
+    for (const file of files) {
+      try {
+        await fs.rename(file, path.join(dir.quarantine, `${path.basename(file)}.${stamp}`))
+      } catch (err) {
+        if (errnoOf(err) !== 'ENOENT') throw err
+      }
+    }
+  }
+}
+
+function publicInfo(r: Replica): ReplicaInfo {
+  return { id: r.id, genStamp: r.genStamp, lengthBytes: r.lengthBytes, state: r.state, dataPath: r.dataPath, metaPath: r.metaPath, dir: r.dir }
+}
+
+type WriterState = 'open' | 'closing' | 'failed' | 'finalized' | 'aborted'
+
+/** Writes one replica being written (rbw): one FileHandle each for data and meta, positional writes. */
+export class ReplicaWriter {
+  readonly id: number
+  readonly genStamp: number
+  private state: WriterState = 'open'
+  private why: LoamError | undefined
+  private readonly inflight = new Set<Promise<void>>()
+  private rbwDirSynced = false
+
+  /** @internal made by ReplicaStore.createRbw */
+  constructor(
+    private readonly store: ReplicaStore,
+    private readonly replica: Replica,
+    private readonly data: FileHandle,
+    private readonly meta: FileHandle,
+    private readonly rbwDir: string,
+  ) {
+    this.id = replica.id
+    this.genStamp = replica.genStamp
+  }
+
+  /** Bytes written so far (the end of the furthest write). */
+  get lengthBytes(): number {
+    return this.replica.lengthBytes
+  }
+
+  async write(offsetBytes: number, data: Buffer, checksums: Buffer): Promise<void> {
+    this.checkOpen()
+    if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0 || offsetBytes % CHUNK_BYTES !== 0) {
+      throw new LoamError('invalid-argument', `blk_${this.id}: write offset ${offsetBytes} is not a multiple of ${CHUNK_BYTES}`)
+    }
+    if (data.length > PACKET_BYTES_MAX) {
+      throw new LoamError('invalid-argument', `blk_${this.id}: packet of ${data.length} bytes exceeds ${PACKET_BYTES_MAX}`)
+    }
+    const endBytes = offsetBytes + data.length
+    if (endBytes > BLOCK_SIZE_MAX_BYTES) {
+      throw new LoamError('invalid-argument', `blk_${this.id}: write to ${endBytes} passes the block size limit ${BLOCK_SIZE_MAX_BYTES}`)
+    }
+    if (checksums.length !== chunkCount(data.length) * CHECKSUM_BYTES) {
+      throw new LoamError(
+        'invalid-argument',
+        `blk_${this.id}: ${checksums.length} checksum bytes for ${data.length} data bytes (want ${CHECKSUM_BYTES} per ${CHUNK_BYTES}-byte chunk)`,
+      )
+    }
+    if (data.length === 0) return
+    const bad = firstBadChunk(data, checksums)
+    if (bad !== -1) {
+      throw new LoamError('corrupt', `blk_${this.id}: packet at ${offsetBytes} damaged in transit (chunk ${offsetBytes / CHUNK_BYTES + bad} fails its checksum)`)
+    }
+    const growthBytes = Math.max(0, replicaBytes(endBytes) - replicaBytes(this.replica.lengthBytes))
+    if (growthBytes > this.store.remainingBytes()) {
+      throw new LoamError('no-space', `blk_${this.id}: no space left on this datanode for ${growthBytes} more bytes`)
+    }
+    const op = this.writeAt(offsetBytes, data, checksums, endBytes)
+    this.inflight.add(op)
+    try {
+      await op
+    } finally {
+      this.inflight.delete(op)
+    }
+  }
+
+  private async writeAt(offsetBytes: number, data: Buffer, checksums: Buffer, endBytes: number): Promise<void> {
+    try {
+      await Promise.all([
+        writeFully(this.data, data, offsetBytes),
+        writeFully(this.meta, checksums, META_HEADER_BYTES + (offsetBytes / CHUNK_BYTES) * CHECKSUM_BYTES),
+      ])
+    } catch (err) {
+      throw fsError(err, `blk_${this.id}: writing at ${offsetBytes}`)
+    }
+    // Only after both land, so a reader never sees a length the checksums do not cover.
+    if (endBytes > this.replica.lengthBytes && (this.state === 'open' || this.state === 'closing')) this.store.setLength(this.replica, endBytes)
+  }
+
+  /** Makes everything written so far durable. */
+  async sync(): Promise<void> {
+    this.checkOpen()
+    try {
+      await Promise.all([this.data.datasync(), this.meta.datasync()])
+      // The files' names must survive a crash too, once.
+      if (!this.rbwDirSynced) {
+        await fsyncDir(this.rbwDir)
+        this.rbwDirSynced = true
+      }
+    } catch (err) {
+      throw fsError(err, `blk_${this.id}: syncing`)
+    }
+  }
+
+  /**
+   * Cuts the replica to lengthBytes (at most what was written), makes it durable
+   * and moves it into finalized/. A cut inside a written chunk re-checksums that
+   * chunk after checking its old bytes against the old checksum.
+   */
+  async finalize(lengthBytes: number): Promise<ReplicaInfo> {
+    return this.store.locked(this.id, async () => {
+      this.checkOpen()
+      // Writes still in flight count towards what was written.
+      this.state = 'closing'
+      await Promise.allSettled([...this.inflight])
+      if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 0 || lengthBytes > this.replica.lengthBytes) {
+        this.state = 'open'
+        throw new LoamError('invalid-argument', `blk_${this.id}: finalize at ${lengthBytes} bytes, but ${this.replica.lengthBytes} were written`)
+      }
+      try {
+        await this.cutTo(lengthBytes)
+        await Promise.all([this.data.sync(), this.meta.sync()])
+        await Promise.all([this.data.close(), this.meta.close()])
+        const final = this.store.finalizedPaths(this.replica)
+        // Meta first: the startup scan completes a finalize whose data rename did not happen.
+        await fs.rename(this.replica.metaPath, final.metaPath)
+        await fs.rename(this.replica.dataPath, final.dataPath)
+        await Promise.all([fsyncDir(final.dir), fsyncDir(this.rbwDir)])
+        this.store.setLength(this.replica, lengthBytes)
+        this.replica.state = 'finalized'
+        this.replica.dataPath = final.dataPath
+        this.replica.metaPath = final.metaPath
+      } catch (err) {
+        const e = fsError(err, `blk_${this.id}: finalizing`)
+        await this.closeFiles(e, 'failed')
+        throw e
+      }
+      this.state = 'finalized'
+      this.why = new LoamError('invalid-argument', `blk_${this.id}: already finalized`)
+      this.store.forgetWriter(this)
+      return publicInfo(this.replica)
+    })
+  }
+
+  private async cutTo(lengthBytes: number): Promise<void> {
+    const written = this.replica.lengthBytes
+    const lastChunk = Math.floor(lengthBytes / CHUNK_BYTES)
+    const chunkStart = lastChunk * CHUNK_BYTES
+    const oldChunkEnd = Math.min(written, chunkStart + CHUNK_BYTES)
+    if (lengthBytes % CHUNK_BYTES !== 0 && lengthBytes < oldChunkEnd) {
+      // The stored checksum covers bytes past the cut: check the old bytes, then hash what stays.
+      const old = Buffer.allocUnsafe(oldChunkEnd - chunkStart)
+      const sum = Buffer.allocUnsafe(CHECKSUM_BYTES)
+      const sumPos = META_HEADER_BYTES + lastChunk * CHECKSUM_BYTES
+      const [n, m] = await Promise.all([readFully(this.data, old, chunkStart), readFully(this.meta, sum, sumPos)])
+      if (n !== old.length || m !== sum.length || firstBadChunk(old, sum) !== -1) {
+        throw new LoamError('corrupt', `blk_${this.id}: chunk ${lastChunk} fails its checksum while finalizing`)
+      }
+      await writeFully(this.meta, chunkChecksums(old.subarray(0, lengthBytes - chunkStart)), sumPos)
+    }
+    await Promise.all([this.data.truncate(lengthBytes), this.meta.truncate(metaBytes(lengthBytes))])
+  }
+
+  /** Closes and deletes the replica being written; nothing after a finalize. */
+  async abort(): Promise<void> {
+    await this.store.locked(this.id, () => this.abortLocked(new LoamError('invalid-argument', `blk_${this.id}: write aborted`)))
+  }
+
+  /** @internal abort with the id's lock already held. */
+  async abortLocked(why: LoamError): Promise<void> {
+    if (this.state === 'finalized' || this.state === 'aborted') return
+    await this.closeFiles(why, 'aborted')
+    await this.store.removeReplica(this.replica)
+  }
+
+  /** @internal stops writes, waits for those in flight, closes both files. */
+  async closeFiles(why: LoamError, state: WriterState = 'aborted'): Promise<void> {
+    const wasOpen = this.state === 'open' || this.state === 'closing'
+    this.state = state
+    this.why = why
+    this.store.forgetWriter(this)
+    if (!wasOpen) return
+    await Promise.allSettled([...this.inflight])
+    await Promise.allSettled([this.data.close(), this.meta.close()])
+  }
+
+  private checkOpen(): void {
+    if (this.state !== 'open') {
+      throw this.why ?? new LoamError('invalid-argument', `blk_${this.id}: writer is ${this.state}`)
+    }
+  }
+}

@@ -1,0 +1,77 @@
+// Where every block's replicas are. Not persisted: rebuilt from the namespace
+// at start (which blocks exist) and from datanode reports (where they live).
+import type { BlockRef } from '../rpc/messages.js'
+
+export interface BlockInfo {
+  id: number
+  genStamp: number
+  lengthBytes: number
+  inodeId: number
+  replication: number
+  complete: boolean
+  replicas: Set<string>
+  corrupt: Set<string>
+}
+
+export type ReplicaVerdict = 'ok' | 'unknown' | 'stale'
+
+export class BlockMap {
+  readonly blocks = new Map<number, BlockInfo>()
+
+  add(block: BlockRef, inodeId: number, replication: number, complete: boolean): BlockInfo {
+    const existing = this.blocks.get(block.id)
+    if (existing) {
+      existing.genStamp = block.genStamp
+      existing.lengthBytes = block.lengthBytes
+      existing.replication = replication
+      existing.complete = complete
+      return existing
+    }
+    const info: BlockInfo = { ...block, inodeId, replication, complete, replicas: new Set(), corrupt: new Set() }
+    this.blocks.set(block.id, info)
+    return info
+  }
+
+  remove(id: number): BlockInfo | undefined {
+    const info = this.blocks.get(id)
+    this.blocks.delete(id)
+    return info
+  }
+
+  /** Records that node holds a replica; says whether that replica should be kept. */
+  addReplica(nodeId: string, replica: BlockRef): ReplicaVerdict {
+    const info = this.blocks.get(replica.id)
+    if (!info) return 'unknown'
+    if (replica.genStamp < info.genStamp) {
+      info.replicas.delete(nodeId)
+      return 'stale'
+    }
+    if (info.complete && replica.lengthBytes !== info.lengthBytes) {
+      info.replicas.delete(nodeId)
+      return 'stale'
+    }
+    if (!info.corrupt.has(nodeId)) info.replicas.add(nodeId)
+    return 'ok'
+  }
+
+  removeReplica(nodeId: string, blockId: number): void {
+    const info = this.blocks.get(blockId)
+    info?.replicas.delete(nodeId)
+    info?.corrupt.delete(nodeId)
+  }
+
+  markCorrupt(nodeId: string, blockId: number): BlockInfo | undefined {
+    const info = this.blocks.get(blockId)
+    if (!info) return undefined
+    info.replicas.delete(nodeId)
+    info.corrupt.add(nodeId)
+    return info
+  }
+
+  /** Blocks with at least one healthy replica, for leaving safe mode. */
+  reportedCount(): number {
+    let n = 0
+    for (const b of this.blocks.values()) if (b.replicas.size > 0 || !b.complete) n++
+    return n
+  }
+}

@@ -1,0 +1,367 @@
+// Namespace operations: pure rules over a transaction with synchronous reads.
+// Each operation reads, checks and writes within one call, so it is atomic
+// with respect to every other operation; the server then commits the
+// transaction's writes as one durable batch.
+import { REPLICATION_MAX, REPLICATION_MIN, BLOCK_SIZE_MAX_BYTES, BLOCK_SIZE_MIN_BYTES, CHUNK_BYTES } from '../limits.js'
+import { assert, LoamError } from '../rpc/errors.js'
+import { InodeType, type BlockRef, type FileStatus, type InodeRecord } from '../rpc/messages.js'
+import { joinPath, parsePath } from './paths.js'
+
+export const ROOT_ID = 1
+
+export interface NamespaceTxn {
+  inode(id: number): InodeRecord | undefined
+  child(parentId: number, name: string): number | undefined
+  putInode(rec: InodeRecord): void
+  deleteInode(id: number): void
+  link(parentId: number, name: string, childId: number): void
+  unlink(parentId: number, name: string): void
+  /** Marks a detached subtree for background removal. */
+  collect(rootId: number): void
+  allocInodeId(): number
+  allocBlockId(): number
+  nextGenStamp(): number
+}
+
+export interface Caller {
+  user: string
+  group: string
+  nowMs: number
+}
+
+export interface Defaults {
+  replication: number
+  blockSizeBytes: number
+}
+
+/** What an operation freed: blocks whose replicas can be deleted. */
+export interface Freed {
+  blocks: BlockRef[]
+}
+
+interface Resolved {
+  parts: string[]
+  parentId: number
+  name: string
+  id: number | undefined
+}
+
+export function newInode(id: number, type: InodeType, caller: Caller, mode: number): InodeRecord {
+  return {
+    id,
+    type,
+    mode: mode & 0o7777,
+    owner: caller.user,
+    group: caller.group,
+    mtimeMs: caller.nowMs,
+    atimeMs: caller.nowMs,
+    ctimeMs: caller.nowMs,
+    nlink: 1,
+    replication: 0,
+    blockSizeBytes: 0,
+    lengthBytes: 0,
+    blocks: [],
+    symlinkTarget: '',
+    xattrs: {},
+    leaseHolder: '',
+    parentId: 0,
+    children: 0,
+  }
+}
+
+export function checkReplication(replication: number): void {
+  if (!Number.isInteger(replication) || replication < REPLICATION_MIN || replication > REPLICATION_MAX) {
+    throw new LoamError('invalid-argument', `replication ${replication} is outside ${REPLICATION_MIN}..${REPLICATION_MAX}`)
+  }
+}
+
+export function checkBlockSize(bytes: number): void {
+  if (!Number.isInteger(bytes) || bytes < BLOCK_SIZE_MIN_BYTES || bytes > BLOCK_SIZE_MAX_BYTES || bytes % CHUNK_BYTES !== 0) {
+    throw new LoamError(
+      'invalid-argument',
+      `block size ${bytes} must be a multiple of the ${CHUNK_BYTES / 1024} KiB checksum chunk between ${BLOCK_SIZE_MIN_BYTES} and ${BLOCK_SIZE_MAX_BYTES} bytes`,
+    )
+  }
+}
+
+export class Namespace {
+  constructor(private readonly txn: NamespaceTxn) {}
+
+  /** Walks a path; the last component may be missing. */
+  resolve(path: string): Resolved {
+    const parts = parsePath(path)
+    if (parts.length === 0) return { parts, parentId: 0, name: '', id: ROOT_ID }
+    let dir = ROOT_ID
+    for (let i = 0; i < parts.length - 1; i++) {
+      const next = this.txn.child(dir, parts[i]!)
+      const prefix = joinPath(parts.slice(0, i + 1))
+      if (next === undefined) throw new LoamError('not-found', `${prefix}: no such file or directory`)
+      const rec = this.mustInode(next)
+      if (rec.type !== InodeType.DIRECTORY) throw new LoamError('not-a-directory', `${prefix}: not a directory`)
+      dir = next
+    }
+    const name = parts[parts.length - 1]!
+    return { parts, parentId: dir, name, id: this.txn.child(dir, name) }
+  }
+
+  get(path: string): InodeRecord {
+    const r = this.resolve(path)
+    if (r.id === undefined) throw new LoamError('not-found', `${joinPath(r.parts)}: no such file or directory`)
+    return this.mustInode(r.id)
+  }
+
+  mkdirs(path: string, mode: number, parents: boolean, caller: Caller): InodeRecord {
+    const parts = parsePath(path)
+    let dir = this.mustInode(ROOT_ID)
+    for (let i = 0; i < parts.length; i++) {
+      const name = parts[i]!
+      const prefix = joinPath(parts.slice(0, i + 1))
+      const existing = this.txn.child(dir.id, name)
+      const last = i === parts.length - 1
+      if (existing !== undefined) {
+        const rec = this.mustInode(existing)
+        if (rec.type !== InodeType.DIRECTORY) throw new LoamError(last ? 'exists' : 'not-a-directory', `${prefix}: ${last ? 'exists and is not a directory' : 'not a directory'}`)
+        if (last && !parents) throw new LoamError('exists', `${prefix}: directory exists`)
+        dir = rec
+        continue
+      }
+      if (!last && !parents) throw new LoamError('not-found', `${prefix}: no such file or directory (use -p to create parents)`)
+      const rec = newInode(this.txn.allocInodeId(), InodeType.DIRECTORY, caller, mode)
+      rec.parentId = dir.id
+      rec.nlink = 2
+      this.txn.putInode(rec)
+      this.addEntry(dir, name, rec.id, caller, true)
+      dir = rec
+    }
+    return dir
+  }
+
+  /** Creates (or replaces, with overwrite) a file open for writing by clientName. */
+  create(
+    path: string,
+    opts: { mode: number; replication: number; blockSizeBytes: number; overwrite: boolean; createParents: boolean; clientName: string },
+    defaults: Defaults,
+    caller: Caller,
+    leaseExpired: (holder: string) => boolean,
+  ): { inode: InodeRecord; freed: Freed } {
+    const replication = opts.replication || defaults.replication
+    const blockSizeBytes = opts.blockSizeBytes || defaults.blockSizeBytes
+    checkReplication(replication)
+    checkBlockSize(blockSizeBytes)
+    if (!opts.clientName) throw new LoamError('invalid-argument', 'create needs a client name')
+    const parts = parsePath(path)
+    if (parts.length === 0) throw new LoamError('is-a-directory', '/: is a directory')
+    if (opts.createParents && parts.length > 1) this.mkdirs(joinPath(parts.slice(0, -1)), 0o755, true, caller)
+    const r = this.resolve(path)
+    let freed: Freed = { blocks: [] }
+    if (r.id !== undefined) {
+      const old = this.mustInode(r.id)
+      if (old.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${path}: is a directory`)
+      if (!opts.overwrite) throw new LoamError('exists', `${path}: file exists (use --force to overwrite)`)
+      if (old.leaseHolder && old.leaseHolder !== opts.clientName && !leaseExpired(old.leaseHolder)) {
+        throw new LoamError('lease', `${path}: is open for writing by another client (${old.leaseHolder})`)
+      }
+      freed = this.removeEntry(r.parentId, r.name, old, caller)
+    }
+    const parent = this.mustInode(r.parentId)
+    const rec = newInode(this.txn.allocInodeId(), InodeType.FILE, caller, opts.mode)
+    rec.replication = replication
+    rec.blockSizeBytes = blockSizeBytes
+    rec.leaseHolder = opts.clientName
+    this.txn.putInode(rec)
+    this.addEntry(parent, r.name, rec.id, caller, false)
+    return { inode: rec, freed }
+  }
+
+  /** Checks that clientName holds the lease on the file at path (inode id guards against a replaced file). */
+  underConstruction(path: string, inodeId: number, clientName: string): InodeRecord {
+    const rec = this.get(path)
+    if (rec.type !== InodeType.FILE) throw new LoamError('is-a-directory', `${path}: is a directory`)
+    if (inodeId && rec.id !== inodeId) throw new LoamError('not-found', `${path}: was replaced or removed while being written`)
+    if (rec.leaseHolder !== clientName) {
+      throw new LoamError('lease', rec.leaseHolder ? `${path}: is open for writing by another client (${rec.leaseHolder})` : `${path}: is not open for writing; open it again`)
+    }
+    return rec
+  }
+
+  /** Commits the previous block's length and appends a new, empty block. */
+  addBlock(path: string, inodeId: number, clientName: string, previous: BlockRef | null | undefined): { inode: InodeRecord; block: BlockRef } {
+    const rec = this.underConstruction(path, inodeId, clientName)
+    this.commitLast(rec, previous)
+    const block: BlockRef = { id: this.txn.allocBlockId(), genStamp: this.txn.nextGenStamp(), lengthBytes: 0 }
+    rec.blocks.push(block)
+    this.txn.putInode(rec)
+    return { inode: rec, block }
+  }
+
+  complete(path: string, inodeId: number, clientName: string, last: BlockRef | null | undefined, caller: Caller): InodeRecord {
+    const rec = this.underConstruction(path, inodeId, clientName)
+    this.commitLast(rec, last)
+    rec.leaseHolder = ''
+    rec.mtimeMs = caller.nowMs
+    this.txn.putInode(rec)
+    return rec
+  }
+
+  private commitLast(rec: InodeRecord, last: BlockRef | null | undefined): void {
+    if (!last || last.id === 0) return
+    const tail = rec.blocks[rec.blocks.length - 1]
+    if (!tail || tail.id !== last.id) throw new LoamError('invalid-argument', `block ${last.id} is not the last block of this file`)
+    if (last.lengthBytes > rec.blockSizeBytes) throw new LoamError('invalid-argument', `block ${last.id} length ${last.lengthBytes} is over the block size ${rec.blockSizeBytes}`)
+    if (last.genStamp < tail.genStamp) throw new LoamError('stale-generation', `block ${last.id} generation ${last.genStamp} is older than ${tail.genStamp}`)
+    tail.lengthBytes = last.lengthBytes
+    tail.genStamp = last.genStamp
+    rec.lengthBytes = rec.blocks.reduce((sum, b) => sum + b.lengthBytes, 0)
+  }
+
+  rename(src: string, dst: string, overwrite: boolean, caller: Caller): Freed {
+    const s = this.resolve(src)
+    if (s.parts.length === 0) throw new LoamError('invalid-argument', '/: the root cannot be renamed')
+    if (s.id === undefined) throw new LoamError('not-found', `${src}: no such file or directory`)
+    const d = this.resolve(dst)
+    if (d.parts.length === 0) throw new LoamError('exists', '/: cannot rename over the root')
+    if (d.parentId === s.parentId && d.name === s.name) return { blocks: [] }
+    const srcRec = this.mustInode(s.id)
+    if (srcRec.type === InodeType.DIRECTORY) {
+      // A directory may not move below itself.
+      for (let p = d.parentId; p !== 0; p = this.mustInode(p).parentId) {
+        if (p === srcRec.id) throw new LoamError('invalid-argument', `${dst}: cannot move ${src} inside itself`)
+        if (p === ROOT_ID) break
+      }
+    }
+    let freed: Freed = { blocks: [] }
+    if (d.id !== undefined) {
+      if (d.id === s.id) return freed // two names of one hard-linked file
+      const dstRec = this.mustInode(d.id)
+      if (!overwrite) throw new LoamError('exists', `${dst}: exists`)
+      if (dstRec.type === InodeType.DIRECTORY) {
+        if (srcRec.type !== InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${dst}: is a directory`)
+        if (dstRec.children > 0) throw new LoamError('not-empty', `${dst}: directory not empty`)
+      } else if (srcRec.type === InodeType.DIRECTORY) {
+        throw new LoamError('not-a-directory', `${dst}: not a directory`)
+      }
+      freed = this.removeEntry(d.parentId, d.name, dstRec, caller)
+    }
+    const srcParent = this.mustInode(s.parentId)
+    this.txn.unlink(s.parentId, s.name)
+    srcParent.children--
+    if (srcRec.type === InodeType.DIRECTORY) srcParent.nlink--
+    srcParent.mtimeMs = srcParent.ctimeMs = caller.nowMs
+    this.txn.putInode(srcParent)
+    const dstParent = this.mustInode(d.parentId)
+    if (srcRec.type === InodeType.DIRECTORY) {
+      srcRec.parentId = dstParent.id
+    }
+    srcRec.ctimeMs = caller.nowMs
+    this.txn.putInode(srcRec)
+    this.addEntry(dstParent, d.name, srcRec.id, caller, srcRec.type === InodeType.DIRECTORY)
+    return freed
+  }
+
+  delete(path: string, recursive: boolean, caller: Caller): Freed {
+    const r = this.resolve(path)
+    if (r.parts.length === 0) throw new LoamError('invalid-argument', '/: the root cannot be removed')
+    if (r.id === undefined) throw new LoamError('not-found', `${path}: no such file or directory`)
+    const rec = this.mustInode(r.id)
+    if (rec.type === InodeType.DIRECTORY && rec.children > 0 && !recursive) {
+      throw new LoamError('not-empty', `${path}: directory not empty (use -r to remove it and its contents)`)
+    }
+    return this.removeEntry(r.parentId, r.name, rec, caller)
+  }
+
+  /** Removes one name of an inode; frees the inode when it was the last, or hands a subtree to the collector. */
+  private removeEntry(parentId: number, name: string, rec: InodeRecord, caller: Caller): Freed {
+    const parent = this.mustInode(parentId)
+    this.txn.unlink(parentId, name)
+    parent.children--
+    if (rec.type === InodeType.DIRECTORY) parent.nlink--
+    parent.mtimeMs = parent.ctimeMs = caller.nowMs
+    this.txn.putInode(parent)
+    if (rec.type === InodeType.DIRECTORY) {
+      if (rec.children > 0) this.txn.collect(rec.id)
+      else this.txn.deleteInode(rec.id)
+      return { blocks: [] }
+    }
+    rec.nlink--
+    if (rec.nlink > 0) {
+      rec.ctimeMs = caller.nowMs
+      this.txn.putInode(rec)
+      return { blocks: [] }
+    }
+    this.txn.deleteInode(rec.id)
+    return { blocks: rec.blocks }
+  }
+
+  private addEntry(parent: InodeRecord, name: string, childId: number, caller: Caller, isDir: boolean): void {
+    assert(parent.type === InodeType.DIRECTORY, 'entries are added to directories')
+    this.txn.link(parent.id, name, childId)
+    parent.children++
+    if (isDir) parent.nlink++
+    parent.mtimeMs = parent.ctimeMs = caller.nowMs
+    this.txn.putInode(parent)
+  }
+
+  setReplication(path: string, replication: number): InodeRecord {
+    checkReplication(replication)
+    const rec = this.get(path)
+    if (rec.type !== InodeType.FILE) throw new LoamError('is-a-directory', `${path}: replication is set on files`)
+    rec.replication = replication
+    this.txn.putInode(rec)
+    return rec
+  }
+
+  setPermission(path: string, mode: number, caller: Caller): InodeRecord {
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new LoamError('invalid-argument', `mode ${mode.toString(8)} is not an octal mode`)
+    const rec = this.get(path)
+    rec.mode = mode
+    rec.ctimeMs = caller.nowMs
+    this.txn.putInode(rec)
+    return rec
+  }
+
+  setOwner(path: string, owner: string, group: string, caller: Caller): InodeRecord {
+    const rec = this.get(path)
+    if (owner) rec.owner = owner
+    if (group) rec.group = group
+    rec.ctimeMs = caller.nowMs
+    this.txn.putInode(rec)
+    return rec
+  }
+
+  setTimes(path: string, mtimeMs: number, atimeMs: number, caller: Caller): InodeRecord {
+    const rec = this.get(path)
+    if (mtimeMs) rec.mtimeMs = mtimeMs
+    if (atimeMs) rec.atimeMs = atimeMs
+    rec.ctimeMs = caller.nowMs
+    this.txn.putInode(rec)
+    return rec
+  }
+
+  private mustInode(id: number): InodeRecord {
+    const rec = this.txn.inode(id)
+    assert(rec, `inode ${id} exists`)
+    return rec
+  }
+}
+
+export function fileStatus(rec: InodeRecord, name: string, path = ''): FileStatus {
+  return {
+    inodeId: rec.id,
+    name,
+    type: rec.type,
+    lengthBytes: rec.lengthBytes,
+    replication: rec.replication,
+    blockSizeBytes: rec.blockSizeBytes,
+    mode: rec.mode,
+    owner: rec.owner,
+    group: rec.group,
+    mtimeMs: rec.mtimeMs,
+    atimeMs: rec.atimeMs,
+    ctimeMs: rec.ctimeMs,
+    nlink: rec.nlink,
+    symlinkTarget: rec.symlinkTarget,
+    underConstruction: rec.leaseHolder !== '',
+    blockCount: rec.blocks.length,
+    path,
+  }
+}

@@ -1,0 +1,460 @@
+// The namenode process: receives RPCs, runs the namespace core, commits, replies.
+import { randomUUID } from 'node:crypto'
+import { mkdir } from 'node:fs/promises'
+import path from 'node:path'
+import { Gauge } from 'prom-client'
+import type { Address } from '../common/address.js'
+import { startStatusServer, type StatusServer } from '../common/http.js'
+import type { Logger } from '../common/log.js'
+import { BLOCK_SIZE_DEFAULT_BYTES, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_SOFT_LIMIT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD } from '../limits.js'
+import { LoamError } from '../rpc/errors.js'
+import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type FileStatus, type InodeRecord, type LocatedBlock } from '../rpc/messages.js'
+import { RpcServer, type CallContext, type Handlers } from '../rpc/server.js'
+import { NamenodeService, type NamenodeServiceSpec } from '../rpc/service.js'
+import { BlockMap, type BlockInfo } from './blockmap.js'
+import { Datanodes, sameHost, type DatanodeState } from './datanodes.js'
+import { Counters, decodeId, decodeInode, formatOps, keys, StoreTxn } from './inode-store.js'
+import { fileStatus, Namespace, ROOT_ID, type Caller } from './namespace.js'
+import { chooseTargets } from './placement.js'
+import { LevelStore, type KvOp } from './store.js'
+
+export interface NamenodeOptions {
+  dataDir: string
+  host: string
+  port: number
+  httpPort: number
+  heartbeatMs?: number
+  deadAfterMs?: number
+  replication?: number
+  blockSizeBytes?: number
+  log: Logger
+}
+
+export interface NamenodeHandle {
+  rpc: Address
+  http: Address
+  stop(): Promise<void>
+}
+
+/** Deletes handed to one datanode per heartbeat, so a large delete does not make one huge reply. */
+const DELETES_PER_HEARTBEAT_MAX = 1000
+
+export class Namenode {
+  private readonly blockMap = new BlockMap()
+  private readonly datanodes = new Datanodes()
+  private readonly leases = new Map<string, number>()
+  private safemode = false
+  private collecting = false
+  private collectAgain = false
+  private readonly startedMs = Date.now()
+  private readonly heartbeatMs: number
+  private readonly deadAfterMs: number
+  private readonly defaults: { replication: number; blockSizeBytes: number }
+  private timers: NodeJS.Timeout[] = []
+
+  private constructor(
+    private readonly store: LevelStore,
+    private readonly counters: Counters,
+    readonly clusterId: string,
+    private readonly opts: NamenodeOptions,
+  ) {
+    this.heartbeatMs = opts.heartbeatMs ?? HEARTBEAT_DEFAULT_MS
+    this.deadAfterMs = opts.deadAfterMs ?? DEAD_AFTER_DEFAULT_MS
+    this.defaults = { replication: opts.replication ?? REPLICATION_DEFAULT, blockSizeBytes: opts.blockSizeBytes ?? BLOCK_SIZE_DEFAULT_BYTES }
+  }
+
+  static async start(opts: NamenodeOptions): Promise<NamenodeHandle> {
+    const dir = path.resolve(opts.dataDir)
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 })
+    } catch (err) {
+      throw new LoamError('io', `cannot use ${dir} as the namenode data directory: ${(err as Error).message}`)
+    }
+    const store = await LevelStore.open(path.join(dir, 'meta'), (err) => {
+      opts.log.fatal({ err: err.message }, 'namespace store write failed; stopping so nothing unacknowledged is served')
+      process.exit(70)
+    })
+    let clusterIdBuf = store.get(keys.counter('clusterId'))
+    if (!store.get(keys.inode(ROOT_ID))) {
+      clusterIdBuf = Buffer.from(randomUUID())
+      await store.commit([...formatOps(process.env.USER ?? 'root', 'supergroup', Date.now()), { type: 'put', key: keys.counter('clusterId'), value: clusterIdBuf }])
+      opts.log.info({ dir }, 'formatted a new namespace')
+    }
+    const nn = new Namenode(store, Counters.load(store), clusterIdBuf?.toString() ?? 'unknown', opts)
+    await nn.loadBlocks()
+    const rpc = new RpcServer(NamenodeService, nn.handlers(), opts.log)
+    const rpcAddress = await rpc.listen(opts.host, opts.port)
+    const http = await startStatusServer(opts.host, opts.httpPort, () => nn.statusJson())
+    nn.registerMetrics(http, rpc)
+    nn.timers.push(setInterval(() => nn.checkDatanodes(), Math.min(1000, nn.heartbeatMs)))
+    void nn.collect()
+    opts.log.info({ rpc: rpcAddress, http: http.address, safemode: nn.safemode, blocks: nn.blockMap.blocks.size }, 'namenode serving')
+    return {
+      rpc: rpcAddress,
+      http: http.address,
+      stop: async () => {
+        for (const t of nn.timers) clearInterval(t)
+        await rpc.close()
+        await http.close()
+        await store.close()
+      },
+    }
+  }
+
+  /** Which blocks exist comes from the namespace; where they are comes from block reports. */
+  private async loadBlocks(): Promise<void> {
+    let after: Buffer | undefined
+    for (;;) {
+      const page = await this.store.scan(keys.inodePrefix, after, 5000)
+      if (page.length === 0) break
+      for (const [, v] of page) {
+        const rec = decodeInode(v)
+        if (rec.type !== InodeType.FILE) continue
+        rec.blocks.forEach((b, i) => this.blockMap.add(b, rec.id, rec.replication, !rec.leaseHolder || i < rec.blocks.length - 1))
+      }
+      after = page[page.length - 1]![0]
+    }
+    this.safemode = this.blockMap.blocks.size > 0
+  }
+
+  private caller(ctx: CallContext): Caller {
+    return { user: ctx.user || 'nobody', group: ctx.groups[0] || ctx.user || 'nobody', nowMs: Date.now() }
+  }
+
+  private reader(): Namespace {
+    return new Namespace(new StoreTxn(this.store, this.counters))
+  }
+
+  /** Runs one namespace operation and commits its writes as one durable batch. */
+  private async mutate<T>(fn: (ns: Namespace) => T): Promise<T> {
+    if (this.safemode) {
+      throw new LoamError('safe-mode', `the namenode is in safe mode: ${this.blockMap.reportedCount()} of ${this.blockMap.blocks.size} blocks reported; it leaves by itself once the datanodes report (see 'loam report')`)
+    }
+    const txn = new StoreTxn(this.store, this.counters)
+    const result = fn(new Namespace(txn))
+    await this.store.commit(txn.batch())
+    return result
+  }
+
+  private leaseExpired = (holder: string): boolean => {
+    const renewed = this.leases.get(holder) ?? this.startedMs
+    return Date.now() - renewed > LEASE_SOFT_LIMIT_MS
+  }
+
+  /** Forgets blocks whose files are gone (after the removal is durable) and queues their replicas for deletion. */
+  private invalidate(blocks: BlockRef[]): void {
+    for (const b of blocks) {
+      const info = this.blockMap.remove(b.id)
+      if (!info) continue
+      for (const nodeId of [...info.replicas, ...info.corrupt]) this.queueDelete(nodeId, b)
+    }
+  }
+
+  private queueDelete(nodeId: string, block: BlockRef): void {
+    const node = this.datanodes.nodes.get(nodeId)
+    if (!node) return
+    node.blocks.delete(block.id)
+    node.pendingDeletes.push(block)
+  }
+
+  private status(path: string, rec: InodeRecord): FileStatus {
+    const parts = path.split('/').filter(Boolean)
+    return fileStatus(rec, parts[parts.length - 1] ?? '', path)
+  }
+
+  private located(info: BlockInfo | undefined, block: BlockRef, offsetBytes: number, order: (n: DatanodeState) => number): LocatedBlock {
+    const nodes = (ids: Iterable<string>): DatanodeState[] => [...ids].map((id) => this.datanodes.nodes.get(id)).filter((n): n is DatanodeState => n !== undefined && n.state !== 'dead')
+    const locations = nodes(info?.replicas ?? []).sort((a, b) => order(a) - order(b) || Math.random() - 0.5)
+    return {
+      block,
+      offsetBytes,
+      locations: locations.map((n) => n.info),
+      corrupt: nodes(info?.corrupt ?? []).map((n) => n.info),
+      complete: info?.complete ?? true,
+    }
+  }
+
+  private handlers(): Handlers<NamenodeServiceSpec> {
+    return {
+      Mkdirs: async (req, ctx) => {
+        const rec = await this.mutate((ns) => ns.mkdirs(req.path, req.mode || 0o755, req.parents, this.caller(ctx)))
+        return { status: this.status(req.path, rec) }
+      },
+      Create: async (req, ctx) => {
+        const { inode, freed } = await this.mutate((ns) => ns.create(req.path, { ...req, mode: req.mode || 0o644 }, this.defaults, this.caller(ctx), this.leaseExpired))
+        this.leases.set(req.clientName, Date.now())
+        this.invalidate(freed.blocks)
+        return { status: this.status(req.path, inode) }
+      },
+      AddBlock: async (req, ctx) => {
+        const current = this.reader().underConstruction(req.path, req.inodeId, req.clientName)
+        const targets = this.placeBlock(current, req.writerNode, req.excludedNodes, ctx.remoteAddress)
+        const { inode, block } = await this.mutate((ns) => {
+          const r = ns.addBlock(req.path, req.inodeId, req.clientName, req.previous)
+          this.afterBlockCommit(r.inode, req.previous)
+          this.blockMap.add(r.block, r.inode.id, r.inode.replication, false)
+          return r
+        })
+        this.leases.set(req.clientName, Date.now())
+        const offsetBytes = inode.blocks.slice(0, -1).reduce((s, b) => s + b.lengthBytes, 0)
+        return { block, offsetBytes, locations: targets, corrupt: [], complete: false }
+      },
+      Complete: async (req, ctx) => {
+        const rec = await this.mutate((ns) => {
+          const r = ns.complete(req.path, req.inodeId, req.clientName, req.last, this.caller(ctx))
+          this.afterBlockCommit(r, req.last)
+          return r
+        })
+        return { status: this.status(req.path, rec) }
+      },
+      RenewLease: (req) => {
+        this.leases.set(req.clientName, Date.now())
+        return {}
+      },
+      GetBlockLocations: (req, ctx) => {
+        const rec = this.reader().get(req.path)
+        if (rec.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${req.path}: is a directory`)
+        const reader = this.datanodes.nodes.get(req.readerNode)
+        const order = (n: DatanodeState): number =>
+          n.info.id === req.readerNode ? 0 : sameHost(n.info.host, ctx.remoteAddress) ? 1 : reader && n.info.rack === reader.info.rack ? 2 : 3
+        const end = req.lengthBytes ? req.offsetBytes + req.lengthBytes : Infinity
+        const blocks: LocatedBlock[] = []
+        let offset = 0
+        for (const b of rec.blocks) {
+          const info = this.blockMap.blocks.get(b.id)
+          if (offset + b.lengthBytes > req.offsetBytes && offset < end) blocks.push(this.located(info, { ...b, genStamp: info?.genStamp ?? b.genStamp }, offset, order))
+          offset += b.lengthBytes
+        }
+        return { status: this.status(req.path, rec), blocks }
+      },
+      GetFileInfo: (req) => ({ status: this.status(req.path, this.reader().get(req.path)) }),
+      ListStatus: async (req) => {
+        const ns = this.reader()
+        const dir = ns.get(req.path)
+        if (dir.type !== InodeType.DIRECTORY) return { entries: [this.status(req.path, dir)], hasMore: false }
+        const limit = Math.min(req.limit || LIST_PAGE_ENTRIES_MAX, LIST_PAGE_ENTRIES_MAX)
+        const page = await this.store.scan(keys.entryPrefix(dir.id), req.startAfter ? keys.entry(dir.id, req.startAfter) : undefined, limit + 1)
+        const entries: FileStatus[] = []
+        for (const [k, v] of page.slice(0, limit)) {
+          const child = this.store.get(keys.inode(decodeId(v)))
+          if (!child) continue
+          const name = keys.entryName(k)
+          entries.push(fileStatus(decodeInode(child), name, req.path.replace(/\/+$/, '') + '/' + name))
+        }
+        return { entries, hasMore: page.length > limit }
+      },
+      Rename: async (req, ctx) => {
+        const freed = await this.mutate((ns) => ns.rename(req.src, req.dst, req.overwrite, this.caller(ctx)))
+        this.invalidate(freed.blocks)
+        return {}
+      },
+      Delete: async (req, ctx) => {
+        const freed = await this.mutate((ns) => ns.delete(req.path, req.recursive, this.caller(ctx)))
+        this.invalidate(freed.blocks)
+        void this.collect()
+        return {}
+      },
+      SetReplication: async (req) => {
+        const rec = await this.mutate((ns) => ns.setReplication(req.path, req.replication))
+        for (const b of rec.blocks) {
+          const info = this.blockMap.blocks.get(b.id)
+          if (info) info.replication = rec.replication
+        }
+        return { status: this.status(req.path, rec) }
+      },
+      SetPermission: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setPermission(req.path, req.mode, this.caller(ctx)))) }),
+      SetOwner: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setOwner(req.path, req.owner, req.group, this.caller(ctx)))) }),
+      SetTimes: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setTimes(req.path, req.mtimeMs, req.atimeMs, this.caller(ctx)))) }),
+      ReportBadBlocks: (req) => {
+        for (const r of req.replicas) {
+          if (!r.block) continue
+          const info = this.blockMap.markCorrupt(r.nodeId, r.block.id)
+          this.opts.log.warn({ block: r.block.id, node: r.nodeId, healthy: info?.replicas.size ?? 0 }, 'corrupt replica reported')
+        }
+        return {}
+      },
+      DatanodeReport: () => ({
+        safemode: this.safemode,
+        datanodes: [...this.datanodes.nodes.values()].map((n) => this.datanodes.report(n)).sort((a, b) => a.id.localeCompare(b.id)),
+        reportedBlocks: this.blockMap.reportedCount(),
+        totalBlocks: this.blockMap.blocks.size,
+      }),
+      RegisterDatanode: (req) => {
+        if (!req.node?.id) throw new LoamError('invalid-argument', 'a datanode registers with an id')
+        this.datanodes.register(req.node, req, Date.now())
+        this.opts.log.info({ node: req.node.id, host: req.node.host, port: req.node.rpcPort, rack: req.node.rack }, 'datanode registered')
+        return { heartbeatIntervalMs: this.heartbeatMs, clusterId: this.clusterId }
+      },
+      Heartbeat: (req) => {
+        const node = this.datanodes.nodes.get(req.nodeId)
+        if (!node || node.state === 'dead') return { commands: [], reregister: true }
+        node.lastHeartbeatMs = Date.now()
+        node.capacityBytes = req.capacityBytes
+        node.usedBytes = req.usedBytes
+        node.remainingBytes = req.remainingBytes
+        node.activeTransfers = req.activeTransfers
+        const commands: DatanodeCommand[] = []
+        if (node.pendingDeletes.length > 0) {
+          commands.push({ action: CommandAction.DELETE, blocks: node.pendingDeletes.splice(0, DELETES_PER_HEARTBEAT_MAX), targets: [] })
+        }
+        return { commands, reregister: false }
+      },
+      BlockReport: (req) => {
+        const node = this.datanodes.nodes.get(req.nodeId)
+        if (!node) throw new LoamError('unavailable', `datanode ${req.nodeId} is not registered; register first`)
+        if (req.full) {
+          const reported = new Set(req.replicas.map((r) => r.id))
+          for (const id of node.blocks) if (!reported.has(id)) this.blockMap.removeReplica(node.info.id, id)
+          node.blocks = reported
+        }
+        for (const r of req.replicas) {
+          const verdict = this.blockMap.addReplica(node.info.id, r)
+          if (verdict === 'ok') node.blocks.add(r.id)
+          else this.queueDelete(node.info.id, r)
+        }
+        this.checkSafemode()
+        return {}
+      },
+    }
+  }
+
+  /** The previous block is complete now: its length and generation are final. */
+  private afterBlockCommit(rec: InodeRecord, committed: BlockRef | null | undefined): void {
+    if (!committed || committed.id === 0) return
+    const b = rec.blocks.find((x) => x.id === committed.id)
+    if (b) this.blockMap.add(b, rec.id, rec.replication, true)
+  }
+
+  private placeBlock(rec: InodeRecord, writerNode: string, excluded: string[], remoteAddress: string): DatanodeInfo[] {
+    let writer = this.datanodes.nodes.get(writerNode)?.info.id
+    if (!writer) {
+      // A writer on a datanode's host counts as local to it (the emptiest one, when several share the host).
+      const local = this.datanodes.live().filter((n) => sameHost(n.info.host, remoteAddress)).sort((a, b) => b.remainingBytes - a.remainingBytes)
+      writer = local[0]?.info.id
+    }
+    const targets = chooseTargets(this.datanodes.placementView(), {
+      replication: rec.replication,
+      blockSizeBytes: rec.blockSizeBytes,
+      writerNode: writer,
+      excluded,
+      random: Math.random,
+    })
+    if (targets.length === 0) {
+      const live = this.datanodes.live().length
+      throw new LoamError('no-space', live === 0 ? 'no live datanode can take a block: start datanodes or check `loam report`' : `none of the ${live} live datanodes has room for a ${rec.blockSizeBytes}-byte block`)
+    }
+    return targets.map((id) => this.datanodes.nodes.get(id)!.info)
+  }
+
+  private checkSafemode(): void {
+    if (!this.safemode) return
+    const total = this.blockMap.blocks.size
+    const reported = this.blockMap.reportedCount()
+    if (total === 0 || reported / total >= SAFEMODE_THRESHOLD) {
+      this.safemode = false
+      this.opts.log.info({ reported, total }, 'left safe mode')
+    }
+  }
+
+  private checkDatanodes(): void {
+    for (const node of this.datanodes.expire(Date.now(), this.deadAfterMs)) {
+      this.opts.log.warn({ node: node.info.id, silentMs: Date.now() - node.lastHeartbeatMs }, 'datanode is dead')
+      for (const id of node.blocks) this.blockMap.removeReplica(node.info.id, id)
+      node.blocks.clear()
+    }
+  }
+
+  /** Removes detached subtrees (recursive deletes) in bounded batches, resuming after a restart. */
+  private async collect(): Promise<void> {
+    if (this.collecting) {
+      this.collectAgain = true
+      return
+    }
+    this.collecting = true
+    try {
+      do {
+        this.collectAgain = false
+        for (;;) {
+          const roots = await this.store.scan(keys.collectPrefix, undefined, 64)
+          if (roots.length === 0) break
+          for (const [, v] of roots) await this.collectDirectory(decodeId(v))
+        }
+      } while (this.collectAgain)
+    } catch (err) {
+      this.opts.log.error({ err: (err as Error).message }, 'collecting removed directories failed; retrying at the next delete or restart')
+    } finally {
+      this.collecting = false
+    }
+  }
+
+  private async collectDirectory(dirId: number): Promise<void> {
+    for (;;) {
+      const entries = await this.store.scan(keys.entryPrefix(dirId), undefined, 512)
+      const ops: KvOp[] = []
+      const freed: BlockRef[] = []
+      for (const [k, v] of entries) {
+        ops.push({ type: 'del', key: k })
+        const childId = decodeId(v)
+        const raw = this.store.get(keys.inode(childId))
+        if (!raw) continue
+        const rec = decodeInode(raw)
+        if (rec.type === InodeType.DIRECTORY && rec.children > 0) {
+          ops.push({ type: 'put', key: keys.collect(childId), value: v })
+        } else if (rec.type === InodeType.FILE && rec.nlink > 1) {
+          rec.nlink--
+          const txn = new StoreTxn(this.store, this.counters)
+          txn.putInode(rec)
+          ops.push(...txn.batch())
+        } else {
+          ops.push({ type: 'del', key: keys.inode(childId) })
+          freed.push(...rec.blocks)
+        }
+      }
+      if (entries.length === 0) ops.push({ type: 'del', key: keys.inode(dirId) }, { type: 'del', key: keys.collect(dirId) })
+      await this.store.commit(ops)
+      this.invalidate(freed)
+      if (entries.length === 0) return
+    }
+  }
+
+  private registerMetrics(http: StatusServer, rpc: RpcServer<NamenodeServiceSpec>): void {
+    const r = http.registry
+    const g = (name: string, help: string, value: () => number): void => {
+      new Gauge({ name, help, registers: [r], collect() { this.set(value()) } })
+    }
+    g('loam_namenode_blocks', 'Blocks in the namespace', () => this.blockMap.blocks.size)
+    g('loam_namenode_under_replicated_blocks', 'Complete blocks with fewer healthy replicas than their replication', () => this.countUnder())
+    g('loam_namenode_corrupt_replicas', 'Replicas reported corrupt', () => [...this.blockMap.blocks.values()].reduce((s, b) => s + b.corrupt.size, 0))
+    g('loam_namenode_live_datanodes', 'Live datanodes', () => this.datanodes.live().length)
+    g('loam_namenode_safemode', '1 while in safe mode', () => (this.safemode ? 1 : 0))
+    g('loam_namenode_commit_batches', 'Synced metadata batches written', () => this.store.stats.batches)
+    g('loam_namenode_commit_mutations', 'Mutations committed', () => this.store.stats.mutations)
+    new Gauge({
+      name: 'loam_rpc_calls',
+      help: 'RPC calls received, by method',
+      labelNames: ['method'],
+      registers: [r],
+      collect() {
+        for (const [method, n] of rpc.callCounts) this.set({ method }, n)
+      },
+    })
+  }
+
+  private countUnder(): number {
+    let n = 0
+    for (const b of this.blockMap.blocks.values()) if (b.complete && b.replicas.size < b.replication) n++
+    return n
+  }
+
+  private statusJson(): unknown {
+    return {
+      role: 'namenode',
+      clusterId: this.clusterId,
+      safemode: this.safemode,
+      uptimeMs: Date.now() - this.startedMs,
+      blocks: this.blockMap.blocks.size,
+      underReplicated: this.countUnder(),
+      datanodes: [...this.datanodes.nodes.values()].map((n) => this.datanodes.report(n)),
+    }
+  }
+}

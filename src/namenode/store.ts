@@ -1,0 +1,149 @@
+// The namenode's durable key-value store: LevelDB behind a small interface
+// (sync reads, ordered commits, prefix scans) so a replicated engine can take
+// its place. Commits are grouped: every mutation that arrives while one synced
+// batch is being written goes into the next batch, so durability costs one
+// fsync per group, not per mutation.
+import { Level } from 'level'
+import { COMMIT_GROUP_MUTATIONS_MAX } from '../limits.js'
+import { LoamError } from '../rpc/errors.js'
+
+export type KvOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }
+
+export interface MetaStore {
+  /** The latest value, including commits not yet durable (they are ordered before anything later). */
+  get(key: Buffer): Buffer | undefined
+  /** Entries whose key starts with prefix, after startAfter, in key order. */
+  scan(prefix: Buffer, startAfter: Buffer | undefined, limit: number): Promise<Array<[Buffer, Buffer]>>
+  /** Applies ops atomically; visible to get() at once, resolved once durable. */
+  commit(ops: KvOp[]): Promise<void>
+  close(): Promise<void>
+}
+
+interface Pending {
+  ops: KvOp[]
+  seq: number
+  resolve(): void
+  reject(err: Error): void
+}
+
+interface OverlayEntry {
+  value: Buffer | null
+  seq: number
+}
+
+export class LevelStore implements MetaStore {
+  /** Writes accepted but not yet in LevelDB, newest per key. */
+  private readonly overlay = new Map<string, OverlayEntry>()
+  private queue: Pending[] = []
+  private flushing = false
+  private seq = 0
+  private failed: Error | undefined
+  /** Synced batches written and mutations in them, for /metrics. */
+  stats = { batches: 0, mutations: 0 }
+
+  private constructor(
+    private readonly db: Level<Buffer, Buffer>,
+    private readonly onFatal: (err: Error) => void,
+  ) {}
+
+  static async open(dir: string, onFatal: (err: Error) => void): Promise<LevelStore> {
+    const db = new Level<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' })
+    try {
+      await db.open()
+    } catch (err) {
+      const cause = (err as { cause?: Error }).cause?.message ?? (err as Error).message
+      throw new LoamError('io', `cannot open the namespace store in ${dir}: ${cause}; check that the directory is writable and no other namenode uses it`)
+    }
+    return new LevelStore(db, onFatal)
+  }
+
+  get(key: Buffer): Buffer | undefined {
+    const o = this.overlay.get(key.toString('latin1'))
+    if (o) return o.value ?? undefined
+    return this.db.getSync(key) ?? undefined
+  }
+
+  async scan(prefix: Buffer, startAfter: Buffer | undefined, limit: number): Promise<Array<[Buffer, Buffer]>> {
+    // Take the overlay as it is now: the result is the state at this moment.
+    const pfx = prefix.toString('latin1')
+    const after = startAfter?.toString('latin1')
+    const overlaid = new Map<string, Buffer | null>()
+    for (const [k, o] of this.overlay) {
+      if (k.startsWith(pfx) && (after === undefined || k > after)) overlaid.set(k, o.value)
+    }
+    const out = new Map<string, Buffer>()
+    const gt = startAfter ?? prefix
+    const it = this.db.iterator({ gt, lt: prefixEnd(prefix), limit: limit + overlaid.size })
+    try {
+      for (;;) {
+        const entries = await it.nextv(1000)
+        if (entries.length === 0) break
+        for (const [k, v] of entries) out.set(k.toString('latin1'), v)
+      }
+    } finally {
+      await it.close()
+    }
+    for (const [k, v] of overlaid) {
+      if (v === null) out.delete(k)
+      else out.set(k, v)
+    }
+    const keys = [...out.keys()].sort()
+    return keys.slice(0, limit).map((k) => [Buffer.from(k, 'latin1'), out.get(k) as Buffer])
+  }
+
+  commit(ops: KvOp[]): Promise<void> {
+    if (this.failed) return Promise.reject(new LoamError('io', `namespace store failed: ${this.failed.message}`))
+    const seq = ++this.seq
+    for (const op of ops) this.overlay.set(op.key.toString('latin1'), { value: op.type === 'put' ? op.value : null, seq })
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ ops, seq, resolve, reject })
+      if (!this.flushing) void this.flush()
+    })
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true
+    while (this.queue.length > 0) {
+      const group = this.queue.splice(0, COMMIT_GROUP_MUTATIONS_MAX)
+      const ops = group.flatMap((p) => p.ops)
+      try {
+        await this.db.batch(ops, { sync: true })
+      } catch (err) {
+        // What is in the overlay can no longer be trusted to reach disk: stop.
+        this.failed = err as Error
+        for (const p of [...group, ...this.queue]) p.reject(new LoamError('io', `namespace store write failed: ${(err as Error).message}`))
+        this.queue = []
+        this.flushing = false
+        this.onFatal(err as Error)
+        return
+      }
+      this.stats.batches++
+      this.stats.mutations += group.length
+      // The batch is in LevelDB now; drop overlay entries no later commit has replaced.
+      const lastSeq = group[group.length - 1]!.seq
+      for (const op of ops) {
+        const k = op.key.toString('latin1')
+        const o = this.overlay.get(k)
+        if (o && o.seq <= lastSeq) this.overlay.delete(k)
+      }
+      for (const p of group) p.resolve()
+    }
+    this.flushing = false
+  }
+
+  async close(): Promise<void> {
+    while (this.flushing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5))
+    await this.db.close()
+  }
+}
+
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix)
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]!++
+      return end.subarray(0, i + 1)
+    }
+  }
+  return Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
+}

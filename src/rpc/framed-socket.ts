@@ -1,0 +1,148 @@
+// A TCP socket that speaks frames, plus the bounded queue a stream reads its frames from.
+import type { Socket } from 'node:net'
+import { LoamError } from './errors.js'
+import { encodeFrame, FrameDecoder, type Frame } from './frame.js'
+import type { FrameHeader } from './messages.js'
+
+/** Bytes queued in the socket before a sender should wait for 'drain'. */
+const SOCKET_HIGH_WATER_BYTES = 1 << 20
+
+export class FramedSocket {
+  private readonly decoder = new FrameDecoder()
+  private closeError: Error | undefined
+
+  constructor(
+    readonly socket: Socket,
+    onFrame: (frame: Frame) => void,
+    onClose: (err: Error | undefined) => void,
+  ) {
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => {
+      let frames: Frame[]
+      try {
+        frames = this.decoder.push(chunk)
+      } catch (err) {
+        this.destroy(err as Error)
+        return
+      }
+      for (const frame of frames) {
+        if (socket.destroyed) return
+        onFrame(frame)
+      }
+    })
+    socket.on('error', (err) => {
+      this.closeError ??= err
+    })
+    socket.on('close', () => onClose(this.closeError))
+  }
+
+  get remoteAddress(): string {
+    return this.socket.remoteAddress ?? ''
+  }
+
+  /** Writes one frame; false when the caller should wait for drain() before sending more. */
+  send(header: FrameHeader, payload?: Uint8Array): boolean {
+    if (this.socket.destroyed) return false
+    const buffers = encodeFrame(header, payload)
+    this.socket.cork()
+    for (const b of buffers) this.socket.write(b)
+    this.socket.uncork()
+    return this.socket.writableLength < SOCKET_HIGH_WATER_BYTES
+  }
+
+  drain(): Promise<void> {
+    if (this.socket.destroyed || this.socket.writableLength < SOCKET_HIGH_WATER_BYTES) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.socket.off('drain', done)
+        this.socket.off('close', done)
+        resolve()
+      }
+      this.socket.on('drain', done)
+      this.socket.on('close', done)
+    })
+  }
+
+  destroy(err?: Error): void {
+    if (err) this.closeError ??= err
+    this.socket.destroy()
+  }
+}
+
+/**
+ * Frames of one stream waiting for their reader. Past highWater frames the
+ * socket stops reading (TCP pushes back on the sender); an idle wait fails with
+ * 'timeout' so a silent peer never hangs a reader.
+ */
+export class FrameQueue {
+  private readonly frames: Frame[] = []
+  private waiter: { resolve: (f: Frame | null) => void; reject: (e: Error) => void } | undefined
+  private finished = false
+  private error: Error | undefined
+  private paused = false
+
+  constructor(
+    private readonly flow: { pause(): void; resume(): void },
+    private readonly idleTimeoutMs: number,
+    private readonly what: string,
+    private readonly highWater = 32,
+  ) {}
+
+  push(frame: Frame): void {
+    if (this.finished) return
+    if (this.waiter) {
+      const w = this.waiter
+      this.waiter = undefined
+      w.resolve(frame)
+      return
+    }
+    this.frames.push(frame)
+    if (this.frames.length >= this.highWater && !this.paused) {
+      this.paused = true
+      this.flow.pause()
+    }
+  }
+
+  /** No more frames: next() returns null once the queue is empty, or throws err. */
+  finish(err?: Error): void {
+    if (this.finished) return
+    this.finished = true
+    this.error = err
+    if (this.waiter && this.frames.length === 0) {
+      const w = this.waiter
+      this.waiter = undefined
+      if (err) w.reject(err)
+      else w.resolve(null)
+    }
+  }
+
+  next(): Promise<Frame | null> {
+    const frame = this.frames.shift()
+    if (frame) {
+      if (this.paused && this.frames.length < this.highWater / 2) {
+        this.paused = false
+        this.flow.resume()
+      }
+      return Promise.resolve(frame)
+    }
+    if (this.finished) return this.error ? Promise.reject(this.error) : Promise.resolve(null)
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined
+        const err = new LoamError('timeout', `${this.what}: nothing received for ${this.idleTimeoutMs} ms`)
+        this.finish(err)
+        reject(err)
+      }, this.idleTimeoutMs)
+      this.waiter = {
+        resolve: (f) => {
+          clearTimeout(timer)
+          resolve(f)
+        },
+        reject: (e) => {
+          clearTimeout(timer)
+          reject(e)
+        },
+      }
+    })
+  }
+}

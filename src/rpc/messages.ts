@@ -1,0 +1,150 @@
+// TypeScript shapes of the messages in proto/loam.proto (protobufjs camelCases
+// field names; uint64 decodes as number, see schema.ts). Decoded messages carry
+// proto3 defaults, so scalars are always present; a nested message may be null.
+
+export enum FrameKind { REQUEST = 0, RESPONSE = 1, ERROR = 2, DATA = 3, ACK = 4 }
+export enum InodeType { FILE = 0, DIRECTORY = 1, SYMLINK = 2 }
+export enum CommandAction { DELETE = 0, REPLICATE = 1 }
+
+export interface RpcErrorMsg { code: string; message: string }
+export interface FrameHeader {
+  id: number
+  kind: FrameKind
+  method?: string
+  timeoutMs?: number
+  body?: Uint8Array
+  error?: RpcErrorMsg | null
+  user?: string
+  groups?: string[]
+}
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface Empty {}
+
+export interface BlockRef { id: number; genStamp: number; lengthBytes: number }
+export interface DatanodeInfo { id: string; host: string; rpcPort: number; httpPort: number; rack: string }
+export interface LocatedBlock {
+  block: BlockRef | null
+  offsetBytes: number
+  locations: DatanodeInfo[]
+  corrupt: DatanodeInfo[]
+  complete: boolean
+}
+export interface FileStatus {
+  inodeId: number
+  name: string
+  type: InodeType
+  lengthBytes: number
+  replication: number
+  blockSizeBytes: number
+  mode: number
+  owner: string
+  group: string
+  mtimeMs: number
+  atimeMs: number
+  ctimeMs: number
+  nlink: number
+  symlinkTarget: string
+  underConstruction: boolean
+  blockCount: number
+  path: string
+}
+export interface InodeRecord {
+  id: number
+  type: InodeType
+  mode: number
+  owner: string
+  group: string
+  mtimeMs: number
+  atimeMs: number
+  ctimeMs: number
+  nlink: number
+  replication: number
+  blockSizeBytes: number
+  lengthBytes: number
+  blocks: BlockRef[]
+  symlinkTarget: string
+  xattrs: Record<string, Uint8Array>
+  leaseHolder: string
+  parentId: number
+  children: number
+}
+
+export interface MkdirsRequest { path: string; mode: number; parents: boolean }
+export interface CreateRequest {
+  path: string
+  mode: number
+  replication: number
+  blockSizeBytes: number
+  overwrite: boolean
+  createParents: boolean
+  clientName: string
+}
+export interface FileStatusResponse { status: FileStatus | null }
+export interface AddBlockRequest {
+  path: string
+  inodeId: number
+  clientName: string
+  previous?: BlockRef | null
+  writerNode: string
+  excludedNodes: string[]
+}
+export interface CompleteRequest { path: string; inodeId: number; clientName: string; last?: BlockRef | null }
+export interface RenewLeaseRequest { clientName: string }
+export interface GetBlockLocationsRequest { path: string; offsetBytes: number; lengthBytes: number; readerNode: string }
+export interface GetBlockLocationsResponse { status: FileStatus | null; blocks: LocatedBlock[] }
+export interface PathRequest { path: string }
+export interface ListStatusRequest { path: string; startAfter: string; limit: number }
+export interface ListStatusResponse { entries: FileStatus[]; hasMore: boolean }
+export interface RenameRequest { src: string; dst: string; overwrite: boolean }
+export interface DeleteRequest { path: string; recursive: boolean }
+export interface SetReplicationRequest { path: string; replication: number }
+export interface SetPermissionRequest { path: string; mode: number }
+export interface SetOwnerRequest { path: string; owner: string; group: string }
+export interface SetTimesRequest { path: string; mtimeMs: number; atimeMs: number }
+export interface BadReplica { block: BlockRef | null; nodeId: string }
+export interface ReportBadBlocksRequest { replicas: BadReplica[] }
+export interface DatanodeReport {
+  id: string
+  address: string
+  rack: string
+  state: string
+  capacityBytes: number
+  usedBytes: number
+  remainingBytes: number
+  blocks: number
+  lastHeartbeatMs: number
+  httpPort: number
+}
+export interface DatanodeReportResponse {
+  safemode: boolean
+  datanodes: DatanodeReport[]
+  reportedBlocks: number
+  totalBlocks: number
+}
+
+export interface RegisterDatanodeRequest {
+  node: DatanodeInfo | null
+  capacityBytes: number
+  usedBytes: number
+  remainingBytes: number
+}
+export interface RegisterDatanodeResponse { heartbeatIntervalMs: number; clusterId: string }
+export interface HeartbeatRequest {
+  nodeId: string
+  capacityBytes: number
+  usedBytes: number
+  remainingBytes: number
+  activeTransfers: number
+}
+export interface DatanodeCommand { action: CommandAction; blocks: BlockRef[]; targets: DatanodeInfo[] }
+export interface HeartbeatResponse { commands: DatanodeCommand[]; reregister: boolean }
+export interface BlockReportRequest { nodeId: string; replicas: BlockRef[]; full: boolean }
+
+export interface WriteBlockRequest { block: BlockRef | null; downstream: DatanodeInfo[]; clientName: string }
+export interface Packet { seqno: number; offsetBytes: number; checksums: Uint8Array; last: boolean; sync: boolean }
+export interface PacketAck { seqno: number; ok: boolean; failedNode: string; message: string }
+export interface WriteBlockResponse { block: BlockRef | null }
+export interface ReadBlockRequest { block: BlockRef | null; offsetBytes: number; lengthBytes: number }
+export interface ReadBlockResponse { lengthBytes: number }
+export interface ShortCircuitRequest { block: BlockRef | null }
+export interface ShortCircuitResponse { dataPath: string; metaPath: string; lengthBytes: number; genStamp: number }

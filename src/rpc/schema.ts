@@ -1,0 +1,66 @@
+// Loads proto/loam.proto once and hands out typed codecs for its messages.
+import protobuf from 'protobufjs'
+import { fileURLToPath } from 'node:url'
+import * as m from './messages.js'
+
+// uint64 as plain numbers: ids and byte counts stay below 2^53 (asserted where
+// they are made), and decoding is faster without Long objects.
+;(protobuf.util as { Long: unknown }).Long = null
+protobuf.configure()
+
+const PROTO_PATH = fileURLToPath(new URL('../../../proto/loam.proto', import.meta.url))
+const root = protobuf.loadSync(PROTO_PATH)
+
+export interface Codec<T> {
+  readonly name: string
+  encode(message: T): Uint8Array
+  decode(bytes: Uint8Array): T
+}
+
+function codec<T>(name: string): Codec<T> {
+  const type = root.lookupType(`loam.${name}`)
+  return {
+    name,
+    encode: (message: T) => type.encode(message as object).finish(),
+    decode: (bytes: Uint8Array) => type.decode(bytes) as unknown as T,
+  }
+}
+
+export const codecs = {
+  FrameHeader: codec<m.FrameHeader>('FrameHeader'),
+  Empty: codec<m.Empty>('Empty'),
+  InodeRecord: codec<m.InodeRecord>('InodeRecord'),
+  MkdirsRequest: codec<m.MkdirsRequest>('MkdirsRequest'),
+  CreateRequest: codec<m.CreateRequest>('CreateRequest'),
+  FileStatusResponse: codec<m.FileStatusResponse>('FileStatusResponse'),
+  AddBlockRequest: codec<m.AddBlockRequest>('AddBlockRequest'),
+  LocatedBlock: codec<m.LocatedBlock>('LocatedBlock'),
+  CompleteRequest: codec<m.CompleteRequest>('CompleteRequest'),
+  RenewLeaseRequest: codec<m.RenewLeaseRequest>('RenewLeaseRequest'),
+  GetBlockLocationsRequest: codec<m.GetBlockLocationsRequest>('GetBlockLocationsRequest'),
+  GetBlockLocationsResponse: codec<m.GetBlockLocationsResponse>('GetBlockLocationsResponse'),
+  PathRequest: codec<m.PathRequest>('PathRequest'),
+  ListStatusRequest: codec<m.ListStatusRequest>('ListStatusRequest'),
+  ListStatusResponse: codec<m.ListStatusResponse>('ListStatusResponse'),
+  RenameRequest: codec<m.RenameRequest>('RenameRequest'),
+  DeleteRequest: codec<m.DeleteRequest>('DeleteRequest'),
+  SetReplicationRequest: codec<m.SetReplicationRequest>('SetReplicationRequest'),
+  SetPermissionRequest: codec<m.SetPermissionRequest>('SetPermissionRequest'),
+  SetOwnerRequest: codec<m.SetOwnerRequest>('SetOwnerRequest'),
+  SetTimesRequest: codec<m.SetTimesRequest>('SetTimesRequest'),
+  ReportBadBlocksRequest: codec<m.ReportBadBlocksRequest>('ReportBadBlocksRequest'),
+  DatanodeReportResponse: codec<m.DatanodeReportResponse>('DatanodeReportResponse'),
+  RegisterDatanodeRequest: codec<m.RegisterDatanodeRequest>('RegisterDatanodeRequest'),
+  RegisterDatanodeResponse: codec<m.RegisterDatanodeResponse>('RegisterDatanodeResponse'),
+  HeartbeatRequest: codec<m.HeartbeatRequest>('HeartbeatRequest'),
+  HeartbeatResponse: codec<m.HeartbeatResponse>('HeartbeatResponse'),
+  BlockReportRequest: codec<m.BlockReportRequest>('BlockReportRequest'),
+  WriteBlockRequest: codec<m.WriteBlockRequest>('WriteBlockRequest'),
+  Packet: codec<m.Packet>('Packet'),
+  PacketAck: codec<m.PacketAck>('PacketAck'),
+  WriteBlockResponse: codec<m.WriteBlockResponse>('WriteBlockResponse'),
+  ReadBlockRequest: codec<m.ReadBlockRequest>('ReadBlockRequest'),
+  ReadBlockResponse: codec<m.ReadBlockResponse>('ReadBlockResponse'),
+  ShortCircuitRequest: codec<m.ShortCircuitRequest>('ShortCircuitRequest'),
+  ShortCircuitResponse: codec<m.ShortCircuitResponse>('ShortCircuitResponse'),
+} as const

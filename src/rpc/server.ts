@@ -1,0 +1,166 @@
+// The serving side: decodes requests, runs handlers, replies with a response or
+// a typed error. A bad frame closes its connection and nothing else.
+import net from 'node:net'
+import { CALLS_PER_CONNECTION_MAX, RPC_TIMEOUT_DEFAULT_MS, RPC_TIMEOUT_MAX_MS } from '../limits.js'
+import type { Address } from '../common/address.js'
+import type { Logger } from '../common/log.js'
+import { LoamError, toLoamError } from './errors.js'
+import type { Frame } from './frame.js'
+import { FramedSocket, FrameQueue } from './framed-socket.js'
+import { FrameKind } from './messages.js'
+import type { RequestOf, ResponseOf, ServiceSpec } from './service.js'
+
+export interface CallContext {
+  method: string
+  user: string
+  groups: string[]
+  remoteAddress: string
+  deadlineMs: number
+  /** Present for stream methods: the frames exchanged between request and response. */
+  stream?: ServerStream
+}
+
+export type Handlers<S extends ServiceSpec> = {
+  [K in keyof S]: (request: RequestOf<S[K]>, ctx: CallContext) => Promise<ResponseOf<S[K]>> | ResponseOf<S[K]>
+}
+
+export class ServerStream {
+  readonly queue: FrameQueue
+  constructor(
+    readonly id: number,
+    private readonly socket: FramedSocket,
+    idleTimeoutMs: number,
+    what: string,
+  ) {
+    this.queue = new FrameQueue({ pause: () => socket.socket.pause(), resume: () => socket.socket.resume() }, idleTimeoutMs, what)
+  }
+  next(): Promise<Frame | null> {
+    return this.queue.next()
+  }
+  send(kind: FrameKind.DATA | FrameKind.ACK, body: Uint8Array, payload?: Uint8Array): boolean {
+    return this.socket.send({ id: this.id, kind, body }, payload)
+  }
+  drain(): Promise<void> {
+    return this.socket.drain()
+  }
+  get closed(): boolean {
+    return this.socket.socket.destroyed
+  }
+}
+
+interface ConnectionState {
+  socket: FramedSocket
+  inFlight: number
+  paused: boolean
+  streams: Map<number, ServerStream>
+}
+
+export class RpcServer<S extends ServiceSpec> {
+  private readonly server: net.Server
+  private readonly connections = new Set<ConnectionState>()
+  /** Counts per method, for /metrics and /status. */
+  readonly callCounts = new Map<string, number>()
+
+  constructor(
+    private readonly service: S,
+    private readonly handlers: Handlers<S>,
+    private readonly log: Logger,
+  ) {
+    this.server = net.createServer((raw) => this.accept(raw))
+  }
+
+  listen(host: string, port: number): Promise<Address> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen({ host, port }, () => {
+        this.server.off('error', reject)
+        const a = this.server.address() as net.AddressInfo
+        resolve({ host, port: a.port })
+      })
+    })
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.connections) c.socket.destroy()
+    await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  }
+
+  private accept(raw: net.Socket): void {
+    const state: ConnectionState = { socket: undefined as unknown as FramedSocket, inFlight: 0, paused: false, streams: new Map() }
+    state.socket = new FramedSocket(
+      raw,
+      (frame) => this.onFrame(state, frame),
+      (err) => {
+        this.connections.delete(state)
+        const reason = new LoamError('unavailable', `peer ${raw.remoteAddress ?? ''} closed the connection`)
+        for (const s of state.streams.values()) s.queue.finish(reason)
+        if (err && (err as LoamError).code === 'protocol') {
+          this.log.warn({ peer: raw.remoteAddress, err: err.message }, 'closed a connection that sent a bad frame')
+        }
+      },
+    )
+    this.connections.add(state)
+  }
+
+  private onFrame(conn: ConnectionState, frame: Frame): void {
+    const { header } = frame
+    if (header.kind !== FrameKind.REQUEST) {
+      // Frames of a stream go to its handler; late frames of a finished stream are dropped.
+      conn.streams.get(header.id)?.queue.push(frame)
+      return
+    }
+    const method = header.method ?? ''
+    const spec = Object.hasOwn(this.service, method) ? this.service[method] : undefined
+    if (!spec) {
+      conn.socket.send({ id: header.id, kind: FrameKind.ERROR, error: { code: 'protocol', message: `unknown method '${method.slice(0, 64)}'` } })
+      return
+    }
+    let request: unknown
+    try {
+      request = spec.request.decode(header.body ?? new Uint8Array())
+    } catch (err) {
+      conn.socket.send({ id: header.id, kind: FrameKind.ERROR, error: { code: 'invalid-argument', message: `malformed ${method} request: ${(err as Error).message}` } })
+      return
+    }
+    const timeoutMs = Math.min(header.timeoutMs || RPC_TIMEOUT_DEFAULT_MS, RPC_TIMEOUT_MAX_MS)
+    const ctx: CallContext = {
+      method,
+      user: header.user ?? '',
+      groups: header.groups ?? [],
+      remoteAddress: conn.socket.remoteAddress,
+      deadlineMs: Date.now() + timeoutMs,
+    }
+    if (spec.kind === 'stream') {
+      if (conn.streams.has(header.id)) {
+        conn.socket.destroy(new LoamError('protocol', `stream id ${header.id} reused`))
+        return
+      }
+      ctx.stream = new ServerStream(header.id, conn.socket, timeoutMs, `${method} from ${ctx.remoteAddress}`)
+      conn.streams.set(header.id, ctx.stream)
+    }
+    this.callCounts.set(method, (this.callCounts.get(method) ?? 0) + 1)
+    conn.inFlight++
+    if (conn.inFlight >= CALLS_PER_CONNECTION_MAX && !conn.paused) {
+      conn.paused = true
+      conn.socket.socket.pause()
+    }
+    const handler = this.handlers[method] as (req: unknown, ctx: CallContext) => unknown
+    void (async () => {
+      try {
+        const response = await handler(request, ctx)
+        conn.socket.send({ id: header.id, kind: FrameKind.RESPONSE, body: spec.response.encode(response) })
+      } catch (err) {
+        const e = toLoamError(err)
+        if (!(err instanceof LoamError)) this.log.error({ method, err: (err as Error).stack ?? String(err) }, 'handler failed')
+        conn.socket.send({ id: header.id, kind: FrameKind.ERROR, error: { code: e.code, message: e.message } })
+      } finally {
+        conn.streams.delete(header.id)
+        conn.inFlight--
+        if (conn.paused && conn.inFlight < CALLS_PER_CONNECTION_MAX / 2) {
+          conn.paused = false
+          conn.socket.socket.resume()
+        }
+      }
+    })()
+  }
+}

@@ -1,0 +1,54 @@
+// The services each daemon serves: method name -> request and response codecs.
+// A 'stream' method exchanges DATA/ACK frames between its request and its response.
+import type * as m from './messages.js'
+import { codecs, type Codec } from './schema.js'
+
+export interface MethodSpec<Req, Res> {
+  kind: 'unary' | 'stream'
+  request: Codec<Req>
+  response: Codec<Res>
+}
+export type ServiceSpec = Record<string, MethodSpec<unknown, unknown>>
+export type RequestOf<M> = M extends MethodSpec<infer Req, unknown> ? Req : never
+export type ResponseOf<M> = M extends MethodSpec<unknown, infer Res> ? Res : never
+
+function unary<Req, Res>(request: Codec<Req>, response: Codec<Res>): MethodSpec<Req, Res> {
+  return { kind: 'unary', request, response }
+}
+function stream<Req, Res>(request: Codec<Req>, response: Codec<Res>): MethodSpec<Req, Res> {
+  return { kind: 'stream', request, response }
+}
+
+export const NamenodeService = {
+  // namespace
+  Mkdirs: unary(codecs.MkdirsRequest, codecs.FileStatusResponse),
+  Create: unary(codecs.CreateRequest, codecs.FileStatusResponse),
+  AddBlock: unary(codecs.AddBlockRequest, codecs.LocatedBlock),
+  Complete: unary(codecs.CompleteRequest, codecs.FileStatusResponse),
+  RenewLease: unary(codecs.RenewLeaseRequest, codecs.Empty),
+  GetBlockLocations: unary(codecs.GetBlockLocationsRequest, codecs.GetBlockLocationsResponse),
+  GetFileInfo: unary(codecs.PathRequest, codecs.FileStatusResponse),
+  ListStatus: unary(codecs.ListStatusRequest, codecs.ListStatusResponse),
+  Rename: unary(codecs.RenameRequest, codecs.Empty),
+  Delete: unary(codecs.DeleteRequest, codecs.Empty),
+  SetReplication: unary(codecs.SetReplicationRequest, codecs.FileStatusResponse),
+  SetPermission: unary(codecs.SetPermissionRequest, codecs.FileStatusResponse),
+  SetOwner: unary(codecs.SetOwnerRequest, codecs.FileStatusResponse),
+  SetTimes: unary(codecs.SetTimesRequest, codecs.FileStatusResponse),
+  ReportBadBlocks: unary(codecs.ReportBadBlocksRequest, codecs.Empty),
+  DatanodeReport: unary(codecs.Empty, codecs.DatanodeReportResponse),
+  // datanodes
+  RegisterDatanode: unary(codecs.RegisterDatanodeRequest, codecs.RegisterDatanodeResponse),
+  Heartbeat: unary(codecs.HeartbeatRequest, codecs.HeartbeatResponse),
+  BlockReport: unary(codecs.BlockReportRequest, codecs.Empty),
+} satisfies ServiceSpec
+
+export const DatanodeService = {
+  WriteBlock: stream(codecs.WriteBlockRequest, codecs.WriteBlockResponse),
+  ReadBlock: stream(codecs.ReadBlockRequest, codecs.ReadBlockResponse),
+  ShortCircuit: unary(codecs.ShortCircuitRequest, codecs.ShortCircuitResponse),
+} satisfies ServiceSpec
+
+export type NamenodeServiceSpec = typeof NamenodeService
+export type DatanodeServiceSpec = typeof DatanodeService
+export type { m as messages }
