@@ -8,6 +8,8 @@ export const PACKET_BYTES_MAX = 64 * 1024
 /** Checksum chunk: every replica carries one xxhash64 per chunk of this size. */
 export const CHUNK_BYTES = 64 * 1024
 export const CHECKSUM_BYTES = 8
+/** A replica's meta file: this header, then one checksum per chunk (src/datanode/replica-store.ts). */
+export const REPLICA_META_HEADER_BYTES = 32
 
 export const PATH_BYTES_MAX = 4096
 export const NAME_BYTES_MAX = 255

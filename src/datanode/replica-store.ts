@@ -18,7 +18,7 @@ import { constants as fsConstants } from 'node:fs'
 import fs, { type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
 import { chunkChecksums, chunkCount, firstBadChunk, initChecksums } from '../common/checksum.js'
-import { BLOCK_SIZE_MAX_BYTES, CHECKSUM_BYTES, CHUNK_BYTES, PACKET_BYTES_MAX } from '../limits.js'
+import { BLOCK_SIZE_MAX_BYTES, CHECKSUM_BYTES, CHUNK_BYTES, PACKET_BYTES_MAX, REPLICA_META_HEADER_BYTES } from '../limits.js'
 import { LoamError, assert } from '../rpc/errors.js'
 
 export interface ReplicaInfo {
@@ -41,7 +41,7 @@ export interface StorageUsage {
 export const LAYOUT_VERSION = 1
 const META_MAGIC = Buffer.from('LOAMMETA', 'ascii')
 const META_VERSION = 1
-export const META_HEADER_BYTES = 32
+export const META_HEADER_BYTES = REPLICA_META_HEADER_BYTES
 const SUBDIRS = 64
 const DIR_MODE = 0o700
 const FILE_MODE = 0o600

@@ -1,0 +1,202 @@
+// `loam cluster up`: every role on this machine, each its own process, in the foreground.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { openSync, closeSync } from 'node:fs'
+import { mkdir, readFile, rm } from 'node:fs/promises'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Command } from 'commander'
+import { LoamClient } from '../client/client.js'
+import { parseAddress } from '../common/address.js'
+import { parseDuration } from '../common/units.js'
+import { LoamError } from '../rpc/errors.js'
+import { checkTimings, writeReadyFile } from './daemon-commands.js'
+import { runDemo } from './demo.js'
+import { action } from './run.js'
+
+const CLI_PATH = fileURLToPath(new URL('./main.js', import.meta.url))
+const START_TIMEOUT_MS = 60_000
+
+export interface RoleRecord {
+  id?: string
+  rack?: string
+  rpc: string
+  http: string
+  pid: number
+  data: string
+  argv: string[]
+}
+
+export interface ClusterRecord {
+  namenode: RoleRecord
+  nodes: RoleRecord[]
+  mount: string | null
+}
+
+interface UpFlags {
+  dir: string
+  nodes: string
+  racks: string
+  host: string
+  port: string
+  httpPort: string
+  heartbeat: string
+  deadAfter: string
+  replication?: string
+  blockSize?: string
+  readyFile?: string
+  logLevel: string
+  demo?: boolean
+}
+
+async function waitForFile(file: string, child: ChildProcess, log: string): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + START_TIMEOUT_MS
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      const tail = (await readFile(log, 'utf8').catch(() => '')).trim().split('\n').slice(-5).join('\n')
+      throw new LoamError('io', `a role stopped while starting (exit ${child.exitCode ?? child.signalCode}); its log ${log} ends:\n${tail}`)
+    }
+    const text = await readFile(file, 'utf8').catch(() => '')
+    if (text) return JSON.parse(text) as Record<string, unknown>
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new LoamError('timeout', `a role did not start within ${START_TIMEOUT_MS / 1000} s; see ${log}`)
+}
+
+/** Starts one role with its stdout/stderr in DIR/log; returns its record once it serves. */
+async function startRole(args: string[], dir: string, children: ChildProcess[]): Promise<{ record: Record<string, unknown>; child: ChildProcess }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  const readyFile = path.join(dir, 'ready.json')
+  await rm(readyFile, { force: true })
+  const log = path.join(dir, 'log')
+  const fd = openSync(log, 'a', 0o600)
+  const child = spawn(process.execPath, [CLI_PATH, ...args, '--ready-file', readyFile], { stdio: ['ignore', fd, fd] })
+  closeSync(fd)
+  children.push(child)
+  return { record: await waitForFile(readyFile, child, log), child }
+}
+
+/** The full command line that restarts a role on the same ports and directories. */
+function restartArgv(args: string[], rpc: string, http: string): string[] {
+  const out = [...args]
+  const set = (flag: string, value: string): void => {
+    const i = out.indexOf(flag)
+    if (i >= 0) out[i + 1] = value
+    else out.push(flag, value)
+  }
+  set('--port', String(parseAddress(rpc).port))
+  set('--http-port', String(parseAddress(http).port))
+  return [process.execPath, CLI_PATH, ...out]
+}
+
+async function waitForDatanodes(client: LoamClient, want: number): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS
+  for (;;) {
+    const r = await client.report().catch(() => undefined)
+    if (r && r.datanodes.filter((d) => d.state === 'live').length >= want && !r.safemode) return
+    if (Date.now() > deadline) throw new LoamError('timeout', `the datanodes did not all register within ${START_TIMEOUT_MS / 1000} s`)
+    await new Promise((res) => setTimeout(res, 100))
+  }
+}
+
+function stopAll(children: ChildProcess[]): Promise<void> {
+  const running = children.filter((c) => c.exitCode === null && c.signalCode === null)
+  return new Promise((resolve) => {
+    if (running.length === 0) return resolve()
+    let left = running.length
+    const kill = setTimeout(() => running.forEach((c) => c.kill('SIGKILL')), 10_000)
+    for (const c of running) {
+      c.once('exit', () => {
+        if (--left === 0) {
+          clearTimeout(kill)
+          resolve()
+        }
+      })
+      c.kill('SIGTERM')
+    }
+  })
+}
+
+export function registerClusterCommands(program: Command): void {
+  const cluster = program.command('cluster').description('run a whole cluster on this machine')
+  cluster
+    .command('up')
+    .description('start a namenode and datanodes (each its own process) in the foreground; Ctrl-C stops all')
+    .requiredOption('--dir <dir>', 'where every role keeps its data and log')
+    .option('--nodes <n>', 'datanodes', '3')
+    .option('--racks <n>', 'racks the datanodes are spread over', '2')
+    .option('--host <addr>', 'address every role listens on', '127.0.0.1')
+    .option('--port <port>', 'namenode RPC port (0 picks a free one)', '8020')
+    .option('--http-port <port>', 'namenode HTTP port', '9870')
+    .option('--heartbeat <duration>', 'datanode heartbeat interval', '3s')
+    .option('--dead-after <duration>', 'a datanode silent this long is dead', '30s')
+    .option('--replication <n>', 'default replication')
+    .option('--block-size <size>', 'default block size')
+    .option('--ready-file <file>', 'write the cluster record (roles, addresses, pids, argv) here once up')
+    .option('--log-level <level>', 'log level of every role', 'info')
+    .option('--demo', 'once up, show a put, a listing and a get')
+    .action(
+      action(async (f: UpFlags) => {
+        const nodes = Number(f.nodes)
+        const racks = Number(f.racks)
+        if (!Number.isInteger(nodes) || nodes < 1 || nodes > 64) throw new LoamError('invalid-argument', `--nodes '${f.nodes}' must be a whole number from 1 to 64`)
+        if (!Number.isInteger(racks) || racks < 1 || racks > nodes) throw new LoamError('invalid-argument', `--racks '${f.racks}' must be from 1 to the number of nodes (${nodes})`)
+        checkTimings(parseDuration(f.heartbeat, '--heartbeat'), parseDuration(f.deadAfter, '--dead-after'))
+        const dir = path.resolve(f.dir)
+        const children: ChildProcess[] = []
+        let stopping = false
+        const shutdown = async (code: number): Promise<never> => {
+          stopping = true
+          await stopAll(children)
+          if (f.readyFile) await rm(f.readyFile, { force: true })
+          process.exit(code)
+        }
+        process.on('SIGINT', () => void shutdown(0))
+        process.on('SIGTERM', () => void shutdown(0))
+        try {
+          const common = ['--heartbeat', f.heartbeat, '--dead-after', f.deadAfter, '--log-level', f.logLevel]
+          const nnDir = path.join(dir, 'namenode')
+          const nnArgs = ['namenode', '--data', path.join(nnDir, 'meta'), '--host', f.host, '--port', f.port, '--http-port', f.httpPort, ...common]
+          if (f.replication) nnArgs.push('--replication', f.replication)
+          if (f.blockSize) nnArgs.push('--block-size', f.blockSize)
+          const nn = await startRole(nnArgs, nnDir, children)
+          const nnRpc = String(nn.record.rpc)
+          const record: ClusterRecord = {
+            namenode: { rpc: nnRpc, http: String(nn.record.http), pid: Number(nn.record.pid), data: nnDir, argv: restartArgv(nnArgs, nnRpc, String(nn.record.http)) },
+            nodes: [],
+            mount: null,
+          }
+          const started = await Promise.all(
+            Array.from({ length: nodes }, async (_, i) => {
+              const id = `dn${i + 1}`
+              const rack = `/r${(i % racks) + 1}`
+              const nodeDir = path.join(dir, id)
+              const args = ['datanode', '--namenode', nnRpc, '--data', path.join(nodeDir, 'data'), '--id', id, '--rack', rack, '--host', f.host, '--port', '0', '--http-port', '0', '--log-level', f.logLevel]
+              const dn = await startRole(args, nodeDir, children)
+              const rpc = String(dn.record.rpc)
+              const http = String(dn.record.http)
+              return { id, rack, rpc, http, pid: Number(dn.record.pid), data: nodeDir, argv: restartArgv(args, rpc, http) }
+            }),
+          )
+          record.nodes = started
+          const client = new LoamClient({ namenode: parseAddress(nnRpc) })
+          try {
+            await waitForDatanodes(client, nodes)
+          } finally {
+            client.close()
+          }
+          if (f.readyFile) await writeReadyFile(f.readyFile, record)
+          for (const c of children) {
+            c.on('exit', (code, signal) => {
+              if (!stopping) process.stderr.write(`loam: role pid ${c.pid} stopped (${signal ?? `exit ${code}`}); see its log under ${dir}\n`)
+            })
+          }
+          process.stdout.write(`Loam is up: namenode ${nnRpc} (status: http://${record.namenode.http}/status), ${nodes} datanodes in ${racks} racks, data and logs in ${dir}\n`)
+          if (f.demo) await runDemo(CLI_PATH, nnRpc, dir)
+          process.stdout.write('Ctrl-C stops the cluster.\n')
+        } catch (err) {
+          await stopAll(children)
+          throw err
+        }
+      }),
+    )
+}

@@ -1,0 +1,149 @@
+// `loam namenode` and `loam datanode`: start a daemon, write its ready file, stop cleanly on SIGTERM/SIGINT.
+import { rename, writeFile } from 'node:fs/promises'
+import type { Command } from 'commander'
+import { parseAddress } from '../common/address.js'
+import { createLogger, LOG_LEVELS, type LogLevel } from '../common/log.js'
+import { parseDuration, parseSize } from '../common/units.js'
+import { Datanode } from '../datanode/server.js'
+import { Namenode } from '../namenode/server.js'
+import { LoamError } from '../rpc/errors.js'
+import { action } from './run.js'
+
+export async function writeReadyFile(file: string, value: unknown): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`
+  await writeFile(tmp, JSON.stringify(value, null, 2) + '\n', { mode: 0o600 })
+  await rename(tmp, file)
+}
+
+function logLevel(text: string): LogLevel {
+  if (!(LOG_LEVELS as readonly string[]).includes(text)) throw new LoamError('invalid-argument', `--log-level '${text}' is not one of ${LOG_LEVELS.join(', ')}`)
+  return text as LogLevel
+}
+
+function port(text: string, what: string): number {
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new LoamError('invalid-argument', `${what} '${text}' is not a port number (0 picks a free one)`)
+  return n
+}
+
+export function checkTimings(heartbeatMs: number, deadAfterMs: number): void {
+  if (heartbeatMs <= 0) throw new LoamError('invalid-argument', '--heartbeat must be longer than 0')
+  if (deadAfterMs <= heartbeatMs) throw new LoamError('invalid-argument', `--dead-after (${deadAfterMs} ms) must be longer than --heartbeat (${heartbeatMs} ms), or every node would be declared dead between heartbeats`)
+}
+
+/** Stops the daemon on SIGTERM or SIGINT, once. */
+function stopOnSignal(stop: () => Promise<void>): void {
+  let stopping = false
+  const handler = (): void => {
+    if (stopping) return
+    stopping = true
+    stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    )
+  }
+  process.on('SIGTERM', handler)
+  process.on('SIGINT', handler)
+}
+
+interface NamenodeFlags {
+  data: string
+  host: string
+  port: string
+  httpPort: string
+  readyFile?: string
+  heartbeat: string
+  deadAfter: string
+  replication: string
+  blockSize: string
+  logLevel: string
+}
+
+interface DatanodeFlags {
+  namenode?: string
+  data: string
+  host: string
+  advertise?: string
+  port: string
+  httpPort: string
+  rack: string
+  id?: string
+  capacity?: string
+  readyFile?: string
+  blockReportInterval: string
+  logLevel: string
+}
+
+export function registerDaemonCommands(program: Command): void {
+  program
+    .command('namenode')
+    .description('run the namenode: the namespace and the block map')
+    .requiredOption('--data <dir>', 'metadata directory')
+    .option('--host <addr>', 'address to listen on and advertise', '127.0.0.1')
+    .option('--port <port>', 'RPC port (0 picks a free one)', '8020')
+    .option('--http-port <port>', 'HTTP port for /status and /metrics', '9870')
+    .option('--ready-file <file>', 'write {"rpc", "http", "pid"} here once serving')
+    .option('--heartbeat <duration>', 'datanode heartbeat interval', '3s')
+    .option('--dead-after <duration>', 'a datanode silent this long is dead', '30s')
+    .option('--replication <n>', 'default replication', '3')
+    .option('--block-size <size>', 'default block size', '64MiB')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .action(
+      action(async (f: NamenodeFlags) => {
+        const heartbeatMs = parseDuration(f.heartbeat, '--heartbeat')
+        const deadAfterMs = parseDuration(f.deadAfter, '--dead-after')
+        checkTimings(heartbeatMs, deadAfterMs)
+        const log = createLogger('namenode', logLevel(f.logLevel))
+        const nn = await Namenode.start({
+          dataDir: f.data,
+          host: f.host,
+          port: port(f.port, '--port'),
+          httpPort: port(f.httpPort, '--http-port'),
+          heartbeatMs,
+          deadAfterMs,
+          replication: Number(f.replication),
+          blockSizeBytes: parseSize(f.blockSize, '--block-size'),
+          log,
+        })
+        stopOnSignal(nn.stop)
+        if (f.readyFile) await writeReadyFile(f.readyFile, { rpc: `${nn.rpc.host}:${nn.rpc.port}`, http: `${nn.http.host}:${nn.http.port}`, pid: process.pid })
+      }),
+    )
+
+  program
+    .command('datanode')
+    .description('run a datanode: block replicas on local disks')
+    .option('--namenode <host:port>', 'namenode address (default: $LOAM_NAMENODE or 127.0.0.1:8020)')
+    .requiredOption('--data <dirs>', 'data directories, comma-separated')
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--advertise <addr>', 'address clients and peers reach this node at (default: --host)')
+    .option('--port <port>', 'RPC and block transfer port (0 picks a free one)', '9866')
+    .option('--http-port <port>', 'HTTP port for /status and /metrics', '9864')
+    .option('--rack <rack>', 'rack, such as /r1', '/default-rack')
+    .option('--id <name>', 'datanode id (default: kept in the data directory)')
+    .option('--capacity <size>', 'use at most this much space')
+    .option('--ready-file <file>', 'write {"rpc", "http", "pid", "id"} here once serving')
+    .option('--block-report-interval <duration>', 'full block report interval', '10m')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .action(
+      action(async (f: DatanodeFlags) => {
+        if (!f.rack.startsWith('/')) throw new LoamError('invalid-argument', `--rack '${f.rack}' must start with '/', such as /r1`)
+        const log = createLogger('datanode', logLevel(f.logLevel))
+        const dn = await Datanode.start({
+          namenode: parseAddress(f.namenode ?? process.env.LOAM_NAMENODE ?? '127.0.0.1:8020', '--namenode'),
+          dataDirs: f.data.split(',').filter(Boolean),
+          host: f.host,
+          advertise: f.advertise,
+          port: port(f.port, '--port'),
+          httpPort: port(f.httpPort, '--http-port'),
+          rack: f.rack,
+          id: f.id,
+          capacityBytes: f.capacity ? parseSize(f.capacity, '--capacity') : undefined,
+          blockReportIntervalMs: parseDuration(f.blockReportInterval, '--block-report-interval'),
+          log,
+        })
+        stopOnSignal(dn.stop)
+        if (f.readyFile) await writeReadyFile(f.readyFile, { rpc: `${dn.rpc.host}:${dn.rpc.port}`, http: `${dn.http.host}:${dn.http.port}`, pid: process.pid, id: dn.id })
+      }),
+    )
+}

@@ -1,0 +1,30 @@
+// What `npm start` shows once the cluster is up: the commands a new user types, and what they print.
+import { execFile } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { readFile, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { promisify } from 'node:util'
+
+const run = promisify(execFile)
+
+export async function runDemo(cliPath: string, namenode: string, dir: string): Promise<void> {
+  const env = { ...process.env, LOAM_NAMENODE: namenode }
+  const sample = path.join(dir, 'sample.txt')
+  const copy = path.join(dir, 'sample.copy.txt')
+  await writeFile(sample, Array.from({ length: 2000 }, (_, i) => `line ${i}: the quick brown fox jumps over the lazy dog\n`).join(''))
+  const show = async (args: string[]): Promise<void> => {
+    process.stdout.write(`\n$ loam ${args.join(' ')}\n`)
+    const { stdout, stderr } = await run(process.execPath, [cliPath, ...args], { env, maxBuffer: 16 << 20 })
+    process.stdout.write(stdout + stderr)
+  }
+  process.stdout.write(`\nexport LOAM_NAMENODE=${namenode}\n`)
+  await show(['report'])
+  await show(['fs', 'put', '--force', sample, '/demo/sample.txt'])
+  await show(['fs', 'ls', '-l', '/demo'])
+  await show(['fs', 'get', '/demo/sample.txt', copy])
+  await show(['fsck', '/demo'])
+  const digest = async (f: string): Promise<string> => createHash('sha256').update(await readFile(f)).digest('hex').slice(0, 16)
+  const [a, b] = await Promise.all([digest(sample), digest(copy)])
+  process.stdout.write(`\nsha256 of the file put: ${a}, of the file got back: ${b} (${a === b ? 'identical' : 'DIFFERENT'})\n`)
+  process.stdout.write(`\nTry it from another terminal (npx loam, or node ${path.relative(process.cwd(), cliPath)}):\n  export LOAM_NAMENODE=${namenode}\n  npx loam fs put ./some-file /some-file\n  npx loam fs ls -l /\n  npx loam fs get /some-file ./some-file.copy\n  npx loam fsck /\n`)
+}

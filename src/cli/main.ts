@@ -1,0 +1,36 @@
+#!/usr/bin/env node
+// The `loam` command.
+import { Command, CommanderError } from 'commander'
+import { registerAdminCommands } from './admin-commands.js'
+import { registerClusterCommands } from './cluster.js'
+import { registerDaemonCommands } from './daemon-commands.js'
+import { registerFsCommands } from './fs-commands.js'
+import { errorLine, exitStatus } from './run.js'
+
+const program = new Command('loam')
+  .description('Loam: a distributed filesystem and storage-volume layer with a locality-aware scheduler')
+  .version('0.1.0')
+  .exitOverride()
+  .configureOutput({ outputError: (text, write) => write(`loam: ${text.replace(/^error: /, '').trim()}\n`) })
+  .showHelpAfterError(false)
+
+registerFsCommands(program)
+registerAdminCommands(program)
+registerDaemonCommands(program)
+registerClusterCommands(program)
+program.commands.forEach(function override(c: Command): void {
+  c.exitOverride()
+  c.configureOutput({ outputError: (text, write) => write(`loam: ${text.replace(/^error: /, '').trim()}\n`) })
+  c.commands.forEach(override)
+})
+
+try {
+  await program.parseAsync(process.argv)
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = exitStatus(err)
+  } else {
+    process.stderr.write(errorLine(err) + '\n')
+    process.exitCode = exitStatus(err)
+  }
+}

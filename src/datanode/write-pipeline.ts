@@ -1,0 +1,126 @@
+// One datanode's part of a write pipeline (client -> dn1 -> dn2 -> dn3): each
+// packet is forwarded downstream before it is written here, and acknowledged
+// upstream, in order, only once it is on this disk (fsynced when asked) and
+// every node downstream has acknowledged it.
+import { RpcClient, type ClientStream } from '../rpc/client.js'
+import { LoamError, toLoamError } from '../rpc/errors.js'
+import { FrameKind, type BlockRef, type PacketAck, type WriteBlockRequest, type WriteBlockResponse } from '../rpc/messages.js'
+import { codecs } from '../rpc/schema.js'
+import type { CallContext } from '../rpc/server.js'
+import { DatanodeService, type DatanodeServiceSpec } from '../rpc/service.js'
+import type { ReplicaStore } from './replica-store.js'
+
+export interface PipelineNode {
+  readonly id: string
+  readonly store: ReplicaStore
+  readonly metrics: { bytesWritten: number; checksumFailures: number }
+  blockReceived(block: BlockRef): Promise<void>
+}
+
+interface InFlight {
+  seqno: number
+  local: boolean
+  downstream: boolean
+}
+
+export async function runWritePipeline(node: PipelineNode, req: WriteBlockRequest, ctx: CallContext): Promise<BlockRef> {
+  const upstream = ctx.stream
+  if (!upstream) throw new LoamError('protocol', 'WriteBlock is a stream')
+  if (!req.block || req.block.id <= 0) throw new LoamError('invalid-argument', 'WriteBlock names no block')
+  const block = req.block
+  const writer = await node.store.createRbw(block.id, block.genStamp)
+
+  let mirrorClient: RpcClient<DatanodeServiceSpec> | undefined
+  let mirror: ClientStream<WriteBlockResponse> | undefined
+  const next = req.downstream[0]
+  if (next) {
+    mirrorClient = new RpcClient({ host: next.host, port: next.rpcPort }, DatanodeService, { peerName: `datanode ${next.id}` })
+    try {
+      mirror = await mirrorClient.openStream('WriteBlock', { block, downstream: req.downstream.slice(1), clientName: req.clientName })
+    } catch (err) {
+      await writer.abort()
+      mirrorClient.close()
+      throw new LoamError('unavailable', `pipeline: datanode ${next.id} failed: ${(err as Error).message}`)
+    }
+  }
+
+  const inflight: InFlight[] = []
+  let failure: { node: string; message: string } | undefined
+  const fail = (nodeId: string, err: unknown): void => {
+    if (failure) return
+    failure = { node: nodeId, message: toLoamError(err).message }
+    const ack: PacketAck = { seqno: inflight[0]?.seqno ?? 0, ok: false, failedNode: nodeId, message: failure.message }
+    upstream.send(FrameKind.ACK, codecs.PacketAck.encode(ack))
+  }
+  const flushAcks = (): void => {
+    while (!failure && inflight.length > 0 && inflight[0]!.local && (inflight[0]!.downstream || !mirror)) {
+      const done = inflight.shift()!
+      upstream.send(FrameKind.ACK, codecs.PacketAck.encode({ seqno: done.seqno, ok: true, failedNode: '', message: '' }))
+    }
+  }
+
+  // Downstream acknowledgements arrive in packet order.
+  const downstreamDone = mirror
+    ? (async () => {
+        for (;;) {
+          const frame = await mirror.next()
+          if (!frame) return
+          const ack = codecs.PacketAck.decode(frame.header.body ?? new Uint8Array())
+          if (!ack.ok) throw new LoamError('io', `${ack.failedNode}: ${ack.message}`)
+          const entry = inflight.find((p) => p.seqno === ack.seqno)
+          if (entry) entry.downstream = true
+          flushAcks()
+        }
+      })().catch((err: unknown) => {
+        const e = toLoamError(err)
+        const failedNode = /^([^:]+): /.exec(e.message)?.[1] ?? next!.id
+        fail(e.code === 'io' ? failedNode : next!.id, err)
+      })
+    : Promise.resolve()
+
+  let lengthBytes = 0
+  let finished = false
+  try {
+    while (!failure) {
+      const frame = await upstream.next()
+      if (!frame) throw new LoamError('unavailable', 'the writer closed the stream before the last packet')
+      if (frame.header.kind !== FrameKind.DATA) continue
+      const packet = codecs.Packet.decode(frame.header.body ?? new Uint8Array())
+      const entry: InFlight = { seqno: packet.seqno, local: false, downstream: false }
+      inflight.push(entry)
+      if (mirror && !mirror.send(FrameKind.DATA, frame.header.body ?? new Uint8Array(), frame.payload)) await mirror.drain()
+      try {
+        if (frame.payload.length > 0) {
+          await writer.write(packet.offsetBytes, frame.payload, Buffer.from(packet.checksums))
+          node.metrics.bytesWritten += frame.payload.length
+          lengthBytes = Math.max(lengthBytes, packet.offsetBytes + frame.payload.length)
+        }
+        if (packet.last) {
+          const info = await writer.finalize(lengthBytes)
+          await node.blockReceived({ id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes })
+          finished = true
+        } else if (packet.sync) {
+          await writer.sync()
+        }
+      } catch (err) {
+        if (toLoamError(err).code === 'corrupt') node.metrics.checksumFailures++
+        fail(node.id, err)
+        break
+      }
+      entry.local = true
+      flushAcks()
+      if (finished) break
+    }
+    if (mirror) {
+      if (failure) mirror.abort(new LoamError('io', 'pipeline failed upstream'))
+      else await mirror.result.catch(() => undefined)
+      await downstreamDone
+    }
+    flushAcks()
+    if (failure) throw new LoamError('io', `pipeline failed at ${failure.node}: ${failure.message}`)
+    return { id: block.id, genStamp: block.genStamp, lengthBytes }
+  } finally {
+    if (!finished) await writer.abort().catch(() => undefined)
+    mirrorClient?.close()
+  }
+}
