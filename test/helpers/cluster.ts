@@ -1,0 +1,176 @@
+// A real multi-process cluster for tests and benchmarks (like HDFS's MiniDFSCluster):
+// `loam cluster up` on free ports in a temporary directory, always torn down.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { closeSync, openSync } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { LoamClient } from '../../src/client/client.js'
+import type { ClusterRecord } from '../../src/cli/cluster.js'
+import { parseAddress } from '../../src/common/address.js'
+
+export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
+
+export interface ClusterOptions {
+  nodes?: number
+  racks?: number
+  heartbeat?: string
+  deadAfter?: string
+  replication?: number
+  blockSize?: string
+  logLevel?: string
+}
+
+export interface CliResult {
+  code: number
+  stdout: Buffer
+  stderr: string
+}
+
+/** Anything that can register cleanup: an ava ExecutionContext, or a benchmark's own list. */
+export interface Teardown {
+  teardown(fn: () => Promise<void> | void): void
+}
+
+export class TestCluster {
+  private readonly extra: ChildProcess[] = []
+  private readonly clients: LoamClient[] = []
+
+  constructor(
+    readonly dir: string,
+    readonly record: ClusterRecord,
+    private readonly up: ChildProcess,
+  ) {}
+
+  get namenode(): string {
+    return this.record.namenode.rpc
+  }
+
+  get env(): NodeJS.ProcessEnv {
+    return { ...process.env, LOAM_NAMENODE: this.namenode }
+  }
+
+  client(opts: { nodeId?: string; shortCircuit?: boolean; timeoutMs?: number } = {}): LoamClient {
+    const c = new LoamClient({ namenode: parseAddress(this.namenode), ...opts })
+    this.clients.push(c)
+    return c
+  }
+
+  /** Runs the `loam` command against this cluster. */
+  loam(args: string[], opts: { input?: Buffer; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, ...args], { env: { ...this.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] })
+      const out: Buffer[] = []
+      let err = ''
+      child.stdout.on('data', (b: Buffer) => out.push(b))
+      child.stderr.on('data', (b: Buffer) => (err += b.toString()))
+      child.on('error', reject)
+      child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: err }))
+      child.stdin.end(opts.input ?? Buffer.alloc(0))
+    })
+  }
+
+  async kill(pid: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    try {
+      process.kill(pid, signal)
+    } catch {
+      return
+    }
+    const deadline = Date.now() + 10_000
+    while (Date.now() < deadline && alive(pid)) await sleep(20)
+  }
+
+  killNamenode(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    return this.kill(this.record.namenode.pid, signal)
+  }
+
+  /** Starts the namenode again from its recorded command line, and waits until it answers. */
+  async restartNamenode(): Promise<void> {
+    this.record.namenode.pid = this.respawn(this.record.namenode.argv, path.join(this.record.namenode.data, 'log'))
+    const c = this.client({ timeoutMs: 2000 })
+    await waitFor(async () => (await c.report().catch(() => undefined)) !== undefined, 30_000, 'the namenode to answer after restart')
+  }
+
+  killNode(i: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    return this.kill(this.record.nodes[i]!.pid, signal)
+  }
+
+  async restartNode(i: number): Promise<void> {
+    const node = this.record.nodes[i]!
+    node.pid = this.respawn(node.argv, path.join(node.data, 'log'))
+    const c = this.client({ timeoutMs: 2000 })
+    await waitFor(async () => (await c.report().catch(() => undefined))?.datanodes.some((d) => d.id === node.id && d.state === 'live') ?? false, 30_000, `${node.id} to be live again`)
+  }
+
+  private respawn(argv: string[], log: string): number {
+    const fd = openSync(log, 'a')
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', fd, fd] })
+    closeSync(fd)
+    this.extra.push(child)
+    return child.pid!
+  }
+
+  async stop(): Promise<void> {
+    for (const c of this.clients) c.close()
+    if (this.up.exitCode === null && this.up.signalCode === null) {
+      this.up.kill('SIGTERM')
+      await Promise.race([new Promise((r) => this.up.once('exit', r)), sleep(15_000)])
+    }
+    // Whatever is still running (restarted roles, or a cluster up that did not stop them) goes now.
+    const pids = [this.record.namenode.pid, ...this.record.nodes.map((n) => n.pid), ...this.extra.map((c) => c.pid ?? 0)]
+    for (const pid of pids) if (pid && alive(pid)) await this.kill(pid)
+    await rm(this.dir, { recursive: true, force: true })
+  }
+}
+
+export async function startCluster(t: Teardown, opts: ClusterOptions = {}): Promise<TestCluster> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'loam-test-'))
+  const readyFile = path.join(dir, 'cluster.json')
+  const args = [
+    CLI, 'cluster', 'up', '--dir', path.join(dir, 'cluster'), '--port', '0', '--http-port', '0', '--ready-file', readyFile,
+    '--nodes', String(opts.nodes ?? 3), '--racks', String(opts.racks ?? 2),
+    '--heartbeat', opts.heartbeat ?? '1s', '--dead-after', opts.deadAfter ?? '10s', '--log-level', opts.logLevel ?? 'warn',
+  ]
+  if (opts.replication) args.push('--replication', String(opts.replication))
+  if (opts.blockSize) args.push('--block-size', opts.blockSize)
+  const logFd = openSync(path.join(dir, 'cluster-up.log'), 'a')
+  const up = spawn(process.execPath, args, { stdio: ['ignore', logFd, logFd] })
+  closeSync(logFd)
+  let cluster: TestCluster | undefined
+  t.teardown(async () => {
+    if (cluster) await cluster.stop()
+    else {
+      up.kill('SIGTERM')
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+  await waitFor(async () => {
+    if (up.exitCode !== null) throw new Error(`cluster up exited ${up.exitCode}: ${await readFile(path.join(dir, 'cluster-up.log'), 'utf8')}`)
+    return (await readFile(readyFile, 'utf8').catch(() => '')) !== ''
+  }, 60_000, 'the cluster to come up')
+  cluster = new TestCluster(dir, JSON.parse(await readFile(readyFile, 'utf8')) as ClusterRecord, up)
+  return cluster
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
+
+export async function waitFor(pred: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await pred()) return
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(50)
+  }
+}

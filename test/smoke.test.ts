@@ -1,0 +1,15 @@
+import test from 'ava'
+import { startCluster } from './helpers/cluster.js'
+
+test('a file put through the CLI comes back identical', async (t) => {
+  const c = await startCluster(t)
+  const data = Buffer.from('hello loam\n'.repeat(1000))
+  const put = await c.loam(['fs', 'put', '-', '/hello.txt'], { input: data })
+  t.is(put.code, 0, put.stderr)
+  const cat = await c.loam(['fs', 'cat', '/hello.txt'])
+  t.is(cat.code, 0, cat.stderr)
+  t.true(cat.stdout.equals(data))
+  const missing = await c.loam(['fs', 'cat', '/nope'])
+  t.is(missing.code, 1)
+  t.is(missing.stderr.trim(), 'loam: /nope: no such file or directory')
+})
