@@ -32,6 +32,8 @@ export const LIST_PAGE_ENTRIES_MAX = 1000
 export const CALLS_PER_CONNECTION_MAX = 256
 /** Packets a writer may have sent and not yet seen acknowledged. */
 export const PIPELINE_PACKETS_IN_FLIGHT_MAX = 64
+/** Namespace records (inodes, entries, misses) the namenode keeps decoded-ready in memory. */
+export const NAMESPACE_CACHE_ENTRIES_MAX = 256 * 1024
 /** Mutations the namenode folds into one synced LevelDB batch. */
 export const COMMIT_GROUP_MUTATIONS_MAX = 1024
 

@@ -33,6 +33,24 @@ export function registerAdminCommands(program: Command): void {
       }),
     )
 
+  const node = program.command('node').description('datanode administration')
+  for (const [name, recommission, what] of [
+    ['decommission', false, 'move every replica off a datanode so it can be stopped'],
+    ['recommission', true, 'put a decommissioned or decommissioning datanode back in service'],
+  ] as const) {
+    clientOptions(node.command(name).argument('<id>', 'datanode id (see loam report)'))
+      .description(what)
+      .action(
+        action(async (id: string, flags: ClientFlags) => {
+          await withClient(flags, async (client) => {
+            const r = await client.nn.call('Decommission', { nodeId: id, recommission })
+            const d = r.datanodes.find((x) => x.id === id)
+            process.stdout.write(`${id}: ${d?.state ?? 'unknown'}\n`)
+          })
+        }),
+      )
+  }
+
   clientOptions(program.command('report'))
     .description('datanodes: id, address, rack, state, capacity, used, blocks')
     .option('--json', 'print JSON')

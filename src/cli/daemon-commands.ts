@@ -2,7 +2,7 @@
 import { rename, writeFile } from 'node:fs/promises'
 import type { Command } from 'commander'
 import { parseAddress } from '../common/address.js'
-import { createLogger, LOG_LEVELS, type LogLevel } from '../common/log.js'
+import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../common/log.js'
 import { parseDuration, parseSize } from '../common/units.js'
 import { Datanode } from '../datanode/server.js'
 import { Namenode } from '../namenode/server.js'
@@ -29,6 +29,11 @@ function port(text: string, what: string): number {
 export function checkTimings(heartbeatMs: number, deadAfterMs: number): void {
   if (heartbeatMs <= 0) throw new LoamError('invalid-argument', '--heartbeat must be longer than 0')
   if (deadAfterMs <= heartbeatMs) throw new LoamError('invalid-argument', `--dead-after (${deadAfterMs} ms) must be longer than --heartbeat (${heartbeatMs} ms), or every node would be declared dead between heartbeats`)
+}
+
+/** A stray rejection (a peer vanishing mid-call, say) is logged; it must not take the daemon down. */
+function logStrayRejections(log: Logger): void {
+  process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'unhandled rejection'))
 }
 
 /** Stops the daemon on SIGTERM or SIGINT, once. */
@@ -94,6 +99,7 @@ export function registerDaemonCommands(program: Command): void {
         const deadAfterMs = parseDuration(f.deadAfter, '--dead-after')
         checkTimings(heartbeatMs, deadAfterMs)
         const log = createLogger('namenode', logLevel(f.logLevel))
+        logStrayRejections(log)
         const nn = await Namenode.start({
           dataDir: f.data,
           host: f.host,
@@ -129,6 +135,7 @@ export function registerDaemonCommands(program: Command): void {
       action(async (f: DatanodeFlags) => {
         if (!f.rack.startsWith('/')) throw new LoamError('invalid-argument', `--rack '${f.rack}' must start with '/', such as /r1`)
         const log = createLogger('datanode', logLevel(f.logLevel))
+        logStrayRejections(log)
         const dn = await Datanode.start({
           namenode: parseAddress(f.namenode ?? process.env.LOAM_NAMENODE ?? '127.0.0.1:8020', '--namenode'),
           dataDirs: f.data.split(',').filter(Boolean),

@@ -22,7 +22,7 @@ export async function runDemo(cliPath: string, namenode: string, dir: string): P
   await show(['fs', 'put', '--force', sample, '/demo/sample.txt'])
   await show(['fs', 'ls', '-l', '/demo'])
   await show(['fs', 'get', '/demo/sample.txt', copy])
-  await show(['fsck', '/demo'])
+  await show(['fsck', '-v', '/demo'])
   const digest = async (f: string): Promise<string> => createHash('sha256').update(await readFile(f)).digest('hex').slice(0, 16)
   const [a, b] = await Promise.all([digest(sample), digest(copy)])
   process.stdout.write(`\nsha256 of the file put: ${a}, of the file got back: ${b} (${a === b ? 'identical' : 'DIFFERENT'})\n`)

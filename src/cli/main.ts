@@ -7,6 +7,12 @@ import { registerDaemonCommands } from './daemon-commands.js'
 import { registerFsCommands } from './fs-commands.js'
 import { errorLine, exitStatus } from './run.js'
 
+// `loam fs cat F | head` closes our stdout early: that is the reader's choice, not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0)
+  throw err
+})
+
 const program = new Command('loam')
   .description('Loam: a distributed filesystem and storage-volume layer with a locality-aware scheduler')
   .version('0.1.0')

@@ -16,6 +16,7 @@ import { codecs } from '../rpc/schema.js'
 import { RpcServer, type Handlers } from '../rpc/server.js'
 import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type NamenodeServiceSpec } from '../rpc/service.js'
 import { ReplicaStore } from './replica-store.js'
+import { transferReplica } from './transfer.js'
 import { runWritePipeline } from './write-pipeline.js'
 
 export interface DatanodeOptions {
@@ -42,6 +43,8 @@ export interface DatanodeHandle {
 
 const BLOCK_REPORT_INTERVAL_DEFAULT_MS = 10 * 60_000
 const REGISTER_BACKOFF_MAX_MS = 10_000
+/** A copy for re-replication that makes no progress for this long is abandoned; the namenode reschedules it. */
+const REPLICATION_TIMEOUT_MS = 60_000
 
 export class Datanode {
   private info!: DatanodeInfo
@@ -172,6 +175,26 @@ export class Datanode {
         // Never delete a replica newer than the one the namenode meant.
         if (local && local.genStamp <= b.genStamp) await this.store.delete(b.id)
       }
+    } else if (cmd.action === CommandAction.REPLICATE) {
+      // Copies run beside heartbeats; the namenode bounds how many it hands one node.
+      for (const b of cmd.blocks) void this.replicate(b, cmd.targets)
+    }
+  }
+
+  private async replicate(block: BlockRef, targets: DatanodeInfo[]): Promise<void> {
+    this.activeTransfers++
+    try {
+      await transferReplica(this.store, block, targets, `datanode-${this.info.id}`, REPLICATION_TIMEOUT_MS)
+      this.opts.log.info({ block: block.id, targets: targets.map((t) => t.id) }, 'replica copied')
+    } catch (err) {
+      const e = toLoamError(err)
+      this.opts.log.warn({ block: block.id, targets: targets.map((t) => t.id), err: e.message }, 'copying a replica failed')
+      if (e.code === 'corrupt') {
+        this.metrics.checksumFailures++
+        await this.namenode.call('ReportBadBlocks', { replicas: [{ block, nodeId: this.info.id }] }).catch(() => undefined)
+      }
+    } finally {
+      this.activeTransfers--
     }
   }
 

@@ -91,7 +91,8 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
       if (mirror && !mirror.send(FrameKind.DATA, frame.header.body ?? new Uint8Array(), frame.payload)) await mirror.drain()
       try {
         if (frame.payload.length > 0) {
-          await writer.write(packet.offsetBytes, frame.payload, Buffer.from(packet.checksums))
+          // The last node of the pipeline checks every packet (as in HDFS): the same bytes pass through every node.
+          await writer.write(packet.offsetBytes, frame.payload, Buffer.from(packet.checksums), { verify: !mirror })
           node.metrics.bytesWritten += frame.payload.length
           lengthBytes = Math.max(lengthBytes, packet.offsetBytes + frame.payload.length)
         }

@@ -3,6 +3,7 @@
 //   'i' u64 id            -> InodeRecord
 //   'e' u64 parent name   -> u64 child id
 //   'g' u64 id            -> a detached directory the collector still has to remove
+//   'd' node id           -> 'decommissioning' | 'decommissioned'
 //   'm' name              -> counters (u64)
 import { assert } from '../rpc/errors.js'
 import { InodeType, type InodeRecord } from '../rpc/messages.js'
@@ -37,6 +38,9 @@ export const keys = {
     return k
   },
   collectPrefix: Buffer.from('g'),
+  decommission(nodeId: string): Buffer {
+    return Buffer.from(`d${nodeId}`)
+  },
   counter(name: string): Buffer {
     return Buffer.from(`m${name}`)
   },

@@ -8,7 +8,7 @@ import { startStatusServer, type StatusServer } from '../common/http.js'
 import type { Logger } from '../common/log.js'
 import { BLOCK_SIZE_DEFAULT_BYTES, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_SOFT_LIMIT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
-import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type FileStatus, type InodeRecord, type LocatedBlock } from '../rpc/messages.js'
+import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock } from '../rpc/messages.js'
 import { RpcServer, type CallContext, type Handlers } from '../rpc/server.js'
 import { NamenodeService, type NamenodeServiceSpec } from '../rpc/service.js'
 import { BlockMap, type BlockInfo } from './blockmap.js'
@@ -16,6 +16,7 @@ import { Datanodes, sameHost, type DatanodeState } from './datanodes.js'
 import { Counters, decodeId, decodeInode, formatOps, keys, StoreTxn } from './inode-store.js'
 import { fileStatus, Namespace, ROOT_ID, type Caller } from './namespace.js'
 import { chooseTargets } from './placement.js'
+import { planReplication } from './replication.js'
 import { LevelStore, type KvOp } from './store.js'
 
 export interface NamenodeOptions {
@@ -38,6 +39,9 @@ export interface NamenodeHandle {
 
 /** Deletes handed to one datanode per heartbeat, so a large delete does not make one huge reply. */
 const DELETES_PER_HEARTBEAT_MAX = 1000
+/** Re-replication is bounded so it never starves client traffic (HDFS's max replication streams). */
+const REPLICATION_LIMITS = { streamsPerNode: 2, workPerRound: 256 }
+const PENDING_REPLICATION_TIMEOUT_MIN_MS = 60_000
 
 export class Namenode {
   private readonly blockMap = new BlockMap()
@@ -51,6 +55,10 @@ export class Namenode {
   private readonly deadAfterMs: number
   private readonly defaults: { replication: number; blockSizeBytes: number }
   private timers: NodeJS.Timeout[] = []
+  /** Copies scheduled and not yet reported: block id -> target node -> when to give up on it. */
+  private readonly pending = new Map<number, Map<string, number>>()
+  private readonly pendingTimeoutMs: number
+  private underReplicated = 0
 
   private constructor(
     private readonly store: LevelStore,
@@ -60,6 +68,7 @@ export class Namenode {
   ) {
     this.heartbeatMs = opts.heartbeatMs ?? HEARTBEAT_DEFAULT_MS
     this.deadAfterMs = opts.deadAfterMs ?? DEAD_AFTER_DEFAULT_MS
+    this.pendingTimeoutMs = Math.max(PENDING_REPLICATION_TIMEOUT_MIN_MS, 2 * this.deadAfterMs)
     this.defaults = { replication: opts.replication ?? REPLICATION_DEFAULT, blockSizeBytes: opts.blockSizeBytes ?? BLOCK_SIZE_DEFAULT_BYTES }
   }
 
@@ -87,6 +96,7 @@ export class Namenode {
     const http = await startStatusServer(opts.host, opts.httpPort, () => nn.statusJson())
     nn.registerMetrics(http, rpc)
     nn.timers.push(setInterval(() => nn.checkDatanodes(), Math.min(1000, nn.heartbeatMs)))
+    nn.timers.push(setInterval(() => nn.monitorReplication(), Math.min(1000, nn.heartbeatMs)))
     void nn.collect()
     opts.log.info({ rpc: rpcAddress, http: http.address, safemode: nn.safemode, blocks: nn.blockMap.blocks.size }, 'namenode serving')
     return {
@@ -163,7 +173,7 @@ export class Namenode {
   }
 
   private located(info: BlockInfo | undefined, block: BlockRef, offsetBytes: number, order: (n: DatanodeState) => number): LocatedBlock {
-    const nodes = (ids: Iterable<string>): DatanodeState[] => [...ids].map((id) => this.datanodes.nodes.get(id)).filter((n): n is DatanodeState => n !== undefined && n.state !== 'dead')
+    const nodes = (ids: Iterable<string>): DatanodeState[] => [...ids].map((id) => this.datanodes.nodes.get(id)).filter((n): n is DatanodeState => n !== undefined && n.alive)
     const locations = nodes(info?.replicas ?? []).sort((a, b) => order(a) - order(b) || Math.random() - 0.5)
     return {
       block,
@@ -273,27 +283,40 @@ export class Namenode {
         }
         return {}
       },
-      DatanodeReport: () => ({
-        safemode: this.safemode,
-        datanodes: [...this.datanodes.nodes.values()].map((n) => this.datanodes.report(n)).sort((a, b) => a.id.localeCompare(b.id)),
-        reportedBlocks: this.blockMap.reportedCount(),
-        totalBlocks: this.blockMap.blocks.size,
-      }),
+      DatanodeReport: () => this.datanodeReport(),
+      Decommission: async (req) => {
+        const node = this.datanodes.nodes.get(req.nodeId)
+        if (!node) throw new LoamError('not-found', `datanode ${req.nodeId}: no such datanode (see 'loam report')`)
+        if (req.recommission) {
+          await this.store.commit([{ type: 'del', key: keys.decommission(node.info.id) }])
+          node.admin = 'normal'
+        } else if (node.admin === 'normal') {
+          const others = this.datanodes.live().filter((n) => n.info.id !== node.info.id)
+          if (others.length === 0) {
+            throw new LoamError('invalid-argument', `datanode ${node.info.id} is the last in-service live datanode: its replicas would have nowhere to go; add datanodes first`)
+          }
+          await this.store.commit([{ type: 'put', key: keys.decommission(node.info.id), value: Buffer.from('decommissioning') }])
+          node.admin = 'decommissioning'
+        }
+        this.opts.log.info({ node: node.info.id, admin: node.admin }, 'datanode administrative state changed')
+        return this.datanodeReport()
+      },
       RegisterDatanode: (req) => {
         if (!req.node?.id) throw new LoamError('invalid-argument', 'a datanode registers with an id')
-        this.datanodes.register(req.node, req, Date.now())
+        const admin = this.store.get(keys.decommission(req.node.id))?.toString() === 'decommissioned' ? 'decommissioned' : this.store.get(keys.decommission(req.node.id)) ? 'decommissioning' : 'normal'
+        this.datanodes.register(req.node, req, Date.now(), admin)
         this.opts.log.info({ node: req.node.id, host: req.node.host, port: req.node.rpcPort, rack: req.node.rack }, 'datanode registered')
         return { heartbeatIntervalMs: this.heartbeatMs, clusterId: this.clusterId }
       },
       Heartbeat: (req) => {
         const node = this.datanodes.nodes.get(req.nodeId)
-        if (!node || node.state === 'dead') return { commands: [], reregister: true }
+        if (!node || !node.alive) return { commands: [], reregister: true }
         node.lastHeartbeatMs = Date.now()
         node.capacityBytes = req.capacityBytes
         node.usedBytes = req.usedBytes
         node.remainingBytes = req.remainingBytes
         node.activeTransfers = req.activeTransfers
-        const commands: DatanodeCommand[] = []
+        const commands: DatanodeCommand[] = node.pendingCommands.splice(0)
         if (node.pendingDeletes.length > 0) {
           commands.push({ action: CommandAction.DELETE, blocks: node.pendingDeletes.splice(0, DELETES_PER_HEARTBEAT_MAX), targets: [] })
         }
@@ -309,12 +332,87 @@ export class Namenode {
         }
         for (const r of req.replicas) {
           const verdict = this.blockMap.addReplica(node.info.id, r)
-          if (verdict === 'ok') node.blocks.add(r.id)
-          else this.queueDelete(node.info.id, r)
+          if (verdict === 'ok') {
+            node.blocks.add(r.id)
+            this.replicated(r.id, node.info.id)
+          } else {
+            this.queueDelete(node.info.id, r)
+          }
         }
         this.checkSafemode()
         return {}
       },
+    }
+  }
+
+  private datanodeReport(): DatanodeReportResponse {
+    return {
+      safemode: this.safemode,
+      datanodes: [...this.datanodes.nodes.values()].map((n) => this.datanodes.report(n)).sort((a, b) => a.id.localeCompare(b.id)),
+      reportedBlocks: this.blockMap.reportedCount(),
+      totalBlocks: this.blockMap.blocks.size,
+    }
+  }
+
+  /** A scheduled copy arrived: it no longer needs to be counted as pending. */
+  private replicated(blockId: number, nodeId: string): void {
+    const p = this.pending.get(blockId)
+    if (!p) return
+    p.delete(nodeId)
+    if (p.size === 0) this.pending.delete(blockId)
+  }
+
+  /**
+   * One round of the replication monitor: copy under-replicated blocks (fewest
+   * replicas first), remove excess and replaced corrupt replicas, and finish
+   * decommissions whose blocks are all safe elsewhere.
+   */
+  private monitorReplication(): void {
+    if (this.safemode) return
+    const now = Date.now()
+    for (const [blockId, targets] of this.pending) {
+      for (const [nodeId, expiresMs] of targets) if (expiresMs < now || !this.datanodes.nodes.get(nodeId)?.alive) targets.delete(nodeId)
+      if (targets.size === 0) this.pending.delete(blockId)
+    }
+    const pendingView = new Map([...this.pending].map(([id, t]) => [id, [...t.keys()]]))
+    const plan = planReplication(this.blockMap.blocks.values(), this.datanodes.placementView(), pendingView, REPLICATION_LIMITS, Math.random)
+    this.underReplicated = plan.underReplicated
+    for (const copy of plan.copies) {
+      const info = this.blockMap.blocks.get(copy.blockId)
+      const source = this.datanodes.nodes.get(copy.source)
+      if (!info || !source) continue
+      const targets = copy.targets.map((id) => this.datanodes.nodes.get(id)!.info)
+      source.pendingCommands.push({ action: CommandAction.REPLICATE, blocks: [{ id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes }], targets })
+      const p = this.pending.get(info.id) ?? new Map<string, number>()
+      for (const t of copy.targets) p.set(t, now + this.pendingTimeoutMs)
+      this.pending.set(info.id, p)
+    }
+    for (const r of plan.removals) {
+      const info = this.blockMap.blocks.get(r.blockId)
+      if (!info) continue
+      this.blockMap.removeReplica(r.node, r.blockId)
+      this.queueDelete(r.node, { id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes })
+    }
+    this.finishDecommissions()
+  }
+
+  private finishDecommissions(): void {
+    for (const node of this.datanodes.nodes.values()) {
+      if (node.admin !== 'decommissioning') continue
+      const safe = [...node.blocks].every((id) => {
+        const info = this.blockMap.blocks.get(id)
+        if (!info || !info.complete) return !info
+        let elsewhere = 0
+        for (const r of info.replicas) {
+          const other = this.datanodes.nodes.get(r)
+          if (r !== node.info.id && other?.alive && other.admin === 'normal') elsewhere++
+        }
+        return elsewhere >= info.replication
+      })
+      if (!safe) continue
+      node.admin = 'decommissioned'
+      void this.store.commit([{ type: 'put', key: keys.decommission(node.info.id), value: Buffer.from('decommissioned') }])
+      this.opts.log.info({ node: node.info.id }, 'datanode decommissioned: every replica it held is safe elsewhere; it can be stopped')
     }
   }
 
@@ -441,9 +539,7 @@ export class Namenode {
   }
 
   private countUnder(): number {
-    let n = 0
-    for (const b of this.blockMap.blocks.values()) if (b.complete && b.replicas.size < b.replication) n++
-    return n
+    return this.underReplicated
   }
 
   private statusJson(): unknown {

@@ -4,7 +4,7 @@
 // batch is being written goes into the next batch, so durability costs one
 // fsync per group, not per mutation.
 import { Level } from 'level'
-import { COMMIT_GROUP_MUTATIONS_MAX } from '../limits.js'
+import { COMMIT_GROUP_MUTATIONS_MAX, NAMESPACE_CACHE_ENTRIES_MAX } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 
 export type KvOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }
@@ -34,6 +34,8 @@ interface OverlayEntry {
 export class LevelStore implements MetaStore {
   /** Writes accepted but not yet in LevelDB, newest per key. */
   private readonly overlay = new Map<string, OverlayEntry>()
+  /** What LevelDB holds for recently read or written keys (null: absent); oldest evicted first. */
+  private readonly cache = new Map<string, Buffer | null>()
   private queue: Pending[] = []
   private flushing = false
   private seq = 0
@@ -58,9 +60,22 @@ export class LevelStore implements MetaStore {
   }
 
   get(key: Buffer): Buffer | undefined {
-    const o = this.overlay.get(key.toString('latin1'))
+    const k = key.toString('latin1')
+    const o = this.overlay.get(k)
     if (o) return o.value ?? undefined
-    return this.db.getSync(key) ?? undefined
+    const cached = this.cache.get(k)
+    if (cached !== undefined) return cached ?? undefined
+    const v = this.db.getSync(key) ?? null
+    this.remember(k, v)
+    return v ?? undefined
+  }
+
+  private remember(k: string, v: Buffer | null): void {
+    if (this.cache.size >= NAMESPACE_CACHE_ENTRIES_MAX) {
+      const oldest = this.cache.keys().next().value
+      if (oldest !== undefined) this.cache.delete(oldest)
+    }
+    this.cache.set(k, v)
   }
 
   async scan(prefix: Buffer, startAfter: Buffer | undefined, limit: number): Promise<Array<[Buffer, Buffer]>> {
@@ -123,6 +138,8 @@ export class LevelStore implements MetaStore {
       const lastSeq = group[group.length - 1]!.seq
       for (const op of ops) {
         const k = op.key.toString('latin1')
+        this.cache.delete(k)
+        this.remember(k, op.type === 'put' ? op.value : null)
         const o = this.overlay.get(k)
         if (o && o.seq <= lastSeq) this.overlay.delete(k)
       }

@@ -122,6 +122,8 @@ export interface DatanodeReportResponse {
   totalBlocks: number
 }
 
+export interface DecommissionRequest { nodeId: string; recommission: boolean }
+
 export interface RegisterDatanodeRequest {
   node: DatanodeInfo | null
   capacityBytes: number

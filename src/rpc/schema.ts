@@ -50,6 +50,7 @@ export const codecs = {
   SetTimesRequest: codec<m.SetTimesRequest>('SetTimesRequest'),
   ReportBadBlocksRequest: codec<m.ReportBadBlocksRequest>('ReportBadBlocksRequest'),
   DatanodeReportResponse: codec<m.DatanodeReportResponse>('DatanodeReportResponse'),
+  DecommissionRequest: codec<m.DecommissionRequest>('DecommissionRequest'),
   RegisterDatanodeRequest: codec<m.RegisterDatanodeRequest>('RegisterDatanodeRequest'),
   RegisterDatanodeResponse: codec<m.RegisterDatanodeResponse>('RegisterDatanodeResponse'),
   HeartbeatRequest: codec<m.HeartbeatRequest>('HeartbeatRequest'),

@@ -37,6 +37,7 @@ export const NamenodeService = {
   SetTimes: unary(codecs.SetTimesRequest, codecs.FileStatusResponse),
   ReportBadBlocks: unary(codecs.ReportBadBlocksRequest, codecs.Empty),
   DatanodeReport: unary(codecs.Empty, codecs.DatanodeReportResponse),
+  Decommission: unary(codecs.DecommissionRequest, codecs.DatanodeReportResponse),
   // datanodes
   RegisterDatanode: unary(codecs.RegisterDatanodeRequest, codecs.RegisterDatanodeResponse),
   Heartbeat: unary(codecs.HeartbeatRequest, codecs.HeartbeatResponse),

@@ -1,0 +1,189 @@
+// dfsio: sequential write and read throughput of one large file through the
+// client library, at replication 1 and 3, beside a plain local-disk write and
+// read of the same size on the same filesystem, in the same run.
+//
+// Every read comes right after its write, as in the local baseline: the bytes
+// are in the page cache for both, so the comparison is of the software paths
+// (pipeline, checksums, framing, copies), not of the disk's read speed.
+import { mkdtemp, open, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import type { LoamClient } from '../src/client/client.js'
+import { startCluster, type TestCluster } from '../test/helpers/cluster.js'
+import { CpuMeter, fixed, formatCpu, log, mbPerS, Pattern, PIECE_BYTES, table, targetTable, Verifier, writeResults, type Cleanup, type CpuGroups, type Target } from './lib.js'
+
+export interface DfsioOptions {
+  sizeBytes: number
+  blockSizeBytes: number
+  replications: number[]
+  verify: boolean
+}
+
+interface Measurement {
+  name: string
+  op: 'write' | 'read'
+  /** 0 for the local disk. */
+  replication: number
+  path: 'local-disk' | 'pipeline' | 'short-circuit' | 'tcp'
+  bytes: number
+  ms: number
+  mbPerS: number
+  /** To the local-disk figure of the same op. */
+  ratio: number
+  /** Cores busy on average: this process (the client), the namenode, all datanodes. */
+  cpu: Record<string, number>
+}
+
+const TARGET_WRITE_R3 = 0.3
+const TARGET_READ = 0.5
+
+export async function runDfsio(cleanup: Cleanup, opts: DfsioOptions): Promise<void> {
+  const startedAt = new Date()
+  const pattern = new Pattern()
+  const results: Measurement[] = []
+  const add = (m: Omit<Measurement, 'mbPerS' | 'ratio'>): Measurement => {
+    const local = results.find((r) => r.replication === 0 && r.op === m.op)
+    const rate = mbPerS(m.bytes, m.ms)
+    const full: Measurement = { ...m, mbPerS: rate, ratio: local ? rate / local.mbPerS : 1 }
+    results.push(full)
+    log(`  ${full.name}: ${fixed(full.mbPerS)} MB/s in ${fixed(full.ms / 1000, 2)} s`)
+    return full
+  }
+
+  // The baseline first, with the machine to itself: same filesystem as the cluster (os.tmpdir()).
+  const localDir = await mkdtemp(path.join(os.tmpdir(), 'loam-bench-local-'))
+  cleanup.teardown(() => rm(localDir, { recursive: true, force: true }))
+  log(`dfsio: ${opts.sizeBytes} bytes, local disk baseline in ${localDir}`)
+  const file = path.join(localDir, 'dfsio.bin')
+  let cpu = new CpuMeter({})
+  let ms = await localWrite(file, opts.sizeBytes, pattern)
+  add({ name: 'local disk write', op: 'write', replication: 0, path: 'local-disk', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+  cpu = new CpuMeter({})
+  ms = await localRead(file, opts.sizeBytes, pattern, opts.verify)
+  add({ name: 'local disk read', op: 'read', replication: 0, path: 'local-disk', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+  await rm(file, { force: true })
+
+  log('dfsio: starting a cluster (namenode + 3 datanodes in 2 racks, --log-level warn)')
+  const cluster = await startCluster(cleanup, { nodes: 3, racks: 2, logLevel: 'warn' })
+  const groups: CpuGroups = { namenode: [cluster.record.namenode.pid], datanodes: cluster.record.nodes.map((n) => n.pid) }
+  // The client runs on dn1's machine, as a TestDFSIO map task would: first replicas land on dn1.
+  const nodeId = cluster.record.nodes[0]?.id ?? ''
+  const shortCircuit = cluster.client({ nodeId })
+  const tcp = cluster.client({ nodeId, shortCircuit: false })
+  await shortCircuit.mkdirs('/dfsio', { parents: true })
+
+  for (const replication of opts.replications) {
+    const p = `/dfsio/r${replication}.bin`
+    cpu = new CpuMeter(groups)
+    ms = await clusterWrite(shortCircuit, p, opts, replication, pattern)
+    add({ name: `cluster write, replication ${replication}`, op: 'write', replication, path: 'pipeline', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+    await checkReplicas(cluster, p, replication)
+    cpu = new CpuMeter(groups)
+    ms = await clusterRead(shortCircuit, p, opts, pattern)
+    add({ name: `cluster read, replication ${replication}, short-circuit`, op: 'read', replication, path: 'short-circuit', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+    cpu = new CpuMeter(groups)
+    ms = await clusterRead(tcp, p, opts, pattern)
+    add({ name: `cluster read, replication ${replication}, TCP`, op: 'read', replication, path: 'tcp', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+    await shortCircuit.delete(p)
+  }
+
+  const targets: Target[] = []
+  const get = (replication: number, op: string, via: string): Measurement | undefined => results.find((r) => r.replication === replication && r.op === op && r.path === via)
+  const target = (m: Measurement | undefined, want: number, what: string, info = false): void => {
+    if (m) targets.push({ what, want: `>= ${want.toFixed(2)} x local`, got: `${m.ratio.toFixed(2)} x`, met: m.ratio >= want, info })
+  }
+  target(get(3, 'write', 'pipeline'), TARGET_WRITE_R3, 'write, replication 3')
+  for (const r of opts.replications) target(get(r, 'read', 'short-circuit'), TARGET_READ, `read, replication ${r} (short-circuit, the default)`)
+  for (const r of opts.replications) target(get(r, 'read', 'tcp'), TARGET_READ, `read, replication ${r} over TCP`, true)
+
+  const out = table(
+    ['dfsio', 'MB/s', 'x local', 'seconds', 'cpu bench', 'cpu nn', 'cpu dns'],
+    results.map((r) => [r.name, fixed(r.mbPerS), r.replication === 0 ? '1.00' : r.ratio.toFixed(2), fixed(r.ms / 1000, 2), formatCpu(r.cpu.bench), formatCpu(r.cpu.namenode), formatCpu(r.cpu.datanodes)]),
+    [false, true, true, true, true, true, true],
+  )
+  process.stdout.write(`\ndfsio: ${opts.sizeBytes / 2 ** 20} MiB, block size ${opts.blockSizeBytes / 2 ** 20} MiB, ${PIECE_BYTES / 2 ** 20} MiB writes and reads, MB = 10^6 bytes; cpu = cores busy on average (100% = one core) in this process (the client), the namenode, and all datanodes together\n\n${out}\n\n${targetTable(targets)}\n`)
+  const files = await writeResults('dfsio', startedAt, { options: opts, results, targets })
+  process.stdout.write(`\nwrote ${files.join(' and ')}\n`)
+}
+
+async function localWrite(file: string, sizeBytes: number, pattern: Pattern): Promise<number> {
+  const buf = pattern.buffer()
+  const t0 = performance.now()
+  const fh = await open(file, 'w')
+  try {
+    for (let i = 0, pos = 0; pos < sizeBytes; i++, pos += PIECE_BYTES) {
+      const n = Math.min(PIECE_BYTES, sizeBytes - pos)
+      const { bytesWritten } = await fh.write(pattern.piece(i, buf), 0, n, pos)
+      if (bytesWritten !== n) throw new Error(`${file}: short write at ${pos}`)
+    }
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  return performance.now() - t0
+}
+
+async function localRead(file: string, sizeBytes: number, pattern: Pattern, verify: boolean): Promise<number> {
+  const verifier = new Verifier(pattern, sizeBytes, file)
+  const buf = Buffer.allocUnsafe(PIECE_BYTES)
+  const t0 = performance.now()
+  const fh = await open(file, 'r')
+  try {
+    let pos = 0
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, PIECE_BYTES, pos)
+      if (bytesRead === 0) break
+      if (verify) verifier.check(buf.subarray(0, bytesRead))
+      pos += bytesRead
+    }
+    if (pos !== sizeBytes) throw new Error(`${file}: read ${pos} bytes, expected ${sizeBytes}`)
+  } finally {
+    await fh.close()
+  }
+  if (verify) verifier.finish()
+  return performance.now() - t0
+}
+
+async function clusterWrite(client: LoamClient, p: string, opts: DfsioOptions, replication: number, pattern: Pattern): Promise<number> {
+  const buf = pattern.buffer()
+  const t0 = performance.now()
+  const w = await client.create(p, { replication, blockSizeBytes: opts.blockSizeBytes, overwrite: true })
+  try {
+    for (let i = 0, pos = 0; pos < opts.sizeBytes; i++, pos += PIECE_BYTES) {
+      // write() copies what it is given before it resolves, so the buffer can be stamped again.
+      await w.write(pattern.piece(i, buf).subarray(0, Math.min(PIECE_BYTES, opts.sizeBytes - pos)))
+    }
+    await w.close()
+  } catch (err) {
+    w.abort(err as Error)
+    throw err
+  }
+  return performance.now() - t0
+}
+
+async function clusterRead(client: LoamClient, p: string, opts: DfsioOptions, pattern: Pattern): Promise<number> {
+  const verifier = new Verifier(pattern, opts.sizeBytes, p)
+  let bytes = 0
+  const t0 = performance.now()
+  const reader = await client.open(p)
+  for await (const piece of reader.read()) {
+    if (opts.verify) verifier.check(piece)
+    bytes += piece.length
+  }
+  const ms = performance.now() - t0
+  if (opts.verify) verifier.finish()
+  if (bytes !== opts.sizeBytes) throw new Error(`${p}: read ${bytes} bytes, expected ${opts.sizeBytes}`)
+  return ms
+}
+
+/** A write that reached fewer nodes than asked would flatter the figure: check every block. */
+async function checkReplicas(cluster: TestCluster, p: string, replication: number): Promise<void> {
+  const c = cluster.client()
+  const res = await c.getBlockLocations(p, 0, 0)
+  const expectedBlocks = res.status ? Math.ceil(res.status.lengthBytes / res.status.blockSizeBytes) : -1
+  if (res.blocks.length !== expectedBlocks) throw new Error(`${p}: ${res.blocks.length} blocks located, expected ${expectedBlocks}`)
+  for (const b of res.blocks) {
+    const nodes = new Set(b.locations.map((l) => l.id))
+    if (nodes.size !== replication) throw new Error(`${p}: block ${b.block?.id} has ${nodes.size} replicas (${[...nodes].join(', ')}), expected ${replication}`)
+  }
+}

@@ -1,0 +1,90 @@
+// `npm run bench -- <dfsio|nnbench|all> [options]`: benchmarks against a real
+// multi-process cluster started for the run and always torn down, even on
+// error or Ctrl-C. Each prints a table and writes JSON under bench/results/.
+import { parseArgs } from 'node:util'
+import { parseSize } from '../src/common/units.js'
+import { runDfsio } from './dfsio.js'
+import { Cleanup } from './lib.js'
+import { runNnbench } from './nnbench.js'
+
+const USAGE = `usage: npm run bench -- <dfsio|nnbench|all> [options]
+
+  dfsio     write and read one file at replication 1 and 3, beside the local disk
+    --size SIZE          file size (default 1GiB)
+    --block-size SIZE    block size (default 64MiB)
+    --no-verify          skip comparing the bytes read with those written
+  nnbench   namenode ops/s: create, mkdir, stat, getBlockLocations, rename, delete
+    --ops N              operations of each kind at each concurrency (default 20000)
+    --ops-single N       cap at 1 client, where one call is in flight (default 3000)
+    --clients LIST       concurrent clients, each its own connection (default 1,8,32)
+    --leveldb-ops N      synced puts in the LevelDB baseline (default 2000)
+  both
+    --max-seconds S      stop starting new operations in one nnbench measurement after S (default 60)
+`
+
+function positiveInt(text: string, flag: string): number {
+  const n = Number(text)
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${flag} '${text}' must be a whole number of at least 1`)
+  return n
+}
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      size: { type: 'string', default: '1GiB' },
+      'block-size': { type: 'string', default: '64MiB' },
+      'no-verify': { type: 'boolean', default: false },
+      ops: { type: 'string', default: '20000' },
+      'ops-single': { type: 'string', default: '3000' },
+      clients: { type: 'string', default: '1,8,32' },
+      'leveldb-ops': { type: 'string', default: '2000' },
+      'max-seconds': { type: 'string', default: '60' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  })
+  const which = positionals[0]
+  if (values.help || !which || positionals.length > 1 || !['dfsio', 'nnbench', 'all'].includes(which)) {
+    ;(values.help ? process.stdout : process.stderr).write(USAGE)
+    return values.help ? 0 : 2
+  }
+  const maxSeconds = positiveInt(values['max-seconds'], '--max-seconds')
+  const clients = values.clients.split(',').map((s) => positiveInt(s.trim(), '--clients'))
+  const sizeBytes = parseSize(values.size, '--size')
+  if (sizeBytes < 1) throw new Error('--size must be at least 1 byte')
+
+  const cleanup = new Cleanup()
+  const onSignal = (signal: NodeJS.Signals): void => {
+    process.stderr.write(`bench: ${signal}: stopping the cluster and removing temporary files\n`)
+    void cleanup.run().finally(() => process.exit(130))
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    if (which === 'dfsio' || which === 'all') {
+      await runDfsio(cleanup, { sizeBytes, blockSizeBytes: parseSize(values['block-size'], '--block-size'), replications: [1, 3], verify: !values['no-verify'] })
+      // Each benchmark gets a cluster of its own.
+      await cleanup.run()
+    }
+    if (which === 'nnbench' || which === 'all') {
+      await runNnbench(cleanup, {
+        ops: positiveInt(values.ops, '--ops'),
+        opsSingle: positiveInt(values['ops-single'], '--ops-single'),
+        clients,
+        maxSeconds,
+        leveldbOps: positiveInt(values['leveldb-ops'], '--leveldb-ops'),
+      })
+    }
+    return 0
+  } finally {
+    await cleanup.run()
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(`bench: ${err.message}\n`)
+    process.exit(1)
+  },
+)
