@@ -136,23 +136,42 @@ export interface CpuGroups {
   [group: string]: number[]
 }
 
-/** CPU time used by this process and by named groups of other processes over a span. */
+/** Busy CPU seconds of the whole machine so far (every core, every process), or NaN. */
+export function machineCpuSeconds(): number {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number)
+    // user nice system idle iowait irq softirq steal ...: busy is all but idle and iowait.
+    const busy = fields.reduce((s, v, i) => (i === 3 || i === 4 ? s : s + v), 0)
+    return busy / CLOCK_TICKS_PER_S
+  } catch {
+    return NaN
+  }
+}
+
+/**
+ * CPU time used over a span by this process (`bench`), by named groups of other
+ * processes, and by everything else on the machine (`other`: other people's work,
+ * the kernel's writeback), each as cores busy on average (1.0 = one core).
+ */
 export class CpuMeter {
   private readonly selfStart = process.cpuUsage()
   private readonly start: Record<string, number>
+  private readonly machineStart = machineCpuSeconds()
   private readonly startMs = performance.now()
 
   constructor(private readonly groups: CpuGroups) {
     this.start = sumGroups(groups)
   }
 
-  /** Per group, CPU seconds used divided by wall seconds (1.0 = one core busy). */
   stop(): Record<string, number> {
     const wallS = (performance.now() - this.startMs) / 1000
     const self = process.cpuUsage(this.selfStart)
     const out: Record<string, number> = { bench: (self.user + self.system) / 1e6 / wallS }
     const end = sumGroups(this.groups)
     for (const g of Object.keys(this.groups)) out[g] = (end[g]! - this.start[g]!) / wallS
+    const machine = (machineCpuSeconds() - this.machineStart) / wallS
+    // Tick-granular counters over a short span can come out slightly negative.
+    out.other = Math.max(0, machine - Object.values(out).reduce((s, v) => s + (Number.isNaN(v) ? 0 : v), 0))
     return out
   }
 }
@@ -195,6 +214,18 @@ export function targetTable(targets: Target[]): string {
     targets.map((t) => [t.what + (t.info ? ' (info)' : ''), t.want, t.got, t.met ? 'yes' : 'NO']),
     [false, true, true, false],
   )
+}
+
+/** One-minute load average: above the core count, other work shares the machine and figures drop. */
+export function loadAverage(): number {
+  return Math.round(os.loadavg()[0]! * 100) / 100
+}
+
+/** Says so on stderr when other work is running; returns the load for the JSON. */
+export function noteLoad(when: string): number {
+  const load = loadAverage()
+  if (load > os.cpus().length / 2) log(`bench: load average ${load} on ${os.cpus().length} cores ${when}: other work shares this machine, expect lower figures`)
+  return load
 }
 
 export function machine(): Record<string, unknown> {

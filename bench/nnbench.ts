@@ -11,7 +11,7 @@ import { Level } from 'level'
 import { LoamClient } from '../src/client/client.js'
 import { parseAddress } from '../src/common/address.js'
 import { startCluster, type TestCluster } from '../test/helpers/cluster.js'
-import { CpuMeter, fixed, formatCpu, log, table, targetTable, thousands, writeResults, type Cleanup, type CpuGroups, type Target } from './lib.js'
+import { CpuMeter, fixed, formatCpu, log, noteLoad, table, targetTable, thousands, writeResults, type Cleanup, type CpuGroups, type Target } from './lib.js'
 
 export interface NnbenchOptions {
   /** Operations of each kind at each concurrency. */
@@ -55,6 +55,7 @@ const TARGET_CLIENTS = 32
 
 export async function runNnbench(cleanup: Cleanup, opts: NnbenchOptions): Promise<void> {
   const startedAt = new Date()
+  const loadAtStart = noteLoad('at the start')
   log('nnbench: LevelDB baseline')
   const baseline = await leveldbBaseline(cleanup, opts, Math.max(...opts.clients))
 
@@ -75,9 +76,9 @@ export async function runNnbench(cleanup: Cleanup, opts: NnbenchOptions): Promis
     OPS.map((op) => [op, ...opts.clients.map((k) => thousands(results.find((r) => r.op === op && r.clients === k)?.opsPerS ?? NaN))]),
   )
   const detail = table(
-    ['op', 'clients', 'ops', 'ops/s', 'p50 ms', 'p99 ms', 'mut/batch', 'cpu bench', 'cpu nn'],
-    results.map((r) => [r.op, String(r.clients), String(r.ops), thousands(r.opsPerS), fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), r.mutationsPerBatch ? fixed(r.mutationsPerBatch) : '-', formatCpu(r.cpu.bench), formatCpu(r.cpu.namenode)]),
-    [false, true, true, true, true, true, true, true, true],
+    ['op', 'clients', 'ops', 'ops/s', 'p50 ms', 'p99 ms', 'mut/batch', 'cpu bench', 'cpu nn', 'cpu other'],
+    results.map((r) => [r.op, String(r.clients), String(r.ops), thousands(r.opsPerS), fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), r.mutationsPerBatch ? fixed(r.mutationsPerBatch) : '-', formatCpu(r.cpu.bench), formatCpu(r.cpu.namenode), formatCpu(r.cpu.other)]),
+    [false, true, true, true, true, true, true, true, true, true],
   )
   const base = table(
     ['LevelDB baseline (same disk)', 'ops', 'ops/s'],
@@ -85,10 +86,10 @@ export async function runNnbench(cleanup: Cleanup, opts: NnbenchOptions): Promis
   )
   process.stdout.write(
     `\nnnbench: one call in flight per client, each client its own connection; create = create + close of an empty file (2 durable RPCs); ` +
-      `mut/batch = mutations per synced LevelDB batch on the namenode; cpu = cores busy on average (100% = one core)\n\n` +
+      `mut/batch = mutations per synced LevelDB batch on the namenode; cpu = cores busy on average (100% = one core) in this process (the clients), the namenode, and everything else on the machine\n\n` +
       `${byOp}\n\n${detail}\n\n${base}\n\n${targetTable(targets)}\n`,
   )
-  const files = await writeResults('nnbench', startedAt, { options: opts, results, leveldbBaseline: baseline, targets })
+  const files = await writeResults('nnbench', startedAt, { loadAverage1m: { start: loadAtStart, end: noteLoad('at the end') }, options: opts, results, leveldbBaseline: baseline, targets })
   process.stdout.write(`\nwrote ${files.join(' and ')}\n`)
 }
 

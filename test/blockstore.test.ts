@@ -9,6 +9,7 @@ import { LoamError } from '../src/rpc/errors.js'
 import { startCluster, waitFor, alive, type TestCluster } from './helpers/cluster.js'
 import { Cleanups, flipByte, fsckJson, KiB, localTempDir, loamHashed, MiB, pattern, replicaDataPath, reportJson, sha256, sha256File, writePatternFile, type FsckJson } from './helpers/data.js'
 
+const DEFAULT_BLOCK_BYTES = 64 * MiB
 const cleanups = new Cleanups()
 let c: TestCluster
 let tmp: string
@@ -40,24 +41,36 @@ async function statJson(p: string): Promise<Record<string, unknown>> {
   return JSON.parse(r.stdout.toString()) as Record<string, unknown>
 }
 
+/**
+ * The blocks of one file, from `fsck DIR --json` of its directory (each test keeps its files in a directory
+ * of their own); `fsck FILE --json` of the file's own path is checked too, on the side.
+ */
+async function blocksOf(t: ExecutionContext, remote: string, wantBlocks: number): Promise<{ code: number; healthy: boolean; blocks: FsckJson['blocks'] }> {
+  const direct = await fsckJson(c, remote)
+  t.is(direct.json.files, 1, `fsck ${remote} --json (a file's own path) counts the file`)
+  t.is(direct.json.blocks.length, wantBlocks, `fsck ${remote} --json (a file's own path) lists its blocks`)
+  const dir = await fsckJson(c, path.posix.dirname(remote))
+  return { code: dir.code, healthy: dir.json.healthy, blocks: dir.json.blocks.filter((b) => b.path === remote) }
+}
+
 /** A local file of size pattern bytes put at remote; checked back three ways (get to a file, cat, fsck). */
-async function roundTrip(t: ExecutionContext, remote: string, size: number, replication: number, blockSize: string | undefined, seed: number): Promise<void> {
+async function roundTrip(t: ExecutionContext, remote: string, size: number, replication: number, blockBytes: number, seed: number): Promise<void> {
   const name = `${remote.replace(/\//g, '_')}`
   const local = path.join(tmp, `${name}.in`)
   const out = path.join(tmp, `${name}.out`)
   const sum = await writePatternFile(local, size, seed)
-  const put = await c.loam(['fs', 'put', local, remote, '--replication', String(replication), ...(blockSize ? ['--block-size', blockSize] : [])])
+  const put = await c.loam(['fs', 'put', local, remote, '--replication', String(replication), ...(blockBytes !== DEFAULT_BLOCK_BYTES ? ['--block-size', String(blockBytes)] : [])])
   t.is(put.code, 0, `put ${remote}: ${put.stderr}`)
   acknowledged.set(remote, sum)
   await rm(local)
+  const wantBlocks = Math.ceil(size / blockBytes)
 
   const st = await statJson(remote)
-  t.is(st.type, 'file', remote)
-  t.is(st.length, size, `${remote}: length`)
-  t.is(st.replication, replication, `${remote}: replication`)
-  const blockBytes = st.blockSize as number
-  if (blockSize === '1MiB') t.is(blockBytes, MiB, `${remote}: block size`)
-  t.is(st.blocks, Math.ceil(size / blockBytes), `${remote}: block count`)
+  t.is(st.type, 'file', `${remote}: stat --json type`)
+  t.is(st.length, size, `${remote}: stat --json length`)
+  t.is(st.replication, replication, `${remote}: stat --json replication`)
+  t.is(st.blockSize, blockBytes, `${remote}: stat --json block size`)
+  t.is(st.blocks, wantBlocks, `${remote}: stat --json block count`)
 
   const get = await c.loam(['fs', 'get', remote, out])
   t.is(get.code, 0, `get ${remote}: ${get.stderr}`)
@@ -65,19 +78,20 @@ async function roundTrip(t: ExecutionContext, remote: string, size: number, repl
   t.is(await sha256File(out), sum, `${remote}: sha256 of the file got`)
   await rm(out)
 
-  const cat = await loamHashed(c, ['fs', 'cat', remote])
+  const cat = await loamHashed(c, ['fs', 'cat', remote], replication === 3 ? { LOAM_SHORT_CIRCUIT: '0' } : {})
   t.is(cat.code, 0, `cat ${remote}: ${cat.stderr}`)
   t.is(cat.bytes, size, `${remote}: bytes from cat`)
   t.is(cat.sha256, sum, `${remote}: sha256 from cat`)
 
-  const fsck = await fsckJson(c, remote)
-  t.is(fsck.code, 0, `fsck ${remote}: ${fsck.stderr}`)
-  t.true(fsck.json.healthy, `${remote}: healthy`)
-  t.is(fsck.json.blocks.length, Math.ceil(size / blockBytes), `${remote}: blocks in fsck`)
-  t.is(fsck.json.blocks.reduce((s, b) => s + b.length, 0), size, `${remote}: block lengths add up to the file`)
-  for (const b of fsck.json.blocks) {
+  const fsck = await blocksOf(t, remote, wantBlocks)
+  t.is(fsck.code, 0, `fsck of ${remote}'s directory exits 0`)
+  t.true(fsck.healthy, `${remote}: healthy`)
+  t.is(fsck.blocks.length, wantBlocks, `${remote}: blocks in fsck`)
+  t.is(fsck.blocks.reduce((s, b) => s + b.length, 0), size, `${remote}: block lengths add up to the file`)
+  for (const [i, b] of fsck.blocks.entries()) {
+    if (i < wantBlocks - 1) t.is(b.length, blockBytes, `${remote}: block ${i} is full`)
     t.is(b.expected, replication, `${remote}: block ${b.id} expected replicas`)
-    t.is(b.replicas.length, replication, `${remote}: block ${b.id} replicas`)
+    t.is(new Set(b.replicas.map((r) => r.node)).size, replication, `${remote}: block ${b.id} replicas on distinct nodes`)
     t.is(b.state, 'HEALTHY')
   }
 }
@@ -103,7 +117,7 @@ test.serial('report --json has the documented shape: every datanode live, out of
 for (const replication of [1, 3]) {
   test.serial(`0 B, 1 B, one block, one block + 1 byte and 2.5 blocks round-trip at replication ${replication} (1 MiB blocks)`, async (t) => {
     const sizes: Array<[string, number]> = [['empty', 0], ['one-byte', 1], ['one-block', MiB], ['block-plus-one', MiB + 1], ['two-and-a-half', 2 * MiB + MiB / 2]]
-    await Promise.all(sizes.map(([name, size], i) => roundTrip(t, `/rt/r${replication}/${name}`, size, replication, '1MiB', replication * 100 + i)))
+    await Promise.all(sizes.map(([name, size], i) => roundTrip(t, `/rt/r${replication}/${name}`, size, replication, MiB, replication * 100 + i)))
   })
 }
 
@@ -151,16 +165,16 @@ test.serial('cat --offset --length returns exactly the range, across block bound
 
 test.serial('replication-3 blocks sit on 3 distinct nodes over 2 racks, and the replicas are on those disks', async (t) => {
   const data = pattern(5 * MiB + 77, 13)
-  const put = await c.loam(['fs', 'put', '-', '/placed', '--block-size', '1MiB', '--replication', '3'], { input: data })
+  const put = await c.loam(['fs', 'put', '-', '/placed/f', '--block-size', '1MiB', '--replication', '3'], { input: data })
   t.is(put.code, 0, put.stderr)
-  acknowledged.set('/placed', sha256(data))
+  acknowledged.set('/placed/f', sha256(data))
   const { code, json } = await fsckJson(c, '/placed')
   t.is(code, 0)
   t.true(json.healthy)
   t.is(json.files, 1)
   t.is(json.blocks.length, 6)
   for (const b of json.blocks) {
-    t.is(b.path, '/placed')
+    t.is(b.path, '/placed/f')
     t.is(b.expected, 3)
     t.is(b.state, 'HEALTHY')
     const nodes = b.replicas.map((r) => r.node)
@@ -253,7 +267,8 @@ async function putForCorruption(t: ExecutionContext, remote: string, seed: numbe
   const data = pattern(MiB + 512 * KiB, seed)
   const put = await c.loam(['fs', 'put', '-', remote, '--block-size', '1MiB', '--replication', '3'], { input: data })
   t.is(put.code, 0, put.stderr)
-  const { json } = await fsckJson(c, remote)
+  const { json } = await fsckJson(c, path.posix.dirname(remote))
+  t.true(json.healthy)
   t.is(json.blocks.length, 2)
   t.is(json.blocks[1]!.replicas.length, 3)
   acknowledged.set(remote, sha256(data))
@@ -270,7 +285,7 @@ async function corrupt(t: ExecutionContext, nodeId: string, blockId: number, off
 
 for (const mode of ['short-circuit', 'remote'] as const) {
   test.serial(`a byte flipped in a replica on disk is caught on a ${mode} read, the read returns the right bytes, and fsck reports the block CORRUPT`, async (t) => {
-    const remote = `/corrupt/${mode}`
+    const remote = `/corrupt/${mode}/f`
     const { data, blocks } = await putForCorruption(t, remote, mode === 'remote' ? 41 : 42)
     const bad = blocks[1]!
     // The reader is told it runs on the victim's node, so the victim is the first (nearest) replica it tries;
@@ -285,7 +300,7 @@ for (const mode of ['short-circuit', 'remote'] as const) {
     t.is(cat.stdout.length, data.length)
     t.true(cat.stdout.equals(data), 'the read returns the original bytes')
 
-    const after = await fsckJson(c, remote)
+    const after = await fsckJson(c, path.posix.dirname(remote))
     t.is(after.code, 1, 'fsck exits 1 when a block is not healthy')
     t.false(after.json.healthy)
     const block = after.json.blocks.find((b) => b.id === bad.id)!
@@ -324,10 +339,10 @@ test.serial('200 MiB round-trips at replication 1 and 3 with the default block s
     t.is(cat.code, 0, cat.stderr)
     t.is(cat.bytes, size)
     t.is(cat.sha256, sum, `${remote}: cat`)
-    const fsck = await fsckJson(c, remote)
+    const fsck = await blocksOf(t, remote, 4)
     t.is(fsck.code, 0)
-    t.deepEqual(fsck.json.blocks.map((b) => b.length), [64 * MiB, 64 * MiB, 64 * MiB, 8 * MiB])
-    for (const b of fsck.json.blocks) t.is(new Set(b.replicas.map((r) => r.node)).size, replication)
+    t.deepEqual(fsck.blocks.map((b) => b.length), [64 * MiB, 64 * MiB, 64 * MiB, 8 * MiB])
+    for (const b of fsck.blocks) t.is(new Set(b.replicas.map((r) => r.node)).size, replication)
   }
   await rm(local)
   // Not kept for the restart test: reading them back again costs more than it checks.
@@ -343,11 +358,16 @@ async function waitOutOfSafemode(): Promise<void> {
 }
 
 async function checkAcknowledged(t: ExecutionContext, when: string): Promise<void> {
-  for (const [remote, sum] of acknowledged) {
-    const r = await loamHashed(c, ['fs', 'cat', remote])
-    t.is(r.code, 0, `${when}: cat ${remote}: ${r.stderr}`)
-    t.is(r.sha256, sum, `${when}: ${remote} reads back identical`)
+  const queue = [...acknowledged]
+  const worker = async (): Promise<void> => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      const [remote, sum] = next
+      const r = await loamHashed(c, ['fs', 'cat', remote])
+      t.is(r.code, 0, `${when}: cat ${remote}: ${r.stderr}`)
+      t.is(r.sha256, sum, `${when}: ${remote} reads back identical`)
+    }
   }
+  await Promise.all([worker(), worker(), worker()])
 }
 
 test.serial('kill -9 of the namenode between operations loses nothing acknowledged; it leaves safe mode by itself', async (t) => {

@@ -94,6 +94,33 @@ test('a frame split at every byte boundary across two pushes decodes once, whole
   }
 })
 
+test('a stream of frames split at every byte boundary, and at every pair of boundaries, decodes whole', (t) => {
+  const stream = [wire(REQUEST, PAYLOAD), wire(DATA), wire({ id: 8, kind: FrameKind.ACK }, Buffer.from('ok'))]
+  const bytes = Buffer.concat(stream)
+  const expected = stream.map((f) => summary(new FrameDecoder().push(f)[0]!))
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    const d = new FrameDecoder()
+    const frames = [...d.push(bytes.subarray(0, cut)), ...d.push(bytes.subarray(cut))]
+    t.deepEqual(frames.map(summary), expected, `cut at ${cut}`)
+  }
+  // Three pushes over a short stream: every way a frame can straddle chunks
+  // with the next frame's bytes behind it.
+  const small = [wire({ id: 1, kind: FrameKind.DATA }, Buffer.from('abcdef')), wire({ id: 2, kind: FrameKind.ACK }), wire({ id: 3, kind: FrameKind.DATA }, Buffer.from('xyz'))]
+  const smallBytes = Buffer.concat(small)
+  const smallExpected = small.map((f) => summary(new FrameDecoder().push(f)[0]!))
+  let combos = 0
+  for (let a = 0; a <= smallBytes.length; a++) {
+    for (let b = a; b <= smallBytes.length; b++) {
+      const d = new FrameDecoder()
+      const frames = [...d.push(smallBytes.subarray(0, a)), ...d.push(smallBytes.subarray(a, b)), ...d.push(smallBytes.subarray(b))]
+      const got = JSON.stringify(frames.map(summary))
+      if (got !== JSON.stringify(smallExpected)) t.fail(`cuts at ${a} and ${b}: ${got}`)
+      combos++
+    }
+  }
+  t.true(combos > 100)
+})
+
 test('frames fed one byte at a time', (t) => {
   const bytes = Buffer.concat([wire(REQUEST, PAYLOAD), wire(DATA), wire({ id: 8, kind: FrameKind.ACK }, Buffer.from('ok'))])
   const d = new FrameDecoder()

@@ -8,6 +8,16 @@ import { codecs } from '../rpc/schema.js'
 import { DatanodeService, type DatanodeServiceSpec } from '../rpc/service.js'
 import { chunkChecksums } from '../common/checksum.js'
 
+/** The first node of a new pipeline could not be reached. */
+export class PipelineOpenError extends LoamError {
+  constructor(
+    readonly node: string,
+    cause: unknown,
+  ) {
+    super('unavailable', `cannot open a write pipeline at datanode ${node}: ${(cause as Error).message}`)
+  }
+}
+
 interface Waiter {
   seqno: number
   resolve(): void
@@ -21,6 +31,8 @@ export class BlockPipeline {
   private windowWaiter: (() => void) | undefined
   private error: LoamError | undefined
   private readonly ackLoop: Promise<void>
+  /** The node the pipeline names as failed; when it names none, the first node is the one we lost. */
+  failedNode: string | undefined
 
   private constructor(
     readonly block: BlockRef,
@@ -40,7 +52,7 @@ export class BlockPipeline {
       return new BlockPipeline(located.block, client, stream, located.locations.map((l) => l.id))
     } catch (err) {
       client.close()
-      throw err
+      throw new PipelineOpenError(first.id, err)
     }
   }
 
@@ -87,7 +99,10 @@ export class BlockPipeline {
         if (!frame) return
         if (frame.header.kind !== FrameKind.ACK) continue
         const ack = codecs.PacketAck.decode(frame.header.body ?? new Uint8Array())
-        if (!ack.ok) throw new LoamError('io', `write pipeline for block ${this.block.id} failed at datanode ${ack.failedNode}: ${ack.message}`)
+        if (!ack.ok) {
+          this.failedNode = ack.failedNode || this.nodes[0]
+          throw new LoamError('io', `write pipeline for block ${this.block.id} failed at datanode ${ack.failedNode}: ${ack.message}`)
+        }
         this.acked = ack.seqno
         while (this.waiters.length > 0 && this.waiters[0]!.seqno <= this.acked) this.waiters.shift()!.resolve()
         this.windowWaiter?.()
@@ -98,7 +113,13 @@ export class BlockPipeline {
     }
   }
 
+  /** The seqno of the last packet sent, -1 before any. */
+  get lastSent(): number {
+    return this.seqno - 1
+  }
+
   private fail(err: LoamError): void {
+    this.failedNode ??= this.nodes[0]
     this.error ??= err
     for (const w of this.waiters.splice(0)) w.reject(this.error)
     this.windowWaiter?.()

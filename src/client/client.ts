@@ -154,6 +154,10 @@ export class LoamClient {
     return this.nn.call('AddBlock', { path, inodeId, clientName: this.clientName, previous, writerNode: this.nodeId, excludedNodes })
   }
 
+  async recoverPipeline(path: string, inodeId: number, block: BlockRef, excludedNodes: string[]): Promise<LocatedBlock> {
+    return this.nn.call('RecoverPipeline', { path, inodeId, clientName: this.clientName, block, excludedNodes, writerNode: this.nodeId })
+  }
+
   async complete(path: string, inodeId: number, last: BlockRef | null): Promise<FileStatus> {
     return must((await this.nn.call('Complete', { path, inodeId, clientName: this.clientName, last })).status)
   }

@@ -31,7 +31,8 @@ export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
   let v = bytes
   let i = 0
-  while (v >= 1024 && i < units.length - 1) {
+  // 1023.99 KiB would print as 1024.0 KiB: move up once the rounded figure reaches 1024.
+  while (Number(v.toFixed(1)) >= 1024 && i < units.length - 1) {
     v /= 1024
     i++
   }

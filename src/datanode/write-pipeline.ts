@@ -40,7 +40,10 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
     } catch (err) {
       await writer.abort()
       mirrorClient.close()
-      throw new LoamError('unavailable', `pipeline: datanode ${next.id} failed: ${(err as Error).message}`)
+      const message = `cannot reach the next datanode: ${(err as Error).message}`
+      // Tell the writer which node failed, so its recovery leaves that one out.
+      upstream.send(FrameKind.ACK, codecs.PacketAck.encode({ seqno: 0, ok: false, failedNode: next.id, message }))
+      throw new LoamError('unavailable', `pipeline: datanode ${next.id}: ${message}`)
     }
   }
 

@@ -151,7 +151,15 @@ export class Namespace {
     if (!opts.clientName) throw new LoamError('invalid-argument', 'create needs a client name')
     const parts = parsePath(path)
     if (parts.length === 0) throw new LoamError('is-a-directory', '/: is a directory')
-    if (opts.createParents && parts.length > 1) this.mkdirs(joinPath(parts.slice(0, -1)), 0o755, true, caller)
+    if (opts.createParents && parts.length > 1) {
+      try {
+        this.mkdirs(joinPath(parts.slice(0, -1)), 0o755, true, caller)
+      } catch (err) {
+        // The parent exists as a file: for the file being created that is 'not a directory'.
+        if (err instanceof LoamError && err.code === 'exists') throw new LoamError('not-a-directory', err.message.replace('exists and is not a directory', 'not a directory'))
+        throw err
+      }
+    }
     const r = this.resolve(path)
     let freed: Freed = { blocks: [] }
     if (r.id !== undefined) {
@@ -194,6 +202,17 @@ export class Namespace {
     return { inode: rec, block }
   }
 
+  /** A new generation for the block being written (its pipeline failed); what it held so far is written again. */
+  bumpLastBlock(path: string, inodeId: number, clientName: string, blockId: number): { inode: InodeRecord; block: BlockRef } {
+    const rec = this.underConstruction(path, inodeId, clientName)
+    const tail = rec.blocks[rec.blocks.length - 1]
+    if (!tail || tail.id !== blockId) throw new LoamError('invalid-argument', `${path}: block ${blockId} is not the block being written`)
+    tail.genStamp = this.txn.nextGenStamp()
+    tail.lengthBytes = 0
+    this.txn.putInode(rec)
+    return { inode: rec, block: { ...tail } }
+  }
+
   complete(path: string, inodeId: number, clientName: string, last: BlockRef | null | undefined, caller: Caller): InodeRecord {
     const rec = this.underConstruction(path, inodeId, clientName)
     this.commitLast(rec, last)
@@ -204,7 +223,10 @@ export class Namespace {
   }
 
   private commitLast(rec: InodeRecord, last: BlockRef | null | undefined): void {
-    if (!last || last.id === 0) return
+    if (!last || last.id === 0) {
+      if (rec.blocks.length > 0) throw new LoamError('invalid-argument', `block ${rec.blocks[rec.blocks.length - 1]!.id} is being written: name it with its length`)
+      return
+    }
     const tail = rec.blocks[rec.blocks.length - 1]
     if (!tail || tail.id !== last.id) throw new LoamError('invalid-argument', `block ${last.id} is not the last block of this file`)
     if (last.lengthBytes > rec.blockSizeBytes) throw new LoamError('invalid-argument', `block ${last.id} length ${last.lengthBytes} is over the block size ${rec.blockSizeBytes}`)

@@ -87,8 +87,9 @@ export class LevelStore implements MetaStore {
       if (k.startsWith(pfx) && (after === undefined || k > after)) overlaid.set(k, o.value)
     }
     const out = new Map<string, Buffer>()
-    const gt = startAfter ?? prefix
-    const it = this.db.iterator({ gt, lt: prefixEnd(prefix), limit: limit + overlaid.size })
+    // Start after startAfter when it lies inside the prefix, else at the prefix itself.
+    const bound = startAfter && Buffer.compare(startAfter, prefix) >= 0 ? { gt: startAfter } : { gte: prefix }
+    const it = this.db.iterator({ ...bound, lt: prefixEnd(prefix), limit: limit + overlaid.size })
     try {
       for (;;) {
         const entries = await it.nextv(1000)

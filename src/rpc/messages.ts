@@ -88,6 +88,14 @@ export interface AddBlockRequest {
   writerNode: string
   excludedNodes: string[]
 }
+export interface RecoverPipelineRequest {
+  path: string
+  inodeId: number
+  clientName: string
+  block: BlockRef | null
+  excludedNodes: string[]
+  writerNode: string
+}
 export interface CompleteRequest { path: string; inodeId: number; clientName: string; last?: BlockRef | null }
 export interface RenewLeaseRequest { clientName: string }
 export interface GetBlockLocationsRequest { path: string; offsetBytes: number; lengthBytes: number; readerNode: string }

@@ -35,6 +35,7 @@ export const codecs = {
   FileStatusResponse: codec<m.FileStatusResponse>('FileStatusResponse'),
   AddBlockRequest: codec<m.AddBlockRequest>('AddBlockRequest'),
   LocatedBlock: codec<m.LocatedBlock>('LocatedBlock'),
+  RecoverPipelineRequest: codec<m.RecoverPipelineRequest>('RecoverPipelineRequest'),
   CompleteRequest: codec<m.CompleteRequest>('CompleteRequest'),
   RenewLeaseRequest: codec<m.RenewLeaseRequest>('RenewLeaseRequest'),
   GetBlockLocationsRequest: codec<m.GetBlockLocationsRequest>('GetBlockLocationsRequest'),

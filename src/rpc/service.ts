@@ -24,6 +24,7 @@ export const NamenodeService = {
   Mkdirs: unary(codecs.MkdirsRequest, codecs.FileStatusResponse),
   Create: unary(codecs.CreateRequest, codecs.FileStatusResponse),
   AddBlock: unary(codecs.AddBlockRequest, codecs.LocatedBlock),
+  RecoverPipeline: unary(codecs.RecoverPipelineRequest, codecs.LocatedBlock),
   Complete: unary(codecs.CompleteRequest, codecs.FileStatusResponse),
   RenewLease: unary(codecs.RenewLeaseRequest, codecs.Empty),
   GetBlockLocations: unary(codecs.GetBlockLocationsRequest, codecs.GetBlockLocationsResponse),

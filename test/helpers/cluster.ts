@@ -137,9 +137,9 @@ export async function startCluster(t: Teardown, opts: ClusterOptions = {}): Prom
   const logFd = openSync(path.join(dir, 'cluster-up.log'), 'a')
   const up = spawn(process.execPath, args, { stdio: ['ignore', logFd, logFd] })
   closeSync(logFd)
-  let cluster: TestCluster | undefined
+  const started: { cluster?: TestCluster } = {}
   t.teardown(async () => {
-    if (cluster) await cluster.stop()
+    if (started.cluster) await started.cluster.stop()
     else {
       up.kill('SIGTERM')
       await rm(dir, { recursive: true, force: true })
@@ -149,8 +149,8 @@ export async function startCluster(t: Teardown, opts: ClusterOptions = {}): Prom
     if (up.exitCode !== null) throw new Error(`cluster up exited ${up.exitCode}: ${await readFile(path.join(dir, 'cluster-up.log'), 'utf8')}`)
     return (await readFile(readyFile, 'utf8').catch(() => '')) !== ''
   }, 60_000, 'the cluster to come up')
-  cluster = new TestCluster(dir, JSON.parse(await readFile(readyFile, 'utf8')) as ClusterRecord, up)
-  return cluster
+  started.cluster = new TestCluster(dir, JSON.parse(await readFile(readyFile, 'utf8')) as ClusterRecord, up)
+  return started.cluster
 }
 
 export function alive(pid: number): boolean {
