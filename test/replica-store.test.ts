@@ -4,7 +4,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { chunkChecksums, firstBadChunk, initChecksums } from '../src/common/checksum.js'
-import { META_HEADER_BYTES, ReplicaStore } from '../src/datanode/replica-store.js'
+import { META_HEADER_BYTES, ReplicaStore, type ReplicaWriter } from '../src/datanode/replica-store.js'
 import { CHECKSUM_BYTES, CHUNK_BYTES, PACKET_BYTES_MAX } from '../src/limits.js'
 import { LoamError, type ErrorCode } from '../src/rpc/errors.js'
 
@@ -386,4 +386,227 @@ test('a finalize cut short between its renames is completed at startup', async (
   t.like(store.get(130), { state: 'finalized', genStamp: 4, lengthBytes: data.length })
   t.true((await readRange(t, store, 130, 4, 0, 0)).equals(data))
   t.deepEqual(await fs.readdir(path.join(dir, 'current', 'rbw')), [])
+})
+
+// ---- block recovery: inspect and recover ----
+
+/** Writes data through a writer in packets with their checksums, no sync or finalize. */
+async function writePackets(writer: ReplicaWriter, data: Buffer, from = 0): Promise<void> {
+  for (let off = 0; off < data.length; off += PACKET_BYTES_MAX) {
+    const packet = data.subarray(off, off + PACKET_BYTES_MAX)
+    await writer.write(from + off, packet, chunkChecksums(packet))
+  }
+}
+
+async function flipByte(file: string, position: number): Promise<void> {
+  const fh = await fs.open(file, 'r+')
+  try {
+    const b = Buffer.alloc(1)
+    await fh.read(b, 0, 1, position)
+    b[0] = (b[0] ?? 0) ^ 0x20
+    await fh.write(b, 0, 1, position)
+  } finally {
+    await fh.close()
+  }
+}
+
+test('inspect of a finalized replica verifies all of it; of a missing one is not-found', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, [dir])
+  const data = randomBytes(3 * CHUNK_BYTES + 100)
+  await writeReplica(store, 40, 6, data)
+  t.deepEqual(await store.inspect(40), { genStamp: 6, lengthBytes: data.length, verifiedBytes: data.length, state: 'finalized' })
+  await writeReplica(store, 41, 1, Buffer.alloc(0))
+  t.deepEqual(await store.inspect(41), { genStamp: 1, lengthBytes: 0, verifiedBytes: 0, state: 'finalized' })
+  t.is(await loamCode(t, store.inspect(42)), 'not-found')
+})
+
+test('inspect of an rbw replica written in part verifies what was written, a partial last chunk included', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, [dir])
+  const writer = await store.createRbw(50, 3)
+  const data = randomBytes(2 * CHUNK_BYTES + 1000)
+  await writePackets(writer, data)
+  t.deepEqual(await store.inspect(50), { genStamp: 3, lengthBytes: data.length, verifiedBytes: data.length, state: 'rbw' })
+  t.like(store.list().find((r) => r.id === 50), { state: 'rbw', genStamp: 3 })
+  // The writer is untouched by an inspect.
+  await writer.write(2 * CHUNK_BYTES, data.subarray(2 * CHUNK_BYTES), chunkChecksums(data.subarray(2 * CHUNK_BYTES)))
+  await writer.sync()
+  await store.close()
+
+  // After a restart (the writer's process died) the rbw replica is still there to inspect.
+  const again = await openStore(t, [dir])
+  t.deepEqual(await again.inspect(50), { genStamp: 3, lengthBytes: data.length, verifiedBytes: data.length, state: 'rbw' })
+})
+
+test('inspect stops at a torn last chunk: data without its checksum, a bad checksum, a checksum without data', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, [dir])
+  const data = randomBytes(2 * CHUNK_BYTES)
+
+  // Data written past what the meta file covers (the checksum write never landed).
+  const w1 = await store.createRbw(60, 1)
+  await writePackets(w1, data)
+  const r1 = store.get(60)
+  await fs.appendFile(r1?.dataPath ?? '', randomBytes(500))
+  t.deepEqual(await store.inspect(60), { genStamp: 1, lengthBytes: 2 * CHUNK_BYTES + 500, verifiedBytes: 2 * CHUNK_BYTES, state: 'rbw' })
+
+  // The last chunk's checksum damaged (or torn): the prefix ends before that chunk.
+  const w2 = await store.createRbw(61, 1)
+  await writePackets(w2, Buffer.concat([data, data.subarray(0, 300)]))
+  await flipByte(store.get(61)?.metaPath ?? '', META_HEADER_BYTES + 2 * CHECKSUM_BYTES + 3)
+  t.deepEqual(await store.inspect(61), { genStamp: 1, lengthBytes: 2 * CHUNK_BYTES + 300, verifiedBytes: 2 * CHUNK_BYTES, state: 'rbw' })
+
+  // A checksum written for a chunk whose data never landed does not count.
+  const w3 = await store.createRbw(62, 1)
+  await writePackets(w3, data.subarray(0, CHUNK_BYTES + 10))
+  await fs.appendFile(store.get(62)?.metaPath ?? '', chunkChecksums(randomBytes(CHUNK_BYTES)))
+  t.deepEqual(await store.inspect(62), { genStamp: 1, lengthBytes: CHUNK_BYTES + 10, verifiedBytes: CHUNK_BYTES + 10, state: 'rbw' })
+
+  // A data write cut short inside a chunk whose full checksum landed: that chunk does not count.
+  const w4 = await store.createRbw(63, 1)
+  await writePackets(w4, data.subarray(0, CHUNK_BYTES))
+  await fs.appendFile(store.get(63)?.dataPath ?? '', data.subarray(CHUNK_BYTES, CHUNK_BYTES + 700))
+  await fs.appendFile(store.get(63)?.metaPath ?? '', chunkChecksums(data.subarray(CHUNK_BYTES)))
+  t.like(await store.inspect(63), { lengthBytes: CHUNK_BYTES + 700, verifiedBytes: CHUNK_BYTES })
+
+  // A damaged chunk in the middle ends the prefix there, whatever follows.
+  await writeReplica(store, 64, 2, Buffer.concat([data, data]))
+  await flipByte(store.get(64)?.dataPath ?? '', CHUNK_BYTES + 5)
+  t.like(await store.inspect(64), { state: 'finalized', lengthBytes: 4 * CHUNK_BYTES, verifiedBytes: CHUNK_BYTES })
+  for (const w of [w1, w2, w3, w4]) await w.abort()
+})
+
+test('recover cuts an rbw replica inside a chunk and finalizes it at the new gen stamp, durably', async (t) => {
+  const dir = await tempDir(t)
+  const first = await ReplicaStore.open([dir])
+  const data = randomBytes(3 * CHUNK_BYTES)
+  const writer = await first.createRbw(70, 5)
+  await writePackets(writer, data)
+  await writer.sync()
+  await first.close() // the writer died with the process; its rbw replica stays
+
+  const store = await ReplicaStore.open([dir])
+  const cutBytes = CHUNK_BYTES + 1234
+  const info = await store.recover(70, 7, cutBytes)
+  t.like(info, { id: 70, genStamp: 7, lengthBytes: cutBytes, state: 'finalized' })
+  t.true(info.dataPath.includes(`${path.sep}finalized${path.sep}subdir06${path.sep}blk_70`))
+  t.deepEqual(await store.verify(70), { ok: true, badChunk: -1 })
+  t.true((await readRange(t, store, 70, 7, 0, 0)).equals(data.subarray(0, cutBytes)))
+  t.is(await loamCode(t, drain(store.readChunks(70, 5, 0, 0))), 'stale-generation')
+  t.is((await fs.stat(info.dataPath)).size, cutBytes)
+  t.is((await fs.stat(info.metaPath)).size, META_HEADER_BYTES + 2 * CHECKSUM_BYTES)
+  t.is(store.usage().usedBytes, cutBytes + META_HEADER_BYTES + 2 * CHECKSUM_BYTES)
+  // Idempotent at the same gen stamp and length; another length needs a newer gen stamp.
+  t.deepEqual(await store.recover(70, 7, cutBytes), info)
+  t.is(await loamCode(t, store.recover(70, 7, CHUNK_BYTES)), 'stale-generation')
+  await store.close()
+
+  const again = await openStore(t, [dir])
+  t.like(again.get(70), { genStamp: 7, lengthBytes: cutBytes, state: 'finalized' })
+  t.deepEqual(await again.verify(70), { ok: true, badChunk: -1 })
+  t.true((await readRange(t, again, 70, 7, 0, 0)).equals(data.subarray(0, cutBytes)))
+  t.deepEqual(await again.inspect(70), { genStamp: 7, lengthBytes: cutBytes, verifiedBytes: cutBytes, state: 'finalized' })
+  t.deepEqual(await fs.readdir(path.join(dir, 'current', 'rbw')), [])
+})
+
+test('recover refuses a length beyond what verifies and an older gen stamp, and changes nothing', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, [dir])
+  const data = randomBytes(2 * CHUNK_BYTES + 300)
+  const writer = await store.createRbw(80, 5)
+  await writePackets(writer, data)
+  await writer.sync()
+  const rbw = store.get(80)
+  // Tear the last chunk: its checksum no longer matches.
+  await flipByte(rbw?.metaPath ?? '', META_HEADER_BYTES + 2 * CHECKSUM_BYTES)
+  await store.close()
+
+  const again = await openStore(t, [dir])
+  t.is(await loamCode(t, again.recover(80, 9, data.length)), 'invalid-argument')
+  t.is(await loamCode(t, again.recover(80, 9, 2 * CHUNK_BYTES + 1)), 'invalid-argument')
+  t.is(await loamCode(t, again.recover(80, 4, CHUNK_BYTES)), 'stale-generation')
+  t.is(await loamCode(t, again.recover(80, 9, -1)), 'invalid-argument')
+  t.is(await loamCode(t, again.recover(81, 9, 0)), 'not-found')
+  t.like(again.get(80), { genStamp: 5, lengthBytes: data.length, state: 'rbw', dataPath: rbw?.dataPath })
+  t.like(await again.inspect(80), { genStamp: 5, verifiedBytes: 2 * CHUNK_BYTES })
+
+  // Up to what verifies is fine.
+  t.like(await again.recover(80, 9, 2 * CHUNK_BYTES), { genStamp: 9, lengthBytes: 2 * CHUNK_BYTES, state: 'finalized' })
+  t.true((await readRange(t, again, 80, 9, 0, 0)).equals(data.subarray(0, 2 * CHUNK_BYTES)))
+  // A finalized replica newer than the recovery is refused too.
+  t.is(await loamCode(t, again.recover(80, 8, CHUNK_BYTES)), 'stale-generation')
+  t.like(again.get(80), { genStamp: 9, lengthBytes: 2 * CHUNK_BYTES })
+})
+
+test('recover of a replica with an open writer ends the writer; a refused one leaves it writing', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, [dir])
+  const data = randomBytes(2 * CHUNK_BYTES + 500)
+  const writer = await store.createRbw(90, 3)
+  await writePackets(writer, data.subarray(0, 2 * CHUNK_BYTES))
+  t.is(await loamCode(t, store.recover(90, 4, 2 * CHUNK_BYTES + 1)), 'invalid-argument')
+  // Still writing after the refusal.
+  await writePackets(writer, data.subarray(2 * CHUNK_BYTES), 2 * CHUNK_BYTES)
+  t.is(writer.lengthBytes, data.length)
+
+  const info = await store.recover(90, 4, 2 * CHUNK_BYTES + 200)
+  t.like(info, { genStamp: 4, lengthBytes: 2 * CHUNK_BYTES + 200, state: 'finalized' })
+  const p = randomBytes(10)
+  t.is(await loamCode(t, writer.write(0, p, chunkChecksums(p))), 'stale-generation')
+  t.is(await loamCode(t, writer.sync()), 'stale-generation')
+  t.is(await loamCode(t, writer.finalize(10)), 'stale-generation')
+  await writer.abort() // a no-op now: the recovered replica stays
+  t.like(store.get(90), { genStamp: 4, lengthBytes: 2 * CHUNK_BYTES + 200, state: 'finalized' })
+  t.deepEqual(await store.verify(90), { ok: true, badChunk: -1 })
+  t.true((await readRange(t, store, 90, 4, 0, 0)).equals(data.subarray(0, 2 * CHUNK_BYTES + 200)))
+})
+
+test('recover of a finalized replica re-stamps it, and can shorten it', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, [dir])
+  const data = randomBytes(3 * CHUNK_BYTES)
+  await writeReplica(store, 100, 1, data)
+  t.like(await store.recover(100, 2, data.length), { genStamp: 2, lengthBytes: data.length, state: 'finalized' })
+  t.like(await store.recover(100, 3, CHUNK_BYTES + 5), { genStamp: 3, lengthBytes: CHUNK_BYTES + 5, state: 'finalized' })
+  t.is(await loamCode(t, store.recover(100, 4, CHUNK_BYTES + 6)), 'invalid-argument')
+  t.true((await readRange(t, store, 100, 3, 0, 0)).equals(data.subarray(0, CHUNK_BYTES + 5)))
+  await store.close()
+  const again = await openStore(t, [dir])
+  t.like(again.get(100), { genStamp: 3, lengthBytes: CHUNK_BYTES + 5, state: 'finalized' })
+  t.deepEqual(await again.verify(100), { ok: true, badChunk: -1 })
+  t.deepEqual(await fs.readdir(path.join(dir, 'current', 'rbw')), [])
+})
+
+test('a recovery cut short after moving a finalized replica back to rbw is undone at startup', async (t) => {
+  const dir = await tempDir(t)
+  const first = await ReplicaStore.open([dir])
+  const data = randomBytes(CHUNK_BYTES + 17)
+  await writeReplica(first, 131, 8, data) // 131 % 64 = 3
+  const info = first.get(131)
+  await first.close()
+  // recover moves data first: simulate a crash right after that rename.
+  await fs.rename(info?.dataPath ?? '', path.join(dir, 'current', 'rbw', 'blk_131'))
+
+  const store = await openStore(t, [dir])
+  t.like(store.get(131), { state: 'finalized', genStamp: 8, lengthBytes: data.length, dataPath: info?.dataPath })
+  t.true((await readRange(t, store, 131, 8, 0, 0)).equals(data))
+  t.deepEqual(await fs.readdir(path.join(dir, 'current', 'rbw')), [])
+})
+
+test('release keeps an rbw replica for recovery; aborting it afterwards does not undo a recovery', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, [dir])
+  const data = randomBytes(CHUNK_BYTES + 10)
+  const writer = await store.createRbw(140, 2)
+  await writePackets(writer, data)
+  await writer.release()
+  await writer.release() // twice is fine
+  const p = randomBytes(10)
+  await t.throwsAsync(writer.write(0, p, chunkChecksums(p)))
+  t.deepEqual(await store.inspect(140), { genStamp: 2, lengthBytes: data.length, verifiedBytes: data.length, state: 'rbw' })
+  t.like(await store.recover(140, 3, data.length), { genStamp: 3, state: 'finalized' })
+  await writer.abort()
+  t.like(store.get(140), { genStamp: 3, lengthBytes: data.length, state: 'finalized' })
+  t.true((await readRange(t, store, 140, 3, 0, 0)).equals(data))
 })

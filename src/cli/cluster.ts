@@ -43,6 +43,8 @@ interface UpFlags {
   deadAfter: string
   replication?: string
   blockSize?: string
+  leaseLimit?: string
+  scanPeriod?: string
   readyFile?: string
   logLevel: string
   demo?: boolean
@@ -131,6 +133,8 @@ export function registerClusterCommands(program: Command): void {
     .option('--dead-after <duration>', 'a datanode silent this long is dead', '30s')
     .option('--replication <n>', 'default replication')
     .option('--block-size <size>', 'default block size')
+    .option('--lease-limit <duration>', 'a writer silent this long loses its open files to lease recovery')
+    .option('--scan-period <duration>', 'every datanode verifies all its replicas once per this period', '7d')
     .option('--ready-file <file>', 'write the cluster record (roles, addresses, pids, argv) here once up')
     .option('--log-level <level>', 'log level of every role', 'info')
     .option('--demo', 'once up, show a put, a listing and a get')
@@ -158,6 +162,7 @@ export function registerClusterCommands(program: Command): void {
           const nnArgs = ['namenode', '--data', path.join(nnDir, 'meta'), '--host', f.host, '--port', f.port, '--http-port', f.httpPort, ...common]
           if (f.replication) nnArgs.push('--replication', f.replication)
           if (f.blockSize) nnArgs.push('--block-size', f.blockSize)
+          if (f.leaseLimit) nnArgs.push('--lease-limit', f.leaseLimit)
           const nn = await startRole(nnArgs, nnDir, children)
           const nnRpc = String(nn.record.rpc)
           const record: ClusterRecord = {
@@ -170,7 +175,7 @@ export function registerClusterCommands(program: Command): void {
               const id = `dn${i + 1}`
               const rack = `/r${(i % racks) + 1}`
               const nodeDir = path.join(dir, id)
-              const args = ['datanode', '--namenode', nnRpc, '--data', path.join(nodeDir, 'data'), '--id', id, '--rack', rack, '--host', f.host, '--port', '0', '--http-port', '0', '--log-level', f.logLevel]
+              const args = ['datanode', '--namenode', nnRpc, '--data', path.join(nodeDir, 'data'), '--id', id, '--rack', rack, '--host', f.host, '--port', '0', '--http-port', '0', '--log-level', f.logLevel, '--scan-period', f.scanPeriod ?? '7d']
               const dn = await startRole(args, nodeDir, children)
               const rpc = String(dn.record.rpc)
               const http = String(dn.record.http)

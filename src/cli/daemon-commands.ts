@@ -61,6 +61,7 @@ interface NamenodeFlags {
   deadAfter: string
   replication: string
   blockSize: string
+  leaseLimit: string
   logLevel: string
 }
 
@@ -76,6 +77,7 @@ interface DatanodeFlags {
   capacity?: string
   readyFile?: string
   blockReportInterval: string
+  scanPeriod: string
   logLevel: string
 }
 
@@ -92,6 +94,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('--dead-after <duration>', 'a datanode silent this long is dead', '30s')
     .option('--replication <n>', 'default replication', '3')
     .option('--block-size <size>', 'default block size', '64MiB')
+    .option('--lease-limit <duration>', 'a writer silent this long loses its open files to lease recovery', '60s')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .action(
       action(async (f: NamenodeFlags) => {
@@ -109,6 +112,7 @@ export function registerDaemonCommands(program: Command): void {
           deadAfterMs,
           replication: Number(f.replication),
           blockSizeBytes: parseSize(f.blockSize, '--block-size'),
+          leaseLimitMs: parseDuration(f.leaseLimit, '--lease-limit'),
           log,
         })
         stopOnSignal(nn.stop)
@@ -130,6 +134,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('--capacity <size>', 'use at most this much space')
     .option('--ready-file <file>', 'write {"rpc", "http", "pid", "id"} here once serving')
     .option('--block-report-interval <duration>', 'full block report interval', '10m')
+    .option('--scan-period <duration>', 'verify every replica in the background once per this period', '7d')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .action(
       action(async (f: DatanodeFlags) => {
@@ -147,6 +152,7 @@ export function registerDaemonCommands(program: Command): void {
           id: f.id,
           capacityBytes: f.capacity ? parseSize(f.capacity, '--capacity') : undefined,
           blockReportIntervalMs: parseDuration(f.blockReportInterval, '--block-report-interval'),
+          scanPeriodMs: parseDuration(f.scanPeriod, '--scan-period'),
           log,
         })
         stopOnSignal(dn.stop)

@@ -18,12 +18,12 @@ export function parseSize(text: string, what = 'size'): number {
   return bytes
 }
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, '': 1000, m: 60_000, h: 3_600_000 }
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, '': 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
 
 /** Milliseconds; a bare number is seconds. */
 export function parseDuration(text: string, what = 'duration'): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|)\s*$/.exec(text)
-  if (!m) throw new LoamError('invalid-argument', `${what} '${text}' is not a duration (for example 500ms, 3s, 2m)`)
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|)\s*$/.exec(text)
+  if (!m) throw new LoamError('invalid-argument', `${what} '${text}' is not a duration (for example 500ms, 3s, 2m, 7d)`)
   return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!]!)
 }
 

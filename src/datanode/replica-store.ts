@@ -38,6 +38,16 @@ export interface StorageUsage {
   remainingBytes: number
 }
 
+/** What block recovery needs to know about a replica (ReplicaStore.inspect). */
+export interface ReplicaInspection {
+  genStamp: number
+  /** Bytes in the data file on disk, verified or not. */
+  lengthBytes: number
+  /** End of the longest prefix of chunks that verify against their stored checksums. */
+  verifiedBytes: number
+  state: 'finalized' | 'rbw'
+}
+
 export const LAYOUT_VERSION = 1
 const META_MAGIC = Buffer.from('LOAMMETA', 'ascii')
 const META_VERSION = 1
@@ -203,6 +213,49 @@ async function readMetaHeader(metaPath: string): Promise<ReturnType<typeof decod
   } finally {
     await fh.close()
   }
+}
+
+/**
+ * The end of the longest prefix of chunks whose data matches the checksum
+ * stored for it, looking no further than the chunk that holds untilBytes - 1.
+ * A chunk ends the prefix when its checksum is missing (data written, checksum
+ * not), its data is missing (the reverse), or the two differ; the last chunk
+ * counts at the length the data file gives it. Nothing verifies under a meta
+ * header that does not decode or names another gen stamp.
+ */
+async function verifiedPrefix(
+  data: FileHandle,
+  meta: FileHandle,
+  genStamp: number,
+  untilBytes: number,
+): Promise<{ dataBytes: number; verifiedBytes: number }> {
+  const [dataStat, metaStat] = await Promise.all([data.stat(), meta.stat()])
+  const dataBytes = dataStat.size
+  const header = Buffer.alloc(META_HEADER_BYTES)
+  const decoded = decodeMetaHeader(header.subarray(0, await readFully(meta, header, 0)))
+  if (!('genStamp' in decoded) || decoded.genStamp !== genStamp) return { dataBytes, verifiedBytes: 0 }
+  const storedSums = Math.max(0, Math.floor((metaStat.size - META_HEADER_BYTES) / CHECKSUM_BYTES))
+  const endBytes = Math.min(dataBytes, storedSums * CHUNK_BYTES, Math.ceil(untilBytes / CHUNK_BYTES) * CHUNK_BYTES)
+  let verifiedBytes = 0
+  while (verifiedBytes < endBytes) {
+    const spanBytes = Math.min(READ_SPAN_BYTES, endBytes - verifiedBytes)
+    const dataBuf = Buffer.allocUnsafe(spanBytes)
+    const sumBuf = Buffer.allocUnsafe(chunkCount(spanBytes) * CHECKSUM_BYTES)
+    const [dataRead, sumRead] = await Promise.all([
+      readFully(data, dataBuf, verifiedBytes),
+      readFully(meta, sumBuf, META_HEADER_BYTES + (verifiedBytes / CHUNK_BYTES) * CHECKSUM_BYTES),
+    ])
+    if (dataRead !== spanBytes || sumRead !== sumBuf.length) {
+      // The files shrank while we read: only whole chunks that came back can count.
+      const chunks = Math.min(Math.floor(dataRead / CHUNK_BYTES), Math.floor(sumRead / CHECKSUM_BYTES))
+      const bad = firstBadChunk(dataBuf.subarray(0, chunks * CHUNK_BYTES), sumBuf.subarray(0, chunks * CHECKSUM_BYTES))
+      return { dataBytes, verifiedBytes: verifiedBytes + (bad === -1 ? chunks : bad) * CHUNK_BYTES }
+    }
+    const bad = firstBadChunk(dataBuf, sumBuf)
+    if (bad !== -1) return { dataBytes, verifiedBytes: verifiedBytes + bad * CHUNK_BYTES }
+    verifiedBytes += spanBytes
+  }
+  return { dataBytes, verifiedBytes }
 }
 
 async function openDataDir(root: string): Promise<DataDir> {
@@ -432,13 +485,21 @@ export class ReplicaStore {
     }
   }
 
-  /** Reads the whole replica and checks every chunk; badChunk is -1 when ok. */
-  async verify(id: number): Promise<{ ok: boolean; badChunk: number }> {
+  /**
+   * Reads the whole replica and checks every chunk; badChunk is -1 when ok.
+   * opts.genStamp: verify that version only ('stale-generation' if another is here).
+   * opts.afterSpan: awaited after each span read (at most READ_SPAN_BYTES), before it is
+   * checked, so a background reader can pace itself; what it throws ends the verify.
+   */
+  async verify(
+    id: number,
+    opts: { genStamp?: number; afterSpan?: (spanBytes: number) => Promise<void> } = {},
+  ): Promise<{ ok: boolean; badChunk: number }> {
     this.checkOpen()
     checkId(id)
     const current = this.replicas.get(id)
     if (current === undefined) throw new LoamError('not-found', `blk_${id}: no replica here`)
-    const { replica, data, meta } = await this.openForRead(id, current.genStamp)
+    const { replica, data, meta } = await this.openForRead(id, opts.genStamp ?? current.genStamp)
     try {
       const header = Buffer.alloc(META_HEADER_BYTES)
       const headerRead = await readFully(meta, header, 0)
@@ -453,6 +514,7 @@ export class ReplicaStore {
           readFully(data, dataBuf, spanStart),
           readFully(meta, sumBuf, META_HEADER_BYTES + (spanStart / CHUNK_BYTES) * CHECKSUM_BYTES),
         ])
+        if (opts.afterSpan !== undefined) await opts.afterSpan(dataRead)
         const firstChunk = spanStart / CHUNK_BYTES
         // A short file: the chunk where the data or its checksums run out is bad.
         const shortAt = Math.min(Math.floor(dataRead / CHUNK_BYTES), Math.floor(sumRead / CHECKSUM_BYTES))
@@ -471,6 +533,86 @@ export class ReplicaStore {
     } finally {
       await Promise.allSettled([data.close(), meta.close()])
     }
+  }
+
+  /**
+   * How much of a replica verifies, for block recovery after its writer died.
+   * Holds the id's lock, so no finalize, recovery or delete runs meanwhile. An
+   * open writer's writes already in flight are awaited; writes it starts later
+   * may be seen in part, which only ever shortens the verified prefix.
+   */
+  async inspect(id: number): Promise<ReplicaInspection> {
+    this.checkOpen()
+    checkId(id)
+    return this.locked(id, async () => {
+      this.checkOpen()
+      const replica = this.replicas.get(id)
+      if (replica === undefined) throw new LoamError('not-found', `blk_${id}: no replica here`)
+      await this.writers.get(id)?.settle()
+      const v = await this.verifiedPrefixOf(replica, Infinity)
+      return { genStamp: replica.genStamp, lengthBytes: v.dataBytes, verifiedBytes: v.verifiedBytes, state: replica.state }
+    })
+  }
+
+  /**
+   * Block recovery: finalizes the replica here (rbw or finalized) at newGenStamp
+   * and lengthBytes, which must lie within what verifies (see inspect). Ends an
+   * open writer (its later calls fail with 'stale-generation'). Idempotent: a
+   * replica already finalized at newGenStamp and lengthBytes is returned as is.
+   *
+   * Crash safety: a finalized replica is first moved back into rbw/ (data, then
+   * meta; the startup scan undoes a move cut short), cut and re-stamped there,
+   * then finalized as finalize does (meta, then data). A crash at any point
+   * leaves either the old finalized replica or an rbw one, which is never
+   * reported and is recovered again.
+   */
+  async recover(id: number, newGenStamp: number, lengthBytes: number): Promise<ReplicaInfo> {
+    this.checkOpen()
+    checkId(id)
+    checkGenStamp(newGenStamp)
+    if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 0 || lengthBytes > BLOCK_SIZE_MAX_BYTES) {
+      throw new LoamError('invalid-argument', `blk_${id}: recovery length ${lengthBytes} is not a number of bytes up to ${BLOCK_SIZE_MAX_BYTES}`)
+    }
+    return this.locked(id, async () => {
+      this.checkOpen()
+      const replica = this.replicas.get(id)
+      if (replica === undefined) throw new LoamError('not-found', `blk_${id}: no replica here to recover`)
+      if (replica.genStamp > newGenStamp) {
+        throw new LoamError('stale-generation', `blk_${id}: replica here has gen stamp ${replica.genStamp}, newer than the recovery's ${newGenStamp}`)
+      }
+      if (replica.genStamp === newGenStamp && replica.state === 'finalized') {
+        if (replica.lengthBytes === lengthBytes) return publicInfo(replica)
+        throw new LoamError(
+          'stale-generation',
+          `blk_${id}: already finalized at gen stamp ${newGenStamp} with ${replica.lengthBytes} bytes; recovering it to ${lengthBytes} bytes needs a newer gen stamp`,
+        )
+      }
+      const refuse = (verifiedBytes: number): LoamError =>
+        new LoamError('invalid-argument', `blk_${id}: recovery to ${lengthBytes} bytes, but only ${verifiedBytes} bytes here verify against their checksums`)
+
+      let verifiedBytes: number | undefined
+      const writer = this.writers.get(id)
+      if (writer !== undefined) {
+        // Checked before ending the write, so a refused recovery leaves the writer alone.
+        const issued = await writer.settle()
+        const before = (await this.verifiedPrefixOf(replica, lengthBytes)).verifiedBytes
+        if (lengthBytes > before) throw refuse(before)
+        await writer.closeFiles(new LoamError('stale-generation', `blk_${id}: write ended by block recovery at gen stamp ${newGenStamp}`), 'aborted')
+        // Writes started while we read may have changed the files: read them again.
+        if (writer.writesIssued === issued) verifiedBytes = before
+      }
+      verifiedBytes ??= (await this.verifiedPrefixOf(replica, lengthBytes)).verifiedBytes
+      if (lengthBytes > verifiedBytes) throw refuse(verifiedBytes)
+
+      try {
+        if (replica.state === 'finalized') await this.moveToRbw(replica)
+        await this.cutAndStamp(replica, newGenStamp, lengthBytes)
+        await this.moveToFinalized(replica)
+      } catch (err) {
+        throw fsError(err, `blk_${id}: recovering to gen stamp ${newGenStamp} and ${lengthBytes} bytes`)
+      }
+      return publicInfo(replica)
+    })
   }
 
   usage(): StorageUsage {
@@ -605,6 +747,92 @@ export class ReplicaStore {
     return best
   }
 
+  /** How far a replica's files verify (see verifiedPrefix); caller holds the id's lock. */
+  private async verifiedPrefixOf(replica: Replica, untilBytes: number): Promise<{ dataBytes: number; verifiedBytes: number }> {
+    let data: FileHandle | undefined
+    let meta: FileHandle | undefined
+    try {
+      data = await fs.open(replica.dataPath, 'r')
+      meta = await fs.open(replica.metaPath, 'r')
+      return await verifiedPrefix(data, meta, replica.genStamp, untilBytes)
+    } catch (err) {
+      throw fsError(err, `blk_${replica.id}: reading the replica to verify it`)
+    } finally {
+      await Promise.allSettled([data?.close(), meta?.close()])
+    }
+  }
+
+  /**
+   * Moves a finalized replica's files back into rbw/. Data first: if the meta
+   * never follows, the startup scan takes the data back as for a finalize cut
+   * short, and the finalized replica is as it was.
+   */
+  private async moveToRbw(replica: Replica): Promise<void> {
+    const dir = this.dirs[replica.dirIndex]
+    assert(dir !== undefined, 'replica dir exists')
+    assert(replica.state === 'finalized', 'only a finalized replica moves back to rbw')
+    const finalDir = path.dirname(replica.dataPath)
+    const dataPath = path.join(dir.rbw, `blk_${replica.id}`)
+    const metaPath = `${dataPath}.meta`
+    await fs.rename(replica.dataPath, dataPath)
+    try {
+      await fs.rename(replica.metaPath, metaPath)
+    } catch (err) {
+      await fs.rename(dataPath, replica.dataPath).catch(() => undefined)
+      throw err
+    }
+    replica.state = 'rbw'
+    replica.dataPath = dataPath
+    replica.metaPath = metaPath
+    await Promise.all([fsyncDir(dir.rbw), fsyncDir(finalDir)])
+  }
+
+  /**
+   * Cuts an rbw replica's files to lengthBytes, re-checksums a partial last
+   * chunk (it lies in a chunk that verified, so its bytes are trusted), writes
+   * newGenStamp in the meta header and syncs both files. The in-memory entry
+   * follows each step, so a failure part way leaves it describing the disk.
+   */
+  private async cutAndStamp(replica: Replica, newGenStamp: number, lengthBytes: number): Promise<void> {
+    assert(replica.state === 'rbw', 'recovery cuts a replica in rbw/')
+    let data: FileHandle | undefined
+    let meta: FileHandle | undefined
+    try {
+      data = await fs.open(replica.dataPath, 'r+')
+      meta = await fs.open(replica.metaPath, 'r+')
+      const tailBytes = lengthBytes % CHUNK_BYTES
+      if (tailBytes !== 0) {
+        const chunkStart = lengthBytes - tailBytes
+        const tail = Buffer.allocUnsafe(tailBytes)
+        if ((await readFully(data, tail, chunkStart)) !== tailBytes) {
+          throw new LoamError('corrupt', `blk_${replica.id}: data file shrank below ${lengthBytes} bytes during recovery`)
+        }
+        await writeFully(meta, chunkChecksums(tail), META_HEADER_BYTES + (chunkStart / CHUNK_BYTES) * CHECKSUM_BYTES)
+      }
+      await Promise.all([data.truncate(lengthBytes), meta.truncate(metaBytes(lengthBytes))])
+      this.setLength(replica, lengthBytes)
+      await writeFully(meta, encodeMetaHeader(newGenStamp), 0)
+      replica.genStamp = newGenStamp
+      await Promise.all([data.sync(), meta.sync()])
+    } finally {
+      await Promise.allSettled([data?.close(), meta?.close()])
+    }
+  }
+
+  /** Moves an rbw replica (files synced) into finalized/ as finalize does: meta, then data, then both dirs synced. */
+  private async moveToFinalized(replica: Replica): Promise<void> {
+    const dir = this.dirs[replica.dirIndex]
+    assert(dir !== undefined, 'replica dir exists')
+    const final = this.finalizedPaths(replica)
+    await fs.rename(replica.metaPath, final.metaPath)
+    replica.metaPath = final.metaPath
+    await fs.rename(replica.dataPath, final.dataPath)
+    replica.dataPath = final.dataPath
+    await Promise.all([fsyncDir(final.dir), fsyncDir(dir.rbw)])
+    // Reported (block reports carry finalized replicas only) once its name is durable.
+    replica.state = 'finalized'
+  }
+
   /** Opens a replica's files, retrying once if a finalize moved them between lookup and open. */
   private async openForRead(id: number, genStamp: number): Promise<{ replica: Replica; data: FileHandle; meta: FileHandle }> {
     for (let attempt = 0; ; attempt++) {
@@ -733,6 +961,7 @@ export class ReplicaWriter {
   private why: LoamError | undefined
   private readonly inflight = new Set<Promise<void>>()
   private rbwDirSynced = false
+  private issued = 0
 
   /** @internal made by ReplicaStore.createRbw */
   constructor(
@@ -749,6 +978,18 @@ export class ReplicaWriter {
   /** Bytes written so far (the end of the furthest write). */
   get lengthBytes(): number {
     return this.replica.lengthBytes
+  }
+
+  /** @internal writes started so far, to tell whether any came after a settle. */
+  get writesIssued(): number {
+    return this.issued
+  }
+
+  /** @internal waits for the writes in flight now; returns writesIssued as it was before them. */
+  async settle(): Promise<number> {
+    const issued = this.issued
+    await Promise.allSettled([...this.inflight])
+    return issued
   }
 
   /** verify: false skips checking data against checksums, for a node whose downstream checks them. */
@@ -779,6 +1020,8 @@ export class ReplicaWriter {
     if (growthBytes > this.store.remainingBytes()) {
       throw new LoamError('no-space', `blk_${this.id}: no space left on this datanode for ${growthBytes} more bytes`)
     }
+    // From checkOpen to here nothing awaits: closeFiles waits for every write that passed it.
+    this.issued++
     const op = this.writeAt(offsetBytes, data, checksums, endBytes)
     this.inflight.add(op)
     try {
@@ -880,11 +1123,24 @@ export class ReplicaWriter {
     await this.store.locked(this.id, () => this.abortLocked(new LoamError('invalid-argument', `blk_${this.id}: write aborted`)))
   }
 
+  /**
+   * Stops this write and closes its files, but leaves the rbw replica on disk
+   * for block recovery (ReplicaStore.inspect/recover) to finalize what of it
+   * verifies. Later calls fail; nothing after a finalize or abort.
+   */
+  async release(): Promise<void> {
+    await this.store.locked(this.id, async () => {
+      if (this.state !== 'open' && this.state !== 'closing') return
+      await this.closeFiles(new LoamError('invalid-argument', `blk_${this.id}: write released; the replica awaits block recovery`), 'failed')
+    })
+  }
+
   /** @internal abort with the id's lock already held. */
   async abortLocked(why: LoamError): Promise<void> {
     if (this.state === 'finalized' || this.state === 'aborted') return
     await this.closeFiles(why, 'aborted')
-    await this.store.removeReplica(this.replica)
+    // A released write's replica may since have been recovered (finalized, or re-stamped): that is no longer ours to remove.
+    if (this.replica.state === 'rbw' && this.replica.genStamp === this.genStamp) await this.store.removeReplica(this.replica)
   }
 
   /** @internal stops writes, waits for those in flight, closes both files. */

@@ -16,6 +16,7 @@ import { codecs } from '../rpc/schema.js'
 import { RpcServer, type Handlers } from '../rpc/server.js'
 import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type NamenodeServiceSpec } from '../rpc/service.js'
 import { ReplicaStore } from './replica-store.js'
+import { BlockScanner, SCAN_PERIOD_DEFAULT_MS } from './scanner.js'
 import { transferReplica } from './transfer.js'
 import { runWritePipeline } from './write-pipeline.js'
 
@@ -31,6 +32,8 @@ export interface DatanodeOptions {
   id?: string
   capacityBytes?: number
   blockReportIntervalMs?: number
+  /** Every replica is verified by the background scanner once per this period. */
+  scanPeriodMs?: number
   log: Logger
 }
 
@@ -54,6 +57,7 @@ export class Datanode {
   private timer: NodeJS.Timeout | undefined
   private lastFullReportMs = 0
   activeTransfers = 0
+  scanner: BlockScanner | undefined
   readonly metrics = { bytesWritten: 0, bytesRead: 0, checksumFailures: 0 }
 
   private constructor(
@@ -76,12 +80,19 @@ export class Datanode {
     const id = opts.id ?? (await persistentId(dirs[0]!))
     const namenode = new RpcClient(opts.namenode, NamenodeService, { peerName: 'namenode', timeoutMs: 10_000 })
     const dn = new Datanode(store, namenode, opts)
+    const scanner = new BlockScanner(store, {
+      periodMs: opts.scanPeriodMs ?? SCAN_PERIOD_DEFAULT_MS,
+      onCorrupt: (replica) => dn.reportOwnCorruptReplica(replica),
+      log: opts.log,
+    })
+    dn.scanner = scanner
     const rpc = new RpcServer(DatanodeService, dn.handlers(), opts.log)
     const rpcAddress = await rpc.listen(opts.host, opts.port)
     const http = await startStatusServer(opts.host, opts.httpPort, () => dn.statusJson())
     dn.registerMetrics(http.registry)
     dn.info = { id, host: opts.advertise ?? opts.host, rpcPort: rpcAddress.port, httpPort: http.address.port, rack: opts.rack }
     void dn.loop()
+    scanner.start()
     opts.log.info({ id, rpc: rpcAddress, http: http.address, replicas: store.list().length }, 'datanode serving')
     return {
       id,
@@ -90,6 +101,7 @@ export class Datanode {
       stop: async () => {
         dn.stopped = true
         clearTimeout(dn.timer)
+        await scanner.stop()
         namenode.close()
         await rpc.close()
         await http.close()
@@ -153,8 +165,11 @@ export class Datanode {
   }
 
   private async fullBlockReport(): Promise<void> {
-    const replicas = this.store.list().filter((r) => r.state === 'finalized').map((r) => ({ id: r.id, genStamp: r.genStamp, lengthBytes: r.lengthBytes }))
-    await this.namenode.call('BlockReport', { nodeId: this.info.id, replicas, full: true })
+    const all = this.store.list()
+    const ref = (r: { id: number; genStamp: number; lengthBytes: number }): BlockRef => ({ id: r.id, genStamp: r.genStamp, lengthBytes: r.lengthBytes })
+    const replicas = all.filter((r) => r.state === 'finalized').map(ref)
+    const beingWritten = all.filter((r) => r.state === 'rbw').map(ref)
+    await this.namenode.call('BlockReport', { nodeId: this.info.id, replicas, full: true, beingWritten })
     this.lastFullReportMs = Date.now()
   }
 
@@ -198,9 +213,16 @@ export class Datanode {
     }
   }
 
+  /** The scanner found one of our replicas damaged: the namenode replaces it from a good copy, then deletes it. */
+  async reportOwnCorruptReplica(replica: BlockRef): Promise<void> {
+    this.metrics.checksumFailures++
+    this.opts.log.warn({ block: replica.id, genStamp: replica.genStamp }, 'scanner found a corrupt replica; reporting it')
+    await this.namenode.call('ReportBadBlocks', { replicas: [{ block: replica, nodeId: this.info.id }] })
+  }
+
   /** Tells the namenode a replica is complete; the writer's ack waits for this so a closed file is readable at once. */
   async blockReceived(block: BlockRef): Promise<void> {
-    await this.namenode.call('BlockReport', { nodeId: this.info.id, replicas: [block], full: false })
+    await this.namenode.call('BlockReport', { nodeId: this.info.id, replicas: [block], full: false, beingWritten: [] })
   }
 
   private handlers(): Handlers<DatanodeServiceSpec> {
@@ -235,6 +257,17 @@ export class Datanode {
           this.activeTransfers--
         }
       },
+      InspectReplica: async (req) => {
+        const r = await this.store.inspect(req.blockId)
+        return { genStamp: r.genStamp, lengthBytes: r.lengthBytes, verifiedBytes: r.verifiedBytes, finalized: r.state === 'finalized' }
+      },
+      RecoverReplica: async (req) => {
+        if (!req.block) throw new LoamError('invalid-argument', 'RecoverReplica names no block')
+        const info = await this.store.recover(req.block.id, req.block.genStamp, req.block.lengthBytes)
+        await this.blockReceived({ id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes })
+        this.opts.log.info({ block: info.id, genStamp: info.genStamp, length: info.lengthBytes }, 'replica recovered')
+        return {}
+      },
       ShortCircuit: (req) => {
         const r = req.block ? this.store.get(req.block.id) : undefined
         if (!r || r.state !== 'finalized') throw new LoamError('not-found', `block ${req.block?.id ?? 0}: no finalized replica here`)
@@ -267,7 +300,7 @@ export class Datanode {
   }
 
   private statusJson(): unknown {
-    return { role: 'datanode', id: this.info.id, rack: this.info.rack, registered: this.registered, replicas: this.store.list().length, ...this.store.usage(), activeTransfers: this.activeTransfers }
+    return { role: 'datanode', id: this.info.id, rack: this.info.rack, registered: this.registered, replicas: this.store.list().length, ...this.store.usage(), activeTransfers: this.activeTransfers, scanner: this.scanner?.stats() }
   }
 }
 

@@ -124,7 +124,8 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
     if (failure) throw new LoamError('io', `pipeline failed at ${failure.node}: ${failure.message}`)
     return { id: block.id, genStamp: block.genStamp, lengthBytes }
   } finally {
-    if (!finished) await writer.abort().catch(() => undefined)
+    // An unfinished replica stays on disk: if the writer died, lease recovery finalizes what it holds.
+    if (!finished) await writer.release().catch(() => undefined)
     mirrorClient?.close()
   }
 }

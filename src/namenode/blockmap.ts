@@ -11,6 +11,8 @@ export interface BlockInfo {
   complete: boolean
   replicas: Set<string>
   corrupt: Set<string>
+  /** Nodes that may hold the block while it is being written: its pipeline, and nodes reporting it unfinished. */
+  writers: Set<string>
 }
 
 export type ReplicaVerdict = 'ok' | 'unknown' | 'stale'
@@ -27,7 +29,7 @@ export class BlockMap {
       existing.complete = complete
       return existing
     }
-    const info: BlockInfo = { ...block, inodeId, replication, complete, replicas: new Set(), corrupt: new Set() }
+    const info: BlockInfo = { ...block, inodeId, replication, complete, replicas: new Set(), corrupt: new Set(), writers: new Set() }
     this.blocks.set(block.id, info)
     return info
   }

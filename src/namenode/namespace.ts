@@ -213,6 +213,33 @@ export class Namespace {
     return { inode: rec, block: { ...tail } }
   }
 
+  /**
+   * Closes a file whose writer went away: its last block becomes last (the
+   * recovered generation and length), or is dropped when no replica has it.
+   */
+  finishLeaseRecovery(inodeId: number, last: BlockRef | null, nowMs: number): { inode: InodeRecord; dropped: BlockRef | undefined } {
+    const rec = this.txn.inode(inodeId)
+    if (!rec || rec.type !== InodeType.FILE || !rec.leaseHolder) throw new LoamError('not-found', `inode ${inodeId} is not open for writing`)
+    const tail = rec.blocks[rec.blocks.length - 1]
+    let dropped: BlockRef | undefined
+    if (tail && last && last.id === tail.id && last.lengthBytes > 0) {
+      tail.genStamp = last.genStamp
+      tail.lengthBytes = last.lengthBytes
+    } else if (tail && (!last || last.id === tail.id)) {
+      dropped = rec.blocks.pop()
+    }
+    rec.lengthBytes = rec.blocks.reduce((sum, b) => sum + b.lengthBytes, 0)
+    rec.leaseHolder = ''
+    rec.mtimeMs = nowMs
+    this.txn.putInode(rec)
+    return { inode: rec, dropped }
+  }
+
+  /** A new generation stamp, for recovering a block. */
+  newGenStamp(): number {
+    return this.txn.nextGenStamp()
+  }
+
   complete(path: string, inodeId: number, clientName: string, last: BlockRef | null | undefined, caller: Caller): InodeRecord {
     const rec = this.underConstruction(path, inodeId, clientName)
     this.commitLast(rec, last)

@@ -42,11 +42,13 @@ export interface ReplicationPlan {
 
 /**
  * pending: block id -> nodes a copy was already scheduled to (not yet reported), which count as replicas.
+ * cooling: block id -> nodes just told to delete their copy, not targets until that has happened.
  */
 export function planReplication(
   blocks: Iterable<ReplicaSet>,
   nodes: readonly PlacementNode[],
   pending: ReadonlyMap<number, readonly string[]>,
+  cooling: ReadonlyMap<number, readonly string[]>,
   limits: ReplicationLimits,
   random: () => number,
 ): ReplicationPlan {
@@ -93,10 +95,14 @@ export function planReplication(
       replication: block.replication,
       blockSizeBytes: block.lengthBytes,
       existing: wanted,
-      excluded: [...block.replicas, ...block.corrupt],
+      excluded: [...block.replicas, ...block.corrupt, ...(cooling.get(block.id) ?? [])],
       random,
     })
-    if (targets.length === 0) continue
+    if (targets.length === 0) {
+      // Every other node is taken: a corrupt copy only blocks its node, so it goes first and the node is a target later.
+      for (const node of block.corrupt) plan.removals.push({ blockId: block.id, node })
+      continue
+    }
     streams.set(src, (streams.get(src) ?? 0) + 1)
     plan.copies.push({ blockId: block.id, source: src, targets })
   }

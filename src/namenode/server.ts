@@ -9,8 +9,9 @@ import type { Logger } from '../common/log.js'
 import { BLOCK_SIZE_DEFAULT_BYTES, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_SOFT_LIMIT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock } from '../rpc/messages.js'
+import { RpcClient } from '../rpc/client.js'
 import { RpcServer, type CallContext, type Handlers } from '../rpc/server.js'
-import { NamenodeService, type NamenodeServiceSpec } from '../rpc/service.js'
+import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type NamenodeServiceSpec } from '../rpc/service.js'
 import { BlockMap, type BlockInfo } from './blockmap.js'
 import { Datanodes, sameHost, type DatanodeState } from './datanodes.js'
 import { Counters, decodeId, decodeInode, formatOps, keys, StoreTxn } from './inode-store.js'
@@ -28,6 +29,8 @@ export interface NamenodeOptions {
   deadAfterMs?: number
   replication?: number
   blockSizeBytes?: number
+  /** A writer silent this long loses its files to lease recovery. */
+  leaseLimitMs?: number
   log: Logger
 }
 
@@ -57,8 +60,15 @@ export class Namenode {
   private timers: NodeJS.Timeout[] = []
   /** Copies scheduled and not yet reported: block id -> target node -> when to give up on it. */
   private readonly pending = new Map<number, Map<string, number>>()
+  /** Replicas just told to go: block id -> node -> until when the node is not a copy target for it. */
+  private readonly cooling = new Map<number, Map<string, number>>()
   private readonly pendingTimeoutMs: number
   private underReplicated = 0
+  /** Files open for writing: inode id -> lease holder. */
+  private readonly underConstruction = new Map<number, string>()
+  private readonly recovering = new Set<number>()
+  private readonly leaseLimitMs: number
+  private readonly datanodeClients = new Map<string, RpcClient<DatanodeServiceSpec>>()
 
   private constructor(
     private readonly store: LevelStore,
@@ -68,6 +78,7 @@ export class Namenode {
   ) {
     this.heartbeatMs = opts.heartbeatMs ?? HEARTBEAT_DEFAULT_MS
     this.deadAfterMs = opts.deadAfterMs ?? DEAD_AFTER_DEFAULT_MS
+    this.leaseLimitMs = opts.leaseLimitMs ?? LEASE_SOFT_LIMIT_MS
     this.pendingTimeoutMs = Math.max(PENDING_REPLICATION_TIMEOUT_MIN_MS, 2 * this.deadAfterMs)
     this.defaults = { replication: opts.replication ?? REPLICATION_DEFAULT, blockSizeBytes: opts.blockSizeBytes ?? BLOCK_SIZE_DEFAULT_BYTES }
   }
@@ -97,6 +108,7 @@ export class Namenode {
     nn.registerMetrics(http, rpc)
     nn.timers.push(setInterval(() => nn.checkDatanodes(), Math.min(1000, nn.heartbeatMs)))
     nn.timers.push(setInterval(() => nn.monitorReplication(), Math.min(1000, nn.heartbeatMs)))
+    nn.timers.push(setInterval(() => nn.monitorLeases(), 1000))
     void nn.collect()
     opts.log.info({ rpc: rpcAddress, http: http.address, safemode: nn.safemode, blocks: nn.blockMap.blocks.size }, 'namenode serving')
     return {
@@ -104,6 +116,7 @@ export class Namenode {
       http: http.address,
       stop: async () => {
         for (const t of nn.timers) clearInterval(t)
+        for (const c of nn.datanodeClients.values()) c.close()
         await rpc.close()
         await http.close()
         await store.close()
@@ -120,6 +133,7 @@ export class Namenode {
       for (const [, v] of page) {
         const rec = decodeInode(v)
         if (rec.type !== InodeType.FILE) continue
+        if (rec.leaseHolder) this.underConstruction.set(rec.id, rec.leaseHolder)
         rec.blocks.forEach((b, i) => this.blockMap.add(b, rec.id, rec.replication, !rec.leaseHolder || i < rec.blocks.length - 1))
       }
       after = page[page.length - 1]![0]
@@ -148,7 +162,7 @@ export class Namenode {
 
   private leaseExpired = (holder: string): boolean => {
     const renewed = this.leases.get(holder) ?? this.startedMs
-    return Date.now() - renewed > LEASE_SOFT_LIMIT_MS
+    return Date.now() - renewed > this.leaseLimitMs
   }
 
   /** Forgets blocks whose files are gone (after the removal is durable) and queues their replicas for deletion. */
@@ -193,6 +207,7 @@ export class Namenode {
       Create: async (req, ctx) => {
         const { inode, freed } = await this.mutate((ns) => ns.create(req.path, { ...req, mode: req.mode || 0o644 }, this.defaults, this.caller(ctx), this.leaseExpired))
         this.leases.set(req.clientName, Date.now())
+        this.underConstruction.set(inode.id, req.clientName)
         this.invalidate(freed.blocks)
         return { status: this.status(req.path, inode) }
       },
@@ -202,7 +217,7 @@ export class Namenode {
         const { inode, block } = await this.mutate((ns) => {
           const r = ns.addBlock(req.path, req.inodeId, req.clientName, req.previous)
           this.afterBlockCommit(r.inode, req.previous)
-          this.blockMap.add(r.block, r.inode.id, r.inode.replication, false)
+          this.blockMap.add(r.block, r.inode.id, r.inode.replication, false).writers = new Set(targets.map((t) => t.id))
           return r
         })
         this.leases.set(req.clientName, Date.now())
@@ -220,7 +235,7 @@ export class Namenode {
           // Replicas of the old generation are stale: never served, deleted when reported.
           for (const nodeId of info?.replicas ?? []) this.queueDelete(nodeId, { id: blockId, genStamp: req.block!.genStamp, lengthBytes: 0 })
           info?.replicas.clear()
-          this.blockMap.add(r.block, r.inode.id, r.inode.replication, false)
+          this.blockMap.add(r.block, r.inode.id, r.inode.replication, false).writers = new Set(targets.map((t) => t.id))
           return r
         })
         this.leases.set(req.clientName, Date.now())
@@ -234,6 +249,7 @@ export class Namenode {
           this.afterBlockCommit(r, req.last)
           return r
         })
+        this.underConstruction.delete(rec.id)
         return { status: this.status(req.path, rec) }
       },
       RenewLease: (req) => {
@@ -358,9 +374,87 @@ export class Namenode {
             this.queueDelete(node.info.id, r)
           }
         }
+        for (const r of req.beingWritten) {
+          const info = this.blockMap.blocks.get(r.id)
+          // Unknown blocks and older generations are garbage; an unfinished block's holders matter for lease recovery.
+          if (!info || r.genStamp < info.genStamp) this.queueDelete(node.info.id, r)
+          else if (!info.complete) info.writers.add(node.info.id)
+        }
         this.checkSafemode()
         return {}
       },
+    }
+  }
+
+  private datanodeClient(nodeId: string): RpcClient<DatanodeServiceSpec> | undefined {
+    const node = this.datanodes.nodes.get(nodeId)
+    if (!node?.alive) return undefined
+    const key = `${nodeId}@${node.info.host}:${node.info.rpcPort}`
+    let c = this.datanodeClients.get(key)
+    if (!c) {
+      c = new RpcClient({ host: node.info.host, port: node.info.rpcPort }, DatanodeService, { peerName: `datanode ${nodeId}`, timeoutMs: 10_000 })
+      this.datanodeClients.set(key, c)
+    }
+    return c
+  }
+
+  /** Files whose writer stopped renewing its lease are recovered and closed. */
+  private monitorLeases(): void {
+    if (this.safemode) return
+    for (const [inodeId, holder] of this.underConstruction) {
+      if (this.recovering.has(inodeId) || !this.leaseExpired(holder)) continue
+      this.recovering.add(inodeId)
+      void this.recoverLease(inodeId, holder).finally(() => this.recovering.delete(inodeId))
+    }
+  }
+
+  /**
+   * Block recovery: ask the nodes that may hold the last block what verifies,
+   * finalize the longest such replica under a new generation stamp, and close
+   * the file at that length (dropping the block if no node has any of it).
+   */
+  private async recoverLease(inodeId: number, holder: string): Promise<void> {
+    try {
+      const raw = this.store.get(keys.inode(inodeId))
+      const rec = raw ? decodeInode(raw) : undefined
+      if (!rec || rec.leaseHolder !== holder) {
+        this.underConstruction.delete(inodeId)
+        return
+      }
+      const tail = rec.blocks[rec.blocks.length - 1]
+      let last: BlockRef | null = null
+      if (tail) {
+        const info = this.blockMap.blocks.get(tail.id)
+        const known = [...(info?.writers ?? []), ...(info?.replicas ?? [])]
+        const candidates = [...new Set(known.length > 0 ? known : this.datanodes.live().map((n) => n.info.id))]
+        const found: Array<{ node: string; verifiedBytes: number }> = []
+        for (const node of candidates) {
+          const r = await this.datanodeClient(node)?.call('InspectReplica', { blockId: tail.id }).catch(() => undefined)
+          if (r && r.genStamp >= tail.genStamp) found.push({ node, verifiedBytes: r.verifiedBytes })
+        }
+        const longest = Math.max(0, ...found.map((f) => f.verifiedBytes))
+        if (longest > 0) {
+          const genStamp = await this.mutate((ns) => ns.newGenStamp())
+          const recovered = { id: tail.id, genStamp, lengthBytes: longest }
+          let done = 0
+          for (const f of found.filter((x) => x.verifiedBytes >= longest)) {
+            const ok = await this.datanodeClient(f.node)?.call('RecoverReplica', { block: recovered }).then(() => true, () => false)
+            if (ok) done++
+          }
+          if (done === 0) throw new LoamError('unavailable', `no replica of block ${tail.id} could be recovered`)
+          last = recovered
+        }
+      }
+      const { dropped } = await this.mutate((ns) => {
+        const r = ns.finishLeaseRecovery(inodeId, last, Date.now())
+        if (last) this.blockMap.add(last, inodeId, r.inode.replication, true)
+        return r
+      })
+      if (dropped) this.invalidate([dropped])
+      this.underConstruction.delete(inodeId)
+      this.opts.log.info({ inode: inodeId, holder, lastBlock: last }, 'lease recovered: file closed at the longest length a replica holds')
+    } catch (err) {
+      this.opts.log.warn({ inode: inodeId, holder, err: (err as Error).message }, 'lease recovery failed; will retry')
     }
   }
 
@@ -393,8 +487,12 @@ export class Namenode {
       for (const [nodeId, expiresMs] of targets) if (expiresMs < now || !this.datanodes.nodes.get(nodeId)?.alive) targets.delete(nodeId)
       if (targets.size === 0) this.pending.delete(blockId)
     }
-    const pendingView = new Map([...this.pending].map(([id, t]) => [id, [...t.keys()]]))
-    const plan = planReplication(this.blockMap.blocks.values(), this.datanodes.placementView(), pendingView, REPLICATION_LIMITS, Math.random)
+    for (const [blockId, nodes] of this.cooling) {
+      for (const [nodeId, untilMs] of nodes) if (untilMs < now) nodes.delete(nodeId)
+      if (nodes.size === 0) this.cooling.delete(blockId)
+    }
+    const view = (m: Map<number, Map<string, number>>): Map<number, string[]> => new Map([...m].map(([id, t]) => [id, [...t.keys()]]))
+    const plan = planReplication(this.blockMap.blocks.values(), this.datanodes.placementView(), view(this.pending), view(this.cooling), REPLICATION_LIMITS, Math.random)
     this.underReplicated = plan.underReplicated
     for (const copy of plan.copies) {
       const info = this.blockMap.blocks.get(copy.blockId)
@@ -409,6 +507,9 @@ export class Namenode {
     for (const r of plan.removals) {
       const info = this.blockMap.blocks.get(r.blockId)
       if (!info) continue
+      const cooling = this.cooling.get(r.blockId) ?? new Map<string, number>()
+      cooling.set(r.node, now + 3 * this.heartbeatMs)
+      this.cooling.set(r.blockId, cooling)
       this.blockMap.removeReplica(r.node, r.blockId)
       this.queueDelete(r.node, { id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes })
     }

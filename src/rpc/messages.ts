@@ -148,7 +148,7 @@ export interface HeartbeatRequest {
 }
 export interface DatanodeCommand { action: CommandAction; blocks: BlockRef[]; targets: DatanodeInfo[] }
 export interface HeartbeatResponse { commands: DatanodeCommand[]; reregister: boolean }
-export interface BlockReportRequest { nodeId: string; replicas: BlockRef[]; full: boolean }
+export interface BlockReportRequest { nodeId: string; replicas: BlockRef[]; full: boolean; beingWritten: BlockRef[] }
 
 export interface WriteBlockRequest { block: BlockRef | null; downstream: DatanodeInfo[]; clientName: string }
 export interface Packet { seqno: number; offsetBytes: number; checksums: Uint8Array; last: boolean; sync: boolean }
@@ -158,3 +158,6 @@ export interface ReadBlockRequest { block: BlockRef | null; offsetBytes: number;
 export interface ReadBlockResponse { lengthBytes: number }
 export interface ShortCircuitRequest { block: BlockRef | null }
 export interface ShortCircuitResponse { dataPath: string; metaPath: string; lengthBytes: number; genStamp: number }
+export interface InspectReplicaRequest { blockId: number }
+export interface InspectReplicaResponse { genStamp: number; lengthBytes: number; verifiedBytes: number; finalized: boolean }
+export interface RecoverReplicaRequest { block: BlockRef | null }

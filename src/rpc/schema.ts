@@ -17,12 +17,15 @@ export interface Codec<T> {
   decode(bytes: Uint8Array): T
 }
 
+/** Plain objects with every field present: proto3 defaults live on a decoded message's prototype, and a spread would drop them. */
+const PLAIN: protobuf.IConversionOptions = { defaults: true, arrays: true, objects: true, longs: Number }
+
 function codec<T>(name: string): Codec<T> {
   const type = root.lookupType(`loam.${name}`)
   return {
     name,
     encode: (message: T) => type.encode(message as object).finish(),
-    decode: (bytes: Uint8Array) => type.decode(bytes) as unknown as T,
+    decode: (bytes: Uint8Array) => type.toObject(type.decode(bytes), PLAIN) as T,
   }
 }
 
@@ -63,6 +66,9 @@ export const codecs = {
   WriteBlockResponse: codec<m.WriteBlockResponse>('WriteBlockResponse'),
   ReadBlockRequest: codec<m.ReadBlockRequest>('ReadBlockRequest'),
   ReadBlockResponse: codec<m.ReadBlockResponse>('ReadBlockResponse'),
+  InspectReplicaRequest: codec<m.InspectReplicaRequest>('InspectReplicaRequest'),
+  InspectReplicaResponse: codec<m.InspectReplicaResponse>('InspectReplicaResponse'),
+  RecoverReplicaRequest: codec<m.RecoverReplicaRequest>('RecoverReplicaRequest'),
   ShortCircuitRequest: codec<m.ShortCircuitRequest>('ShortCircuitRequest'),
   ShortCircuitResponse: codec<m.ShortCircuitResponse>('ShortCircuitResponse'),
 } as const

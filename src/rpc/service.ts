@@ -49,6 +49,8 @@ export const DatanodeService = {
   WriteBlock: stream(codecs.WriteBlockRequest, codecs.WriteBlockResponse),
   ReadBlock: stream(codecs.ReadBlockRequest, codecs.ReadBlockResponse),
   ShortCircuit: unary(codecs.ShortCircuitRequest, codecs.ShortCircuitResponse),
+  InspectReplica: unary(codecs.InspectReplicaRequest, codecs.InspectReplicaResponse),
+  RecoverReplica: unary(codecs.RecoverReplicaRequest, codecs.Empty),
 } satisfies ServiceSpec
 
 export type NamenodeServiceSpec = typeof NamenodeService

@@ -19,6 +19,8 @@ export interface ClusterOptions {
   deadAfter?: string
   replication?: number
   blockSize?: string
+  leaseLimit?: string
+  scanPeriod?: string
   logLevel?: string
 }
 
@@ -134,6 +136,8 @@ export async function startCluster(t: Teardown, opts: ClusterOptions = {}): Prom
   ]
   if (opts.replication) args.push('--replication', String(opts.replication))
   if (opts.blockSize) args.push('--block-size', opts.blockSize)
+  if (opts.leaseLimit) args.push('--lease-limit', opts.leaseLimit)
+  if (opts.scanPeriod) args.push('--scan-period', opts.scanPeriod)
   const logFd = openSync(path.join(dir, 'cluster-up.log'), 'a')
   const up = spawn(process.execPath, args, { stdio: ['ignore', logFd, logFd] })
   closeSync(logFd)
