@@ -67,7 +67,7 @@ export function planReplication(
     const sources = [...block.replicas].filter(source)
     const scheduled = pending.get(block.id) ?? []
     if (sources.length === 0) {
-      if (block.replicas.size === 0 || block.corrupt.size > 0) plan.missing.push(block.id)
+      plan.missing.push(block.id)
       continue
     }
     if (live.length + scheduled.length < block.replication) {
