@@ -18,8 +18,9 @@ const USAGE = `usage: npm run bench -- <dfsio|nnbench|all> [options]
     --ops-single N       cap at 1 client, where one call is in flight (default 3000)
     --clients LIST       concurrent clients, each its own connection (default 1,8,32)
     --leveldb-ops N      synced puts in the LevelDB baseline (default 2000)
-  both
-    --max-seconds S      stop starting new operations in one nnbench measurement after S (default 60)
+    --max-seconds S      a measurement stops starting operations after S seconds and
+                         counts those done, so a slow run stays bounded (default 15)
+  all       dfsio, then nnbench, each with a cluster of its own
 `
 
 function positiveInt(text: string, flag: string): number {
@@ -39,7 +40,7 @@ async function main(): Promise<number> {
       'ops-single': { type: 'string', default: '3000' },
       clients: { type: 'string', default: '1,8,32' },
       'leveldb-ops': { type: 'string', default: '2000' },
-      'max-seconds': { type: 'string', default: '60' },
+      'max-seconds': { type: 'string', default: '15' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })

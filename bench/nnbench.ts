@@ -164,8 +164,10 @@ async function atConcurrency(cleanup: Cleanup, cluster: TestCluster, groups: Cpu
       log(`  ${op}: ${thousands(m.opsPerS)} ops/s (p50 ${fixed(m.p50Ms, 2)} ms, p99 ${fixed(m.p99Ms, 2)} ms)`)
       out.push(m)
     }
-    // Untimed: leave the namespace as it was, so the next concurrency starts alike.
+    // Untimed: leave the namespace as it was, so the next concurrency starts alike, and let
+    // the namenode finish removing the subtree in the background before anything is timed again.
     await clients[0]!.delete(root, true)
+    await commitsSettled(cluster)
     return out
   } finally {
     closeAll()
@@ -186,6 +188,19 @@ async function commitStats(cluster: TestCluster): Promise<{ batches: number; mut
   } catch {
     return { batches: NaN, mutations: NaN }
   }
+}
+
+/** Waits (at most 30 s) until the namenode has committed nothing for half a second. */
+async function commitsSettled(cluster: TestCluster): Promise<void> {
+  const deadline = performance.now() + 30_000
+  let last = await commitStats(cluster)
+  while (performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500))
+    const now = await commitStats(cluster)
+    if (now.batches === last.batches || Number.isNaN(now.batches)) return
+    last = now
+  }
+  log('nnbench: the namenode was still committing after 30 s; going on')
 }
 
 /** What durable commits cost on this disk without any namenode around them. */

@@ -2,7 +2,7 @@
 // (a namenode and 3 datanodes in 2 racks) shared by the tests of this file,
 // which run in order; the namenode kill -9 comes last.
 import { createHash } from 'node:crypto'
-import { readdir, rm, stat } from 'node:fs/promises'
+import { readdir, readFile, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
@@ -284,8 +284,11 @@ async function corrupt(t: ExecutionContext, nodeId: string, blockId: number, off
   t.true((await readdir(path.dirname(file))).includes(`blk_${blockId}.meta`))
 }
 
+/** Blocks whose replicas the corruption tests damaged, for the repair test: the nodes, and the bytes the block holds. */
+const damaged: Array<{ remote: string; blockId: number; nodes: string[]; bytes: Buffer }> = []
+
 for (const mode of ['short-circuit', 'remote'] as const) {
-  test.serial(`a byte flipped in a replica on disk is caught on a ${mode} read, the read returns the right bytes, and fsck reports the block CORRUPT`, async (t) => {
+  test.serial(`a byte flipped in a replica on disk is caught on a ${mode} read, the read returns the right bytes, and the namenode is told`, async (t) => {
     const remote = `/corrupt/${mode}/f`
     const { data, blocks } = await putForCorruption(t, remote, mode === 'remote' ? 41 : 42)
     const bad = blocks[1]!
@@ -294,6 +297,7 @@ for (const mode of ['short-circuit', 'remote'] as const) {
     const victim = bad.replicas[0]!.node
     const victims = mode === 'remote' ? [victim, bad.replicas[1]!.node] : [victim]
     for (const v of victims) await corrupt(t, v, bad.id, 200_000)
+    damaged.push({ remote, blockId: bad.id, nodes: victims, bytes: data.subarray(MiB) })
     const env = { LOAM_NODE_ID: victim, ...(mode === 'remote' ? { LOAM_SHORT_CIRCUIT: '0' } : {}) }
 
     const cat = await c.loam(['fs', 'cat', remote], { env })
@@ -301,23 +305,49 @@ for (const mode of ['short-circuit', 'remote'] as const) {
     t.is(cat.stdout.length, data.length)
     t.true(cat.stdout.equals(data), 'the read returns the original bytes')
 
+    // The reader reported the bad replica: fsck shows the block CORRUPT, or already UNDER_REPLICATED once the
+    // replication monitor has dropped the corrupt copy to make room for a good one. Either way the victim is no
+    // longer offered as a replica (a node told to drop a copy is not a copy target for a few heartbeats, so
+    // this cannot already be the repaired state); without the report it would be HEALTHY with the victim listed.
     const after = await fsckJson(c, path.posix.dirname(remote))
     t.is(after.code, 1, 'fsck exits 1 when a block is not healthy')
     t.false(after.json.healthy)
     const block = after.json.blocks.find((b) => b.id === bad.id)!
-    t.is(block.state, 'CORRUPT')
+    t.true(block.state === 'CORRUPT' || block.state === 'UNDER_REPLICATED', `block state ${block.state}`)
     t.false(block.replicas.some((r) => r.node === victim), `the corrupt replica on ${victim} is no longer offered: ${JSON.stringify(block)}`)
-    if (block.corrupt) t.true(block.corrupt.some((r) => r.node === victim), `fsck names ${victim} as corrupt: ${JSON.stringify(block)}`)
+    if (block.state === 'CORRUPT' && block.corrupt) t.true(block.corrupt.some((r) => r.node === victim), `fsck names ${victim} as corrupt: ${JSON.stringify(block)}`)
     t.is(after.json.blocks.find((b) => b.id === blocks[0]!.id)!.state, 'HEALTHY', 'the untouched block stays healthy')
 
-    // Later readers, wherever they are, still get the right bytes.
-    for (const env2 of [{}, { LOAM_SHORT_CIRCUIT: '0' }]) {
+    // Later readers, wherever they are, still get the right bytes; the last one starts at the other damaged replica,
+    // so every damaged replica has been read (and reported) by the end.
+    for (const env2 of [{}, { LOAM_SHORT_CIRCUIT: '0', LOAM_NODE_ID: victims[victims.length - 1]! }]) {
       const again = await c.loam(['fs', 'cat', remote], { env: env2 })
       t.is(again.code, 0, again.stderr)
       t.true(again.stdout.equals(data))
     }
   })
 }
+
+test.serial('a corrupt replica is replaced from a good one: the block is healthy again, the bytes on the damaged disks right', async (t) => {
+  t.is(damaged.length, 2, 'the corruption tests ran')
+  const repaired = async (d: (typeof damaged)[number]): Promise<boolean> => {
+    const { json } = await fsckJson(c, path.posix.dirname(d.remote))
+    const block = json.blocks.find((b) => b.id === d.blockId)
+    if (!block || block.state !== 'HEALTHY' || new Set(block.replicas.map((r) => r.node)).size !== 3) return false
+    for (const node of d.nodes) {
+      const onDisk = await readFile(replicaDataPath(nodeDir(node), d.blockId)).catch(() => undefined)
+      if (!onDisk?.equals(d.bytes)) return false
+    }
+    return true
+  }
+  try {
+    await waitFor(async () => (await Promise.all(damaged.map(repaired))).every(Boolean), 45_000, 'the corrupt replicas to be replaced')
+    t.pass()
+  } catch (err) {
+    const states = await Promise.all(damaged.map(async (d) => (await fsckJson(c, path.posix.dirname(d.remote))).json.blocks.find((b) => b.id === d.blockId)))
+    t.fail(`${(err as Error).message}: ${JSON.stringify(states)}`)
+  }
+})
 
 test.serial('200 MiB round-trips at replication 1 and 3 with the default block size', async (t) => {
   const size = 200 * MiB

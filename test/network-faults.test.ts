@@ -15,6 +15,8 @@ const REPLICATION = 3
 const BLOCK_SIZE = '1MiB'
 /** A call from a cut-off client must return well within this; it exists only to fail a hang. */
 const HANG_LIMIT_MS = 40_000
+/** A datanode whose link returns re-registers within this long (its retry backoff and a connect timeout, with room). */
+const LIVE_AFTER_PARTITION_MAX_MS = 25_000
 
 interface Ready {
   rpc: string
@@ -270,4 +272,29 @@ test.serial('a client cut off from the namenode fails with a one-line error with
   for (const [what, r] of [['ls --timeout 5s', ls], ['ls', lsDefault], ['put --timeout 5s', put], ['ls, link down', lsDown], ['put cut mid-write', midWrite]] as const) {
     t.log(`${what}: exit ${r.code} after ${r.ms} ms: ${r.stderr.trim()}`)
   }
+})
+
+test.serial('a datanode partitioned for a minute is live again soon after its link returns', async (t) => {
+  const { net } = c()
+  // Long enough for every backed-off TCP retransmission timer on a stalled connection to reach tens of seconds.
+  const partitionMs = 60_000
+  const victim = 'dn4'
+  await net.cut(victim, 'blackhole')
+  const cutAt = Date.now()
+  await waitFor(async () => (await report()).datanodes.find((d) => d.id === victim)?.state === 'dead', 30_000, `${victim} to be reported dead`)
+  await sleep(Math.max(0, cutAt + partitionMs - Date.now()))
+  await net.restore(victim)
+  const restoredAt = Date.now()
+  await waitFor(async () => (await report()).datanodes.find((d) => d.id === victim)?.state === 'live', 150_000, `${victim} to be live again after its link was restored`)
+  const liveMs = Date.now() - restoredAt
+  t.log(`${victim}: live ${liveMs} ms after a ${partitionMs} ms partition ended`)
+  // A node retrying its namenode with a fresh connection is back within its retry backoff (10 s) and a
+  // connect timeout (10 s); one that keeps waiting on the connection that stalled in the partition
+  // is back only when TCP next retransmits on it, which after a minute is tens of seconds away.
+  t.true(liveMs <= LIVE_AFTER_PARTITION_MAX_MS, `${victim} took ${liveMs} ms after its link returned to be live again (at most ${LIVE_AFTER_PARTITION_MAX_MS} ms expected)`)
+  await waitFor(async () => {
+    const f = await fsck('/')
+    return f.healthy && f.blocks.every((b) => b.replicas.length === REPLICATION)
+  }, 60_000, `every block to have exactly ${REPLICATION} replicas again`)
+  t.pass()
 })

@@ -61,7 +61,11 @@ export class RpcClient<S extends ServiceSpec> {
     const frame = await new Promise<Frame>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id)
-        reject(new LoamError('timeout', `${this.peerName} at ${formatAddress(this.address)} did not answer ${method} within ${Math.round(timeoutMs / 1000)} s; is it running and reachable?`))
+        const err = new LoamError('timeout', `${this.peerName} at ${formatAddress(this.address)} did not answer ${method} within ${Math.round(timeoutMs / 1000)} s; is it running and reachable?`)
+        reject(err)
+        // A connection that let a call pass its deadline is presumed dead: the next call opens a new one,
+        // instead of queueing behind TCP retransmissions of a stalled one.
+        socket.destroy(err)
       }, Math.max(1, timeoutMs - (Date.now() - started)))
       this.pending.set(id, {
         resolve: (f) => {

@@ -31,7 +31,7 @@ const DATANODES_DOWN_MAX = REPLICATION - 1
 const BLOCK_SIZE_BYTES = 1 * MiB
 const FILE_BYTES_MAX = 5 * MiB
 /** Acknowledged bytes kept at once; above this, writers delete before they write more. */
-const LIVE_BYTES_MAX = 160 * MiB
+const LIVE_BYTES_MAX = 192 * MiB
 const WRITERS_DEFAULT = 4
 const READERS_DEFAULT = 2
 const CLIENT_TIMEOUT_MS = 10_000
@@ -39,6 +39,8 @@ const CLIENT_TIMEOUT_MS = 10_000
 const OP_RETRY_MS = 60_000
 const RETRY_BACKOFF_MIN_MS = 200
 const RETRY_BACKOFF_MAX_MS = 3_000
+/** Between operations a writer pauses this long, so the run verifies more than it fills disks. */
+const WRITER_PAUSE_MS: [number, number] = [50, 500]
 /** After a failed operation a writer pauses this long, so a down namenode is not hammered. */
 const WRITER_PAUSE_AFTER_FAILURE_MS = 1_000
 const FAULT_GAP_MS: [number, number] = [2_000, 6_000]
@@ -50,6 +52,8 @@ const RESTART_WAIT_MS = 60_000
 const HEAL_TIMEOUT_MS = 120_000
 const FINAL_READERS = 3
 const PROGRESS_EVERY_MS = 10_000
+/** Operations slower than this are written to the event log. */
+const SLOW_OP_MS = 3_000
 const EVENTS_MAX = 50_000
 const PATH_HISTORY_MAX = 24
 const EVIDENCE_LINES_PER_BLOCK_MAX = 25
@@ -62,8 +66,8 @@ export interface ChaosOptions {
   signal?: AbortSignal
   writers?: number
   readers?: number
-  /** When something is lost or never heals, copy every role's log here-ish (a new temp dir) before teardown. Default true. */
-  keepLogsOnFailure?: boolean
+  /** Copy every role's log, the run's event log and fsck to a new temp dir before teardown: 'on-failure' (default), 'always' or 'never'. */
+  keepLogs?: 'on-failure' | 'always' | 'never'
   /** Called once the cluster is up (main.ts uses it to kill the roles on a second Ctrl-C). */
   onCluster?: (cluster: TestCluster) => void
 }
@@ -106,6 +110,8 @@ export interface ChaosReport {
     readsOk: number
     readsFailed: number
   }
+  /** Why operations failed: 'write: unavailable' -> how often, and one message. */
+  failures: Array<{ what: string; count: number; example: string }>
   kills: { datanode: number; namenode: number }
   corruptions: { injected: number; repaired: number; obsolete: number; unrepaired: Corruption[] }
   bytesWritten: number
@@ -185,6 +191,7 @@ class Chaos {
   readonly lost: LostFile[] = []
   readonly ops = { writesOk: 0, writesFailed: 0, overwritesOk: 0, overwritesFailed: 0, deletesOk: 0, deletesFailed: 0, readsOk: 0, readsFailed: 0 }
   readonly kills = { datanode: 0, namenode: 0 }
+  readonly failures = new Map<string, { count: number; example: string }>()
   bytesWritten = 0
   bytesVerified = 0
   filesVerified = 0
@@ -289,8 +296,11 @@ class Chaos {
   /** create, write in pieces of random sizes (sometimes with a sync in the middle), close. */
   private async put(client: LoamClient, rng: Rng, p: string, v: Version, overwrite: boolean): Promise<Attempt<void>> {
     let writer: FileWriter | undefined
+    const started = Date.now()
+    let stage = 'create'
     try {
       writer = await client.create(p, { overwrite, createParents: true })
+      stage = 'write'
       const next = contentStream(this.seed, v.key)
       let syncAt = rng.chance(0.2) ? rng.int(0, v.size) : -1
       for (let done = 0; done < v.size; ) {
@@ -302,11 +312,16 @@ class Chaos {
           syncAt = -1
         }
       }
+      stage = 'close'
       await writer.close()
       return { ok: true, value: undefined, attempts: 1 }
     } catch (err) {
       writer?.abort()
-      return { ok: false, error: toLoamError(err), attempts: 1 }
+      const e = toLoamError(err)
+      return { ok: false, error: new LoamError(e.code, `${stage}: ${e.message}`), attempts: 1 }
+    } finally {
+      const tookMs = Date.now() - started
+      if (tookMs > SLOW_OP_MS) this.event(`slow: writing ${p} (${v.size} bytes) took ${(tookMs / 1000).toFixed(1)} s, ending in ${stage}`)
     }
   }
 
@@ -341,10 +356,19 @@ class Chaos {
       await sleep(backoff)
       backoff = Math.min(backoff * 2, RETRY_BACKOFF_MAX_MS)
     }
-    this.ops.readsFailed++
+    this.failed('readsFailed', last)
     this.event(`${why}: could not read ${p} within ${Math.round(boundMs / 1000)} s: ${last?.message ?? 'no answer'}`)
     this.note(p, `${why}: unreadable for now: ${last?.message ?? ''}`)
     return false
+  }
+
+  /** Counts a failed operation, by what it failed with (shown in the report, so a failure's cause is never hidden). */
+  private failed(op: 'writesFailed' | 'overwritesFailed' | 'deletesFailed' | 'readsFailed', e: LoamError | undefined): void {
+    this.ops[op]++
+    const key = `${op.replace('Failed', '')}: ${e?.code ?? 'no answer'}`
+    const f = this.failures.get(key)
+    if (f) f.count++
+    else this.failures.set(key, { count: 1, example: e?.message ?? '' })
   }
 
   private lock(p: string): boolean {
@@ -353,8 +377,10 @@ class Chaos {
     return true
   }
 
+  /** A path to delete or overwrite: certain, and holding no rotten replica (so that its repair, not its deletion, is what removes it). */
   private pickCertain(rng: Rng): string | undefined {
-    const p = this.tracked.pick(rng, (x) => !this.busy.has(x) && this.expected.get(x)?.candidates.length === 1)
+    const rotten = new Set(this.corruptions.filter((c) => c.outcome === 'pending').map((c) => c.path))
+    const p = this.tracked.pick(rng, (x) => !this.busy.has(x) && !rotten.has(x) && this.expected.get(x)?.candidates.length === 1)
     return p !== undefined && this.lock(p) ? p : undefined
   }
 
@@ -369,7 +395,7 @@ class Chaos {
       else if (this.tracked.size > 0 && r < 0.16) ok = await this.overwriteAtomically(client, rng, k, seq++)
       else if (this.tracked.size > 0 && r < 0.21) ok = await this.overwriteInPlace(client, rng, k, seq++)
       else ok = await this.writeNew(client, rng, k, seq++)
-      await sleep(ok ? rng.int(0, 150) : WRITER_PAUSE_AFTER_FAILURE_MS)
+      await sleep(ok ? rng.int(...WRITER_PAUSE_MS) : WRITER_PAUSE_AFTER_FAILURE_MS)
     }
   }
 
@@ -380,7 +406,7 @@ class Chaos {
     try {
       const put = await this.put(client, rng, p, v, false)
       if (!put.ok) {
-        this.ops.writesFailed++
+        this.failed('writesFailed', put.error)
         this.event(`write ${p} (${v.size} bytes) failed, not acknowledged: ${put.error.message}`)
         return false
       }
@@ -404,7 +430,7 @@ class Chaos {
       const v: Version = { key: `${p}#w${k}-${seq}`, size: chooseSize(rng, BLOCK_SIZE_BYTES, FILE_BYTES_MAX) }
       const put = await this.put(client, rng, tmp, v, false)
       if (!put.ok) {
-        this.ops.overwritesFailed++
+        this.failed('overwritesFailed', put.error)
         this.event(`overwrite of ${p}: writing ${tmp} failed, ${p} keeps ${old.key}: ${put.error.message}`)
         return false
       }
@@ -426,11 +452,11 @@ class Chaos {
         return ok
       }
       if (mv.error.code === 'not-found') {
-        this.ops.overwritesFailed++
+        this.failed('overwritesFailed', mv.error)
         this.anomaly(`acknowledged ${tmp} (${v.key}, ${v.size} bytes) is MISSING: renaming it over ${p} answered ${mv.error.message}`)
         return false
       }
-      this.ops.overwritesFailed++
+      this.failed('overwritesFailed', mv.error)
       // No definite answer within the bound: the target is the old or the new content; the next read says which.
       this.track(p, [old, v], `rename of ${tmp} over it failed without a definite answer: ${mv.error.message}`, this.expected.get(p)?.history)
       this.event(`overwrite of ${p}: rename failed, not acknowledged: ${mv.error.message}`)
@@ -449,7 +475,7 @@ class Chaos {
       const history = this.untrack(p)?.history ?? []
       const put = await this.put(client, rng, p, v, true)
       if (!put.ok) {
-        this.ops.overwritesFailed++
+        this.failed('overwritesFailed', put.error)
         this.event(`overwrite in place of ${p} failed, not acknowledged; ${p} is no longer tracked: ${put.error.message}`)
         return false
       }
@@ -476,7 +502,7 @@ class Chaos {
         this.event(`deleted ${p}${rm.ok ? '' : ' (an earlier attempt took effect)'}`)
         return true
       }
-      this.ops.deletesFailed++
+      this.failed('deletesFailed', rm.error)
       if (rm.error.code === 'not-found') {
         const e = this.untrack(p)
         this.lost.push({ path: p, expected: old.key, problem: `acknowledged file was already gone when deleted: ${rm.error.message}`, evidence: e?.history ?? [] })
@@ -519,7 +545,7 @@ class Chaos {
     while (!this.stopping()) {
       await sleep(rng.int(...FAULT_GAP_MS))
       if (this.stopping()) break
-      await this.checkCorruptions()
+      await this.checkCorruptions(client)
       const elapsed = Date.now() - this.startMs
       // Every kind of fault happens at least once in a run, whatever the dice say.
       const due =
@@ -651,15 +677,31 @@ class Chaos {
     }
   }
 
-  /** A rotten replica is repaired once its file is gone from that node, or holds the right byte again. */
-  private async checkCorruptions(): Promise<void> {
+  /**
+   * A rotten replica is repaired once it is gone from its node (or holds the
+   * right byte again) while its block still belongs to the file, with full
+   * replication and no replica marked corrupt. Its file is kept from deletes
+   * and overwrites until then, so a delete never passes for a repair.
+   */
+  private async checkCorruptions(client: LoamClient): Promise<void> {
     for (const c of this.corruptions) {
       if (c.outcome !== 'pending') continue
       const how = await replicaState(c)
       if (how === 'rotten') continue
+      const res = await client.getBlockLocations(c.path, 0, 0).catch(() => undefined)
+      const lb = res?.blocks.find((b) => b.block?.id === c.blockId)
+      if (!lb) {
+        if (res) {
+          c.outcome = 'unrepaired'
+          c.how = `block ${c.blockId} is no longer part of ${c.path}, which nothing deleted or overwrote`
+          this.anomaly(`rotten replica of block ${c.blockId} on ${c.node}: ${c.how}`)
+        }
+        continue
+      }
+      if (lb.locations.length < REPLICATION || lb.corrupt.length > 0) continue
       c.outcome = 'repaired'
-      c.how = how
-      this.event(`corruption of block ${c.blockId} on ${c.node} gone: ${how}`, true)
+      c.how = `${how}; block on ${lb.locations.map((l) => l.id).join(', ')} at ${((Date.now() - this.startMs) / 1000).toFixed(1)} s`
+      this.event(`corruption of block ${c.blockId} on ${c.node} repaired: ${c.how}`, true)
     }
   }
 
@@ -690,7 +732,7 @@ class Chaos {
     let report: FsckReport | undefined
     for (;;) {
       report = await fsck(client, '/').catch(() => report)
-      await this.checkCorruptions()
+      await this.checkCorruptions(client)
       const pending = this.corruptions.filter((c) => c.outcome === 'pending' && report?.blocks.some((b) => b.id === c.blockId))
       const healthy = report?.healthy ?? false
       if (healthy && pending.length === 0 && report!.openForWrite === 0) {
@@ -761,7 +803,7 @@ class Chaos {
     }
     for (const c of this.corruptions) {
       const live = report?.blocks.find((b) => b.id === c.blockId)
-      if (c.outcome === 'repaired' && (!live || live.state === 'HEALTHY')) continue
+      if (c.outcome === 'repaired') continue
       if (!live) {
         c.outcome = 'obsolete'
         c.how = `block ${c.blockId} no longer belongs to any file (its file was deleted or overwritten)`
@@ -907,6 +949,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       elapsedMs: Date.now() - chaos.startMs,
       aborted,
       ops: chaos.ops,
+      failures: [...chaos.failures].map(([what, f]) => ({ what, ...f })).sort((a, b) => b.count - a.count),
       kills: chaos.kills,
       corruptions: {
         injected: chaos.corruptions.length,
@@ -926,7 +969,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       ok: false,
     }
     result.ok = !aborted && result.lost.length === 0 && result.fsckHealthy && unrepaired.length === 0 && result.anomalies.length === 0
-    if (!result.ok && !aborted && (opts.keepLogsOnFailure ?? true)) result.keptLogs = await keepLogs(cluster, seed, chaos.eventLog(), result).catch(() => undefined)
+    const keep = opts.keepLogs ?? 'on-failure'
+    if (keep === 'always' || (keep === 'on-failure' && !result.ok && !aborted)) result.keptLogs = await keepLogs(cluster, seed, chaos.eventLog(), result).catch(() => undefined)
     return result
   } finally {
     await cleanups.run()
@@ -939,6 +983,7 @@ export function formatReport(r: ChaosReport): string[] {
   const lines = [
     `chaos report (seed ${r.seed}, ${r.minutes} min, ${(r.elapsedMs / 1000).toFixed(0)} s in all${r.aborted ? ', ABORTED' : ''})`,
     `  operations: writes ${o.writesOk} ok / ${o.writesFailed} failed, overwrites ${o.overwritesOk} ok / ${o.overwritesFailed} failed, deletes ${o.deletesOk} ok / ${o.deletesFailed} failed, reads ${o.readsOk} ok / ${o.readsFailed} failed`,
+    ...r.failures.map((f) => `    failed ${f.what} x${f.count}, for example: ${f.example}`),
     `  kills: datanode ${r.kills.datanode}, namenode ${r.kills.namenode}`,
     `  corruptions: ${r.corruptions.injected} injected, ${r.corruptions.repaired} repaired, ${r.corruptions.obsolete} went with their file, ${r.corruptions.unrepaired.length} not repaired`,
     `  bytes: ${formatBytes(r.bytesWritten)} written, ${formatBytes(r.bytesVerified)} verified; ${r.filesVerified} acknowledged files read back at the end, ${r.deletesVerified} deletes checked`,

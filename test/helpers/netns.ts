@@ -112,6 +112,7 @@ export class TestNetwork {
     if (names.length === 0 || names.length > HOSTS_MAX) throw new Error(`a test network has 1 to ${HOSTS_MAX} hosts, not ${names.length}`)
     for (const n of names) if (!/^[a-z][a-z0-9]{0,9}$/.test(n)) throw new Error(`host name '${n}': use 1 to 10 lowercase letters and digits, starting with a letter`)
     if (new Set(names).size !== names.length) throw new Error(`host names repeat: ${names.join(', ')}`)
+    if (names.includes('sw')) throw new Error("host name 'sw' is taken by the switch namespace")
     // Unique per run: the pid and a random suffix name the namespaces; a random /24 of 198.18.0.0/15 numbers the hosts.
     const runId = `${process.pid.toString(36)}${randomBytes(2).toString('hex')}`
     const block = randomInt(0, 512)
