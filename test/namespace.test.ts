@@ -5,9 +5,8 @@
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { NAME_BYTES_MAX, PATH_BYTES_MAX, PATH_COMPONENTS_MAX } from '../src/limits.js'
+import { checkBlockSize, checkReplication } from '../src/common/validate.js'
 import {
-  checkBlockSize,
-  checkReplication,
   Namespace,
   newInode,
   ROOT_ID,

@@ -1,7 +1,7 @@
 // `loam cluster up`: every role on this machine, each its own process, in the foreground.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { openSync, closeSync } from 'node:fs'
-import { mkdir, readFile, rm } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
@@ -12,6 +12,7 @@ import { LoamError } from '../rpc/errors.js'
 import { checkTimings, writeReadyFile } from './daemon-commands.js'
 import { runDemo } from './demo.js'
 import { action } from './run.js'
+import { mkdirp } from '../common/mkdirp.js'
 
 const CLI_PATH = fileURLToPath(new URL('./main.js', import.meta.url))
 const START_TIMEOUT_MS = 60_000
@@ -66,7 +67,7 @@ async function waitForFile(file: string, child: ChildProcess, log: string): Prom
 
 /** Starts one role with its stdout/stderr in DIR/log; returns its record once it serves. */
 async function startRole(args: string[], dir: string, children: ChildProcess[]): Promise<{ record: Record<string, unknown>; child: ChildProcess }> {
-  await mkdir(dir, { recursive: true, mode: 0o700 })
+  await mkdirp(dir)
   const readyFile = path.join(dir, 'ready.json')
   await rm(readyFile, { force: true })
   const log = path.join(dir, 'log')

@@ -1,7 +1,7 @@
 // `loam fs ...`: the filesystem commands. Parsing and printing only; the work is in src/client.
 import { once } from 'node:events'
 import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises'
+import { readdir, rename, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { Command } from 'commander'
@@ -11,6 +11,7 @@ import { LoamError } from '../rpc/errors.js'
 import { InodeType, type FileStatus } from '../rpc/messages.js'
 import { progress } from './progress.js'
 import { action, printJson } from './run.js'
+import { mkdirp } from '../common/mkdirp.js'
 
 export interface ClientFlags {
   namenode?: string
@@ -163,7 +164,7 @@ async function getFile(client: LoamClient, src: string, local: string): Promise<
 async function getTree(client: LoamClient, src: string, local: string): Promise<void> {
   const st = await client.stat(src)
   if (st.type !== InodeType.DIRECTORY) return getFile(client, src, local)
-  await mkdir(local, { recursive: true })
+  await mkdirp(local, 0o755)
   for await (const child of client.list(src)) await getTree(client, child.path, path.join(local, child.name))
 }
 

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import { formatAddress, parseAddress, type Address } from '../common/address.js'
 import { initChecksums } from '../common/checksum.js'
+import { checkBlockSize, checkReplication } from '../common/validate.js'
 import { LIST_PAGE_ENTRIES_MAX, RPC_TIMEOUT_DEFAULT_MS } from '../limits.js'
 import { RpcClient } from '../rpc/client.js'
 import { LoamError } from '../rpc/errors.js'
@@ -127,6 +128,9 @@ export class LoamClient {
   }
 
   async create(path: string, opts: CreateOptions = {}): Promise<FileWriter> {
+    // On the wire 0 means "the namenode's default": an explicit 0 is a mistake, not a request for the default.
+    if (opts.replication !== undefined) checkReplication(opts.replication)
+    if (opts.blockSizeBytes !== undefined) checkBlockSize(opts.blockSizeBytes)
     await initChecksums()
     const res = await this.nn.call('Create', {
       path,

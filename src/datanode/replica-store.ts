@@ -20,6 +20,7 @@ import path from 'node:path'
 import { chunkChecksums, chunkCount, firstBadChunk, initChecksums } from '../common/checksum.js'
 import { BLOCK_SIZE_MAX_BYTES, CHECKSUM_BYTES, CHUNK_BYTES, PACKET_BYTES_MAX, REPLICA_META_HEADER_BYTES } from '../limits.js'
 import { LoamError, assert } from '../rpc/errors.js'
+import { mkdirp } from '../common/mkdirp.js'
 
 export interface ReplicaInfo {
   id: number
@@ -273,12 +274,12 @@ async function openDataDir(root: string): Promise<DataDir> {
     usedBytes: 0,
     usedAtRefreshBytes: 0,
   }
-  await fs.mkdir(root, { recursive: true, mode: DIR_MODE })
+  await mkdirp(root, DIR_MODE)
   dir.storageId = await readOrCreateVersion(root)
-  for (const d of [current, dir.rbw, dir.finalized, dir.quarantine]) await fs.mkdir(d, { recursive: true, mode: DIR_MODE })
+  for (const d of [current, dir.rbw, dir.finalized, dir.quarantine]) await mkdirp(d, DIR_MODE)
   // All subdirs up front, so finalize never needs a mkdir.
   await Promise.all(
-    Array.from({ length: SUBDIRS }, (_, i) => fs.mkdir(path.join(dir.finalized, subdirName(i)), { recursive: true, mode: DIR_MODE })),
+    Array.from({ length: SUBDIRS }, (_, i) => mkdirp(path.join(dir.finalized, subdirName(i)), DIR_MODE)),
   )
   dir.device = (await fs.stat(root)).dev
   return dir

@@ -1,7 +1,7 @@
 // The datanode process: serves block reads and pipelined writes, reports its
 // replicas to the namenode and carries out the namenode's commands.
 import { randomBytes } from 'node:crypto'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { formatAddress, type Address } from '../common/address.js'
@@ -19,6 +19,7 @@ import { ReplicaStore } from './replica-store.js'
 import { BlockScanner, SCAN_PERIOD_DEFAULT_MS } from './scanner.js'
 import { transferReplica } from './transfer.js'
 import { runWritePipeline } from './write-pipeline.js'
+import { mkdirp } from '../common/mkdirp.js'
 
 export interface DatanodeOptions {
   namenode: Address
@@ -71,7 +72,7 @@ export class Datanode {
     const dirs = opts.dataDirs.map((d) => path.resolve(d))
     for (const d of dirs) {
       try {
-        await mkdir(d, { recursive: true, mode: 0o700 })
+        await mkdirp(d)
       } catch (err) {
         throw new LoamError('io', `cannot use ${d} as a datanode data directory: ${(err as Error).message}`)
       }

@@ -2,9 +2,9 @@
 // Each operation reads, checks and writes within one call, so it is atomic
 // with respect to every other operation; the server then commits the
 // transaction's writes as one durable batch.
-import { REPLICATION_MAX, REPLICATION_MIN, BLOCK_SIZE_MAX_BYTES, BLOCK_SIZE_MIN_BYTES, CHUNK_BYTES } from '../limits.js'
 import { assert, LoamError } from '../rpc/errors.js'
 import { InodeType, type BlockRef, type FileStatus, type InodeRecord } from '../rpc/messages.js'
+import { checkBlockSize, checkReplication } from '../common/validate.js'
 import { joinPath, parsePath } from './paths.js'
 
 export const ROOT_ID = 1
@@ -66,21 +66,6 @@ export function newInode(id: number, type: InodeType, caller: Caller, mode: numb
     leaseHolder: '',
     parentId: 0,
     children: 0,
-  }
-}
-
-export function checkReplication(replication: number): void {
-  if (!Number.isInteger(replication) || replication < REPLICATION_MIN || replication > REPLICATION_MAX) {
-    throw new LoamError('invalid-argument', `replication ${replication} is outside ${REPLICATION_MIN}..${REPLICATION_MAX}`)
-  }
-}
-
-export function checkBlockSize(bytes: number): void {
-  if (!Number.isInteger(bytes) || bytes < BLOCK_SIZE_MIN_BYTES || bytes > BLOCK_SIZE_MAX_BYTES || bytes % CHUNK_BYTES !== 0) {
-    throw new LoamError(
-      'invalid-argument',
-      `block size ${bytes} must be a multiple of the ${CHUNK_BYTES / 1024} KiB checksum chunk between ${BLOCK_SIZE_MIN_BYTES} and ${BLOCK_SIZE_MAX_BYTES} bytes`,
-    )
   }
 }
 

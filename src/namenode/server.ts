@@ -1,6 +1,5 @@
 // The namenode process: receives RPCs, runs the namespace core, commits, replies.
 import { randomUUID } from 'node:crypto'
-import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
 import { Gauge } from 'prom-client'
 import type { Address } from '../common/address.js'
@@ -19,6 +18,7 @@ import { fileStatus, Namespace, ROOT_ID, type Caller } from './namespace.js'
 import { chooseTargets } from './placement.js'
 import { planReplication } from './replication.js'
 import { LevelStore, type KvOp } from './store.js'
+import { mkdirp } from '../common/mkdirp.js'
 
 export interface NamenodeOptions {
   dataDir: string
@@ -86,7 +86,7 @@ export class Namenode {
   static async start(opts: NamenodeOptions): Promise<NamenodeHandle> {
     const dir = path.resolve(opts.dataDir)
     try {
-      await mkdir(dir, { recursive: true, mode: 0o700 })
+      await mkdirp(dir)
     } catch (err) {
       throw new LoamError('io', `cannot use ${dir} as the namenode data directory: ${(err as Error).message}`)
     }

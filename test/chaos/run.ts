@@ -391,7 +391,8 @@ class Chaos {
     while (!this.stopping()) {
       const r = rng.next()
       let ok: boolean
-      if (this.tracked.size > 0 && (this.liveBytes > LIVE_BYTES_MAX || r < 0.08)) ok = await this.deleteOne(client, rng)
+      // Over the byte budget most operations delete, not all: writers stay busy writing when the namenode dies.
+      if (this.tracked.size > 0 && ((this.liveBytes > LIVE_BYTES_MAX && rng.chance(0.6)) || r < 0.08)) ok = await this.deleteOne(client, rng)
       else if (this.tracked.size > 0 && r < 0.16) ok = await this.overwriteAtomically(client, rng, k, seq++)
       else if (this.tracked.size > 0 && r < 0.21) ok = await this.overwriteInPlace(client, rng, k, seq++)
       else ok = await this.writeNew(client, rng, k, seq++)
