@@ -224,7 +224,7 @@ export function loadAverage(): number {
 /** Says so on stderr when other work is running; returns the load for the JSON. */
 export function noteLoad(when: string): number {
   const load = loadAverage()
-  if (load > os.cpus().length / 2) log(`bench: load average ${load} on ${os.cpus().length} cores ${when}: other work shares this machine, expect lower figures`)
+  if (load > os.cpus().length) log(`bench: load average ${load} on ${os.cpus().length} cores ${when}: other work shares this machine, expect lower figures`)
   return load
 }
 

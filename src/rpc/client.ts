@@ -5,7 +5,7 @@ import { RPC_TIMEOUT_DEFAULT_MS } from '../limits.js'
 import { formatAddress, type Address } from '../common/address.js'
 import { assert, isErrorCode, LoamError } from './errors.js'
 import type { Frame } from './frame.js'
-import { FramedSocket, FrameQueue } from './framed-socket.js'
+import { FramedSocket, FrameStream } from './framed-socket.js'
 import { FrameKind, type FrameHeader } from './messages.js'
 import type { RequestOf, ResponseOf, ServiceSpec } from './service.js'
 
@@ -156,19 +156,18 @@ export class RpcClient<S extends ServiceSpec> {
   }
 }
 
-export class ClientStream<Res> {
-  private readonly queue: FrameQueue
+export class ClientStream<Res> extends FrameStream {
   private settle!: { resolve(r: Res): void; reject(e: Error): void }
   readonly result: Promise<Res>
 
   constructor(
-    readonly id: number,
-    private readonly socket: FramedSocket,
+    id: number,
+    socket: FramedSocket,
     private readonly decodeResponse: (body: Uint8Array) => Res,
     idleTimeoutMs: number,
     what: string,
   ) {
-    this.queue = new FrameQueue({ pause: () => socket.socket.pause(), resume: () => socket.socket.resume() }, idleTimeoutMs, what)
+    super(id, socket, idleTimeoutMs, what)
     this.result = new Promise<Res>((resolve, reject) => {
       this.settle = { resolve, reject }
     })
@@ -194,19 +193,6 @@ export class ClientStream<Res> {
   fail(err: Error): void {
     this.settle.reject(err)
     this.queue.finish(err)
-  }
-
-  /** The next DATA or ACK frame, or null once the response has arrived. */
-  next(): Promise<Frame | null> {
-    return this.queue.next()
-  }
-
-  send(kind: FrameKind.DATA | FrameKind.ACK, body: Uint8Array, payload?: Uint8Array): boolean {
-    return this.socket.send({ id: this.id, kind, body }, payload)
-  }
-
-  drain(): Promise<void> {
-    return this.socket.drain()
   }
 
   /** Ends the stream from this side by closing its connection. */

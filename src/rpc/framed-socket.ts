@@ -2,7 +2,7 @@
 import type { Socket } from 'node:net'
 import { LoamError } from './errors.js'
 import { encodeFrame, FrameDecoder, type Frame } from './frame.js'
-import type { FrameHeader } from './messages.js'
+import type { FrameHeader, FrameKind } from './messages.js'
 
 /** Bytes queued in the socket before a sender should wait for 'drain'. */
 const SOCKET_HIGH_WATER_BYTES = 1 << 20
@@ -144,5 +144,36 @@ export class FrameQueue {
         },
       }
     })
+  }
+}
+
+/** One stream's end on a connection: frames in through a bounded queue, frames out tagged with its id. */
+export class FrameStream {
+  readonly queue: FrameQueue
+
+  constructor(
+    readonly id: number,
+    protected readonly socket: FramedSocket,
+    idleTimeoutMs: number,
+    what: string,
+  ) {
+    this.queue = new FrameQueue({ pause: () => socket.socket.pause(), resume: () => socket.socket.resume() }, idleTimeoutMs, what)
+  }
+
+  /** The next DATA or ACK frame, or null once the stream has ended. */
+  next(): Promise<Frame | null> {
+    return this.queue.next()
+  }
+
+  send(kind: FrameKind.DATA | FrameKind.ACK, body: Uint8Array, payload?: Uint8Array): boolean {
+    return this.socket.send({ id: this.id, kind, body }, payload)
+  }
+
+  drain(): Promise<void> {
+    return this.socket.drain()
+  }
+
+  get closed(): boolean {
+    return this.socket.socket.destroyed
   }
 }

@@ -6,7 +6,7 @@ import type { Address } from '../common/address.js'
 import type { Logger } from '../common/log.js'
 import { LoamError, toLoamError } from './errors.js'
 import type { Frame } from './frame.js'
-import { FramedSocket, FrameQueue } from './framed-socket.js'
+import { FramedSocket, FrameStream } from './framed-socket.js'
 import { FrameKind } from './messages.js'
 import type { RequestOf, ResponseOf, ServiceSpec } from './service.js'
 
@@ -24,29 +24,8 @@ export type Handlers<S extends ServiceSpec> = {
   [K in keyof S]: (request: RequestOf<S[K]>, ctx: CallContext) => Promise<ResponseOf<S[K]>> | ResponseOf<S[K]>
 }
 
-export class ServerStream {
-  readonly queue: FrameQueue
-  constructor(
-    readonly id: number,
-    private readonly socket: FramedSocket,
-    idleTimeoutMs: number,
-    what: string,
-  ) {
-    this.queue = new FrameQueue({ pause: () => socket.socket.pause(), resume: () => socket.socket.resume() }, idleTimeoutMs, what)
-  }
-  next(): Promise<Frame | null> {
-    return this.queue.next()
-  }
-  send(kind: FrameKind.DATA | FrameKind.ACK, body: Uint8Array, payload?: Uint8Array): boolean {
-    return this.socket.send({ id: this.id, kind, body }, payload)
-  }
-  drain(): Promise<void> {
-    return this.socket.drain()
-  }
-  get closed(): boolean {
-    return this.socket.socket.destroyed
-  }
-}
+/** The serving end of a stream method's frames. */
+export class ServerStream extends FrameStream {}
 
 interface ConnectionState {
   socket: FramedSocket

@@ -49,8 +49,14 @@ const DATANODE_DOWN_MS: [number, number] = [2_000, 9_000]
 const NAMENODE_DOWN_MS: [number, number] = [1_000, 5_000]
 const NAMENODE_KILL_GAP_MIN_MS = 25_000
 const RESTART_WAIT_MS = 60_000
+/** How often the namenode's log is read for the moments worth a kill. */
+const LOG_POLL_MS = 100
+const WORST_MOMENT_CHANCE = 0.5
+const WORST_MOMENT_GAP_MIN_MS = 15_000
 const HEAL_TIMEOUT_MS = 120_000
 const FINAL_READERS = 3
+/** The final read-back of every acknowledged file ends by then (a healthy cluster needs a fraction of it). */
+const FINAL_CHECK_MS = 120_000
 const PROGRESS_EVERY_MS = 10_000
 /** Operations slower than this are written to the event log. */
 const SLOW_OP_MS = 3_000
@@ -224,7 +230,9 @@ class Chaos {
   /** Recorded for the evidence; shown as it happens when loud. */
   private event(text: string, loud = false): void {
     const line = `[${this.clock()}] ${text}`
-    if (this.events.length < EVENTS_MAX) this.events.push(line)
+    this.events.push(line)
+    // The newest events are the evidence that matters; a long run sheds its oldest.
+    if (this.events.length > EVENTS_MAX) this.events.splice(0, EVENTS_MAX / 10)
     if (loud) this.log(line)
   }
 
@@ -562,6 +570,41 @@ class Chaos {
     }
   }
 
+  /**
+   * Now and then the namenode dies at the worst moment: just after it learned
+   * of a corrupt replica and before the replica is replaced, when what it
+   * knows about the corruption exists only in its memory.
+   */
+  async worstMoments(): Promise<void> {
+    const rng = new Rng(seedOf(this.seed, 'worst-moments'))
+    const file = path.join(this.cluster.record.namenode.data, 'log')
+    let offset = await stat(file).then((s) => s.size, () => 0)
+    let partial = ''
+    while (!this.stopping()) {
+      await sleep(LOG_POLL_MS)
+      const size = await stat(file).then((s) => s.size, () => offset)
+      if (size <= offset) continue
+      const fh = await open(file, 'r')
+      const buf = Buffer.alloc(Math.min(size - offset, 1 << 20))
+      try {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, offset)
+        offset += bytesRead
+        partial += buf.subarray(0, bytesRead).toString()
+      } finally {
+        await fh.close()
+      }
+      const lines = partial.split('\n')
+      partial = lines.pop() ?? ''
+      const report = lines.find((l) => l.includes('corrupt replica reported'))
+      if (report) this.event(`namenode log: ${report}`)
+      if (!report || this.namenodeDown || Date.now() - this.lastNamenodeKillMs < WORST_MOMENT_GAP_MIN_MS || !rng.chance(WORST_MOMENT_CHANCE)) continue
+      const block = /"block":(\d+)/.exec(report)?.[1] ?? '?'
+      const node = /"node":"([^"]+)"/.exec(report)?.[1] ?? '?'
+      this.event(`the namenode logged a corrupt replica of block ${block} on ${node}: killing it before the repair`, true)
+      await this.killNamenode(rng)
+    }
+  }
+
   private nodeIndex(id: string): number {
     return this.cluster.record.nodes.findIndex((n) => n.id === id)
   }
@@ -711,13 +754,13 @@ class Chaos {
   async bringEverythingBack(): Promise<void> {
     await Promise.allSettled([...this.tasks])
     if (this.namenodeDown || !alive(this.cluster.record.namenode.pid)) await this.restartNamenode()
-    for (let i = 0; i < this.cluster.record.nodes.length; i++) {
-      const n = this.cluster.record.nodes[i]!
-      if (!alive(n.pid)) {
+    await Promise.all(
+      this.cluster.record.nodes.map(async (n, i) => {
+        if (alive(n.pid)) return
         this.down.add(i)
         await this.restartDatanode(i)
-      }
-    }
+      }),
+    )
     const client = this.cluster.client({ timeoutMs: CLIENT_TIMEOUT_MS })
     await waitFor(async () => {
       const r = await client.report().catch(() => undefined)
@@ -732,11 +775,12 @@ class Chaos {
     let lastLog = 0
     let report: FsckReport | undefined
     for (;;) {
-      report = await fsck(client, '/').catch(() => report)
+      const fresh = await fsck(client, '/').catch(() => undefined)
+      report = fresh ?? report
       await this.checkCorruptions(client)
       const pending = this.corruptions.filter((c) => c.outcome === 'pending' && report?.blocks.some((b) => b.id === c.blockId))
-      const healthy = report?.healthy ?? false
-      if (healthy && pending.length === 0 && report!.openForWrite === 0) {
+      const healthy = fresh?.healthy ?? false
+      if (fresh && healthy && pending.length === 0 && fresh.openForWrite === 0) {
         this.healedAfterMs = Date.now() - started
         break
       }
@@ -760,6 +804,7 @@ class Chaos {
   /** Reads every acknowledged file; checks every deleted path is gone; classifies every corruption. */
   async verifyAll(report: FsckReport | undefined): Promise<void> {
     const paths = this.tracked.all()
+    const deadline = Date.now() + FINAL_CHECK_MS
     let next = 0
     const readers = Array.from({ length: FINAL_READERS }, async (_, k) => {
       const client = this.cluster.client({ timeoutMs: CLIENT_TIMEOUT_MS, shortCircuit: k % 2 === 0 })
@@ -771,7 +816,7 @@ class Chaos {
         const want = entry.candidates.map((c) => c?.key ?? 'absent').join(' or ')
         let problem: string | undefined
         let badOffset: number | undefined
-        const deadline = Date.now() + 30_000
+        const retryUntil = Math.min(deadline, Date.now() + 30_000)
         for (;;) {
           const r = await verifyPath(client, this.seed, p, entry.candidates)
           if (r.kind === 'match') {
@@ -785,7 +830,7 @@ class Chaos {
             badOffset = r.badOffset
             break
           }
-          if (r.error.code === 'not-found' || Date.now() > deadline) {
+          if (r.error.code === 'not-found' || Date.now() > retryUntil) {
             problem = r.error.code === 'not-found' ? `missing: ${r.error.message}` : `unreadable: ${r.error.message}`
             break
           }
@@ -928,6 +973,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         ...Array.from({ length: opts.writers ?? WRITERS_DEFAULT }, (_, k) => chaos.writer(k)),
         ...Array.from({ length: opts.readers ?? READERS_DEFAULT }, (_, k) => chaos.reader(k)),
         chaos.faults(),
+        chaos.worstMoments(),
       ]
       await Promise.all(work)
     } finally {
