@@ -5,6 +5,10 @@
 export const FRAME_BYTES_MAX = (1 << 20) + 64 * 1024
 /** Block data moves in packets of at most this many bytes. */
 export const PACKET_BYTES_MAX = 64 * 1024
+/** Consecutive packets a datanode writes to disk in one go (fewer syscalls under load). */
+export const DISK_WRITE_BYTES_MAX = 1024 * 1024
+/** A datanode starts flushing a replica to disk every this many bytes, so the flush at its end is short. */
+export const WRITE_BEHIND_BYTES = 4 * 1024 * 1024
 /** Checksum chunk: every replica carries one xxhash64 per chunk of this size. */
 export const CHUNK_BYTES = 64 * 1024
 export const CHECKSUM_BYTES = 8

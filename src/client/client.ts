@@ -4,7 +4,7 @@ import os from 'node:os'
 import { formatAddress, parseAddress, type Address } from '../common/address.js'
 import { initChecksums } from '../common/checksum.js'
 import { checkBlockSize, checkReplication } from '../common/validate.js'
-import { LIST_PAGE_ENTRIES_MAX, RPC_TIMEOUT_DEFAULT_MS } from '../limits.js'
+import { LEASE_RENEW_INTERVAL_MS, LIST_PAGE_ENTRIES_MAX, RPC_TIMEOUT_DEFAULT_MS } from '../limits.js'
 import { RpcClient } from '../rpc/client.js'
 import { LoamError } from '../rpc/errors.js'
 import type { BlockRef, DatanodeInfo, DatanodeReportResponse, FileStatus, GetBlockLocationsResponse, LocatedBlock } from '../rpc/messages.js'
@@ -41,6 +41,9 @@ export class LoamClient {
   readonly nodeId: string
   readonly shortCircuit: boolean
   private readonly datanodes = new Map<string, RpcClient<DatanodeServiceSpec>>()
+  /** One lease covers every file this client writes: renewed while any is open (as in HDFS). */
+  private openWriters = 0
+  private renewTimer: NodeJS.Timeout | undefined
 
   constructor(opts: ClientOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? RPC_TIMEOUT_DEFAULT_MS
@@ -53,7 +56,20 @@ export class LoamClient {
     return formatAddress(this.nn.address)
   }
 
+  writerOpened(): void {
+    if (this.openWriters++ > 0) return
+    this.renewTimer = setInterval(() => void this.renewLease().catch(() => undefined), LEASE_RENEW_INTERVAL_MS)
+    this.renewTimer.unref()
+  }
+
+  writerClosed(): void {
+    if (--this.openWriters > 0) return
+    clearInterval(this.renewTimer)
+    this.renewTimer = undefined
+  }
+
   close(): void {
+    clearInterval(this.renewTimer)
     this.nn.close()
     for (const c of this.datanodes.values()) c.close()
     this.datanodes.clear()

@@ -18,7 +18,7 @@ import { constants as fsConstants } from 'node:fs'
 import fs, { type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
 import { chunkChecksums, chunkCount, firstBadChunk, initChecksums } from '../common/checksum.js'
-import { BLOCK_SIZE_MAX_BYTES, CHECKSUM_BYTES, CHUNK_BYTES, PACKET_BYTES_MAX, REPLICA_META_HEADER_BYTES } from '../limits.js'
+import { BLOCK_SIZE_MAX_BYTES, CHECKSUM_BYTES, CHUNK_BYTES, DISK_WRITE_BYTES_MAX, PACKET_BYTES_MAX, REPLICA_META_HEADER_BYTES } from '../limits.js'
 import { LoamError, assert } from '../rpc/errors.js'
 import { mkdirp } from '../common/mkdirp.js'
 
@@ -999,8 +999,8 @@ export class ReplicaWriter {
     if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0 || offsetBytes % CHUNK_BYTES !== 0) {
       throw new LoamError('invalid-argument', `blk_${this.id}: write offset ${offsetBytes} is not a multiple of ${CHUNK_BYTES}`)
     }
-    if (data.length > PACKET_BYTES_MAX) {
-      throw new LoamError('invalid-argument', `blk_${this.id}: packet of ${data.length} bytes exceeds ${PACKET_BYTES_MAX}`)
+    if (data.length > DISK_WRITE_BYTES_MAX) {
+      throw new LoamError('invalid-argument', `blk_${this.id}: write of ${data.length} bytes exceeds ${DISK_WRITE_BYTES_MAX}`)
     }
     const endBytes = offsetBytes + data.length
     if (endBytes > BLOCK_SIZE_MAX_BYTES) {

@@ -3,8 +3,9 @@
 // upstream, in order, only once it is on this disk (fsynced when asked) and
 // every node downstream has acknowledged it.
 import { RpcClient, type ClientStream } from '../rpc/client.js'
+import { DISK_WRITE_BYTES_MAX, WRITE_BEHIND_BYTES } from '../limits.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
-import { FrameKind, type BlockRef, type PacketAck, type WriteBlockRequest, type WriteBlockResponse } from '../rpc/messages.js'
+import { FrameKind, type BlockRef, type Packet, type PacketAck, type WriteBlockRequest, type WriteBlockResponse } from '../rpc/messages.js'
 import { codecs } from '../rpc/schema.js'
 import type { CallContext } from '../rpc/server.js'
 import { DatanodeService, type DatanodeServiceSpec } from '../rpc/service.js'
@@ -83,8 +84,60 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
 
   let lengthBytes = 0
   let finished = false
+  // Packets received and forwarded but not yet on this disk: written together while more are queued.
+  let batch: Array<{ entry: InFlight; packet: Packet; payload: Buffer }> = []
+  let batchBytes = 0
+  // Write-behind: flush in the background as data arrives instead of all of it when the block ends.
+  let unflushedBytes = 0
+  let flushing: Promise<void> | undefined
+  const writeBatch = async (): Promise<void> => {
+    const packets = batch
+    batch = []
+    batchBytes = 0
+    const withData = packets.filter((p) => p.payload.length > 0)
+    const first = withData[0]
+    if (first) {
+      const data = withData.length === 1 ? first.payload : Buffer.concat(withData.map((p) => p.payload))
+      const sums = Buffer.concat(withData.map((p) => p.packet.checksums))
+      // The last node of the pipeline checks every packet (as in HDFS): the same bytes pass through every node.
+      await writer.write(first.packet.offsetBytes, data, sums, { verify: !mirror })
+      node.metrics.bytesWritten += data.length
+      lengthBytes = Math.max(lengthBytes, first.packet.offsetBytes + data.length)
+      unflushedBytes += data.length
+    }
+    const tail = packets[packets.length - 1]!.packet
+    if (!tail.last && !tail.sync && !flushing && unflushedBytes >= WRITE_BEHIND_BYTES) {
+      unflushedBytes = 0
+      flushing = writer.sync().then(
+        () => (flushing = undefined),
+        () => (flushing = undefined), // a failing disk shows at the next write, sync or finalize
+      )
+    }
+    if (tail.last) {
+      await flushing
+      const info = await writer.finalize(lengthBytes)
+      await node.blockReceived({ id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes })
+      finished = true
+    } else if (tail.sync) {
+      await flushing
+      await writer.sync()
+    }
+    for (const p of packets) p.entry.local = true
+    flushAcks()
+  }
+
+  const writeBatchOrFail = async (): Promise<void> => {
+    try {
+      await writeBatch()
+    } catch (err) {
+      if (toLoamError(err).code === 'corrupt') node.metrics.checksumFailures++
+      fail(node.id, err)
+    }
+  }
+
   try {
-    while (!failure) {
+    while (!failure && !finished) {
+      // A writer that vanishes ends the stream here: the error goes up and the replica is kept for recovery.
       const frame = await upstream.next()
       if (!frame) throw new LoamError('unavailable', 'the writer closed the stream before the last packet')
       if (frame.header.kind !== FrameKind.DATA) continue
@@ -92,28 +145,14 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
       const entry: InFlight = { seqno: packet.seqno, local: false, downstream: false }
       inflight.push(entry)
       if (mirror && !mirror.send(FrameKind.DATA, frame.header.body ?? new Uint8Array(), frame.payload)) await mirror.drain()
-      try {
-        if (frame.payload.length > 0) {
-          // The last node of the pipeline checks every packet (as in HDFS): the same bytes pass through every node.
-          await writer.write(packet.offsetBytes, frame.payload, Buffer.from(packet.checksums), { verify: !mirror })
-          node.metrics.bytesWritten += frame.payload.length
-          lengthBytes = Math.max(lengthBytes, packet.offsetBytes + frame.payload.length)
-        }
-        if (packet.last) {
-          const info = await writer.finalize(lengthBytes)
-          await node.blockReceived({ id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes })
-          finished = true
-        } else if (packet.sync) {
-          await writer.sync()
-        }
-      } catch (err) {
-        if (toLoamError(err).code === 'corrupt') node.metrics.checksumFailures++
-        fail(node.id, err)
-        break
-      }
-      entry.local = true
-      flushAcks()
-      if (finished) break
+      const previous = batch[batch.length - 1]
+      const contiguous = !previous || previous.packet.offsetBytes + previous.payload.length === packet.offsetBytes
+      if (previous && (!contiguous || batchBytes + frame.payload.length > DISK_WRITE_BYTES_MAX)) await writeBatchOrFail()
+      if (failure) break
+      batch.push({ entry, packet, payload: frame.payload })
+      batchBytes += frame.payload.length
+      // Write now unless more packets are already waiting to join this write.
+      if (packet.last || packet.sync || upstream.queue.waiting === 0) await writeBatchOrFail()
     }
     if (mirror) {
       if (failure) mirror.abort(new LoamError('io', 'pipeline failed upstream'))

@@ -68,6 +68,11 @@ export class Counters {
     public genStamp: number,
   ) {}
 
+  /** The puts for the counters that changed since `since`. */
+  changedOps(since: Counters): KvOp[] {
+    return this.ops().filter((_, i) => [this.inodeId !== since.inodeId, this.blockId !== since.blockId, this.genStamp !== since.genStamp][i])
+  }
+
   static load(store: MetaStore): Counters {
     const read = (name: string, initial: number): number => {
       const v = store.get(keys.counter(name))
@@ -90,12 +95,14 @@ export class StoreTxn implements NamespaceTxn {
   private readonly inodes = new Map<number, InodeRecord | null>()
   private readonly entries = new Map<string, number | null>()
   private readonly ops: KvOp[] = []
-  private countersChanged = false
+  private readonly countersBefore: Counters
 
   constructor(
     private readonly store: MetaStore,
     private readonly counters: Counters,
-  ) {}
+  ) {
+    this.countersBefore = new Counters(counters.inodeId, counters.blockId, counters.genStamp)
+  }
 
   inode(id: number): InodeRecord | undefined {
     const local = this.inodes.get(id)
@@ -139,17 +146,14 @@ export class StoreTxn implements NamespaceTxn {
   }
 
   allocInodeId(): number {
-    this.countersChanged = true
     return ++this.counters.inodeId
   }
 
   allocBlockId(): number {
-    this.countersChanged = true
     return ++this.counters.blockId
   }
 
   nextGenStamp(): number {
-    this.countersChanged = true
     return ++this.counters.genStamp
   }
 
@@ -160,7 +164,7 @@ export class StoreTxn implements NamespaceTxn {
       if (rec === null) out.push({ type: 'del', key: keys.inode(id) })
       else out.push({ type: 'put', key: keys.inode(id), value: Buffer.from(codecs.InodeRecord.encode(rec)) })
     }
-    if (this.countersChanged) out.push(...this.counters.ops())
+    out.push(...this.counters.changedOps(this.countersBefore))
     return out
   }
 }

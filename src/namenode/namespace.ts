@@ -180,22 +180,29 @@ export class Namespace {
   /** Commits the previous block's length and appends a new, empty block. */
   addBlock(path: string, inodeId: number, clientName: string, previous: BlockRef | null | undefined): { inode: InodeRecord; block: BlockRef } {
     const rec = this.underConstruction(path, inodeId, clientName)
-    this.commitLast(rec, previous)
+    // The previous block may be finishing (and so recovering) beside this call: a newer generation wins.
+    this.commitLast(rec, previous, true)
     const block: BlockRef = { id: this.txn.allocBlockId(), genStamp: this.txn.nextGenStamp(), lengthBytes: 0 }
     rec.blocks.push(block)
     this.txn.putInode(rec)
     return { inode: rec, block }
   }
 
-  /** A new generation for the block being written (its pipeline failed); what it held so far is written again. */
-  bumpLastBlock(path: string, inodeId: number, clientName: string, blockId: number): { inode: InodeRecord; block: BlockRef } {
+  /**
+   * A new generation for a block of a file being written (its pipeline failed;
+   * the writer sends it again). The block being written restarts at length 0;
+   * an earlier block keeps the length committed for it.
+   */
+  bumpBlock(path: string, inodeId: number, clientName: string, blockId: number): { inode: InodeRecord; block: BlockRef; last: boolean } {
     const rec = this.underConstruction(path, inodeId, clientName)
-    const tail = rec.blocks[rec.blocks.length - 1]
-    if (!tail || tail.id !== blockId) throw new LoamError('invalid-argument', `${path}: block ${blockId} is not the block being written`)
-    tail.genStamp = this.txn.nextGenStamp()
-    tail.lengthBytes = 0
+    const i = rec.blocks.findIndex((b) => b.id === blockId)
+    const block = rec.blocks[i]
+    if (!block) throw new LoamError('invalid-argument', `${path}: block ${blockId} is not a block of this file`)
+    const last = i === rec.blocks.length - 1
+    block.genStamp = this.txn.nextGenStamp()
+    if (last) block.lengthBytes = 0
     this.txn.putInode(rec)
-    return { inode: rec, block: { ...tail } }
+    return { inode: rec, block: { ...block }, last }
   }
 
   /**
@@ -234,7 +241,7 @@ export class Namespace {
     return rec
   }
 
-  private commitLast(rec: InodeRecord, last: BlockRef | null | undefined): void {
+  private commitLast(rec: InodeRecord, last: BlockRef | null | undefined, newerGenerationWins = false): void {
     if (!last || last.id === 0) {
       if (rec.blocks.length > 0) throw new LoamError('invalid-argument', `block ${rec.blocks[rec.blocks.length - 1]!.id} is being written: name it with its length`)
       return
@@ -242,9 +249,9 @@ export class Namespace {
     const tail = rec.blocks[rec.blocks.length - 1]
     if (!tail || tail.id !== last.id) throw new LoamError('invalid-argument', `block ${last.id} is not the last block of this file`)
     if (last.lengthBytes > rec.blockSizeBytes) throw new LoamError('invalid-argument', `block ${last.id} length ${last.lengthBytes} is over the block size ${rec.blockSizeBytes}`)
-    if (last.genStamp < tail.genStamp) throw new LoamError('stale-generation', `block ${last.id} generation ${last.genStamp} is older than ${tail.genStamp}`)
+    if (last.genStamp < tail.genStamp && !newerGenerationWins) throw new LoamError('stale-generation', `block ${last.id} generation ${last.genStamp} is older than ${tail.genStamp}`)
     tail.lengthBytes = last.lengthBytes
-    tail.genStamp = last.genStamp
+    tail.genStamp = Math.max(tail.genStamp, last.genStamp)
     rec.lengthBytes = rec.blocks.reduce((sum, b) => sum + b.lengthBytes, 0)
   }
 

@@ -229,19 +229,20 @@ export class Namenode {
         const current = this.reader().underConstruction(req.path, req.inodeId, req.clientName)
         const targets = this.placeBlock(current, req.writerNode, req.excludedNodes, ctx.remoteAddress)
         const blockId = req.block.id
-        const { inode, block } = await this.mutate((ns) => {
-          const r = ns.bumpLastBlock(req.path, req.inodeId, req.clientName, blockId)
+        const { inode, block, last } = await this.mutate((ns) => {
+          const r = ns.bumpBlock(req.path, req.inodeId, req.clientName, blockId)
           const info = this.blockMap.blocks.get(blockId)
           // Replicas of the old generation are stale: never served, deleted when reported.
           for (const nodeId of info?.replicas ?? []) this.queueDelete(nodeId, { id: blockId, genStamp: req.block!.genStamp, lengthBytes: 0 })
           info?.replicas.clear()
-          this.blockMap.add(r.block, r.inode.id, r.inode.replication, false).writers = new Set(targets.map((t) => t.id))
+          this.blockMap.add(r.block, r.inode.id, r.inode.replication, !r.last).writers = new Set(targets.map((t) => t.id))
           return r
         })
         this.leases.set(req.clientName, Date.now())
         this.opts.log.info({ path: req.path, block: blockId, genStamp: block.genStamp, excluded: req.excludedNodes, targets: targets.map((t) => t.id) }, 'write pipeline recovered')
-        const offsetBytes = inode.blocks.slice(0, -1).reduce((s, b) => s + b.lengthBytes, 0)
-        return { block, offsetBytes, locations: targets, corrupt: [], complete: false }
+        const index = inode.blocks.findIndex((b) => b.id === blockId)
+        const offsetBytes = inode.blocks.slice(0, index).reduce((s, b) => s + b.lengthBytes, 0)
+        return { block, offsetBytes, locations: targets, corrupt: [], complete: !last }
       },
       Complete: async (req, ctx) => {
         const rec = await this.mutate((ns) => {

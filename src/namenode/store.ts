@@ -34,8 +34,14 @@ interface OverlayEntry {
 export class LevelStore implements MetaStore {
   /** Writes accepted but not yet in LevelDB, newest per key. */
   private readonly overlay = new Map<string, OverlayEntry>()
-  /** What LevelDB holds for recently read or written keys (null: absent); oldest evicted first. */
-  private readonly cache = new Map<string, Buffer | null>()
+  /**
+   * What LevelDB holds for recently read or written keys (null: absent), in two
+   * generations: when the young one fills, it becomes the old one and the old
+   * one is dropped. Keys are set in place, never deleted one by one (deleting
+   * and re-adding a key in a large V8 Map makes its lookups slow).
+   */
+  private young = new Map<string, Buffer | null>()
+  private old = new Map<string, Buffer | null>()
   private queue: Pending[] = []
   private flushing = false
   private seq = 0
@@ -63,19 +69,20 @@ export class LevelStore implements MetaStore {
     const k = key.toString('latin1')
     const o = this.overlay.get(k)
     if (o) return o.value ?? undefined
-    const cached = this.cache.get(k)
-    if (cached !== undefined) return cached ?? undefined
-    const v = this.db.getSync(key) ?? null
+    const young = this.young.get(k)
+    if (young !== undefined) return young ?? undefined
+    const old = this.old.get(k)
+    const v = old !== undefined ? old : (this.db.getSync(key) ?? null)
     this.remember(k, v)
     return v ?? undefined
   }
 
   private remember(k: string, v: Buffer | null): void {
-    if (this.cache.size >= NAMESPACE_CACHE_ENTRIES_MAX) {
-      const oldest = this.cache.keys().next().value
-      if (oldest !== undefined) this.cache.delete(oldest)
+    if (this.young.size >= NAMESPACE_CACHE_ENTRIES_MAX / 2 && !this.young.has(k)) {
+      this.old = this.young
+      this.young = new Map()
     }
-    this.cache.set(k, v)
+    this.young.set(k, v)
   }
 
   async scan(prefix: Buffer, startAfter: Buffer | undefined, limit: number): Promise<Array<[Buffer, Buffer]>> {
@@ -121,7 +128,10 @@ export class LevelStore implements MetaStore {
     this.flushing = true
     while (this.queue.length > 0) {
       const group = this.queue.splice(0, COMMIT_GROUP_MUTATIONS_MAX)
-      const ops = group.flatMap((p) => p.ops)
+      // Only the last write to each key matters (a group rewrites counters and parent directories often).
+      const last = new Map<string, KvOp>()
+      for (const p of group) for (const op of p.ops) last.set(op.key.toString('latin1'), op)
+      const ops = [...last.values()]
       try {
         await this.db.batch(ops, { sync: true })
       } catch (err) {
@@ -137,9 +147,7 @@ export class LevelStore implements MetaStore {
       this.stats.mutations += group.length
       // The batch is in LevelDB now; drop overlay entries no later commit has replaced.
       const lastSeq = group[group.length - 1]!.seq
-      for (const op of ops) {
-        const k = op.key.toString('latin1')
-        this.cache.delete(k)
+      for (const [k, op] of last) {
         this.remember(k, op.type === 'put' ? op.value : null)
         const o = this.overlay.get(k)
         if (o && o.seq <= lastSeq) this.overlay.delete(k)

@@ -10,6 +10,7 @@ const SOCKET_HIGH_WATER_BYTES = 1 << 20
 export class FramedSocket {
   private readonly decoder = new FrameDecoder()
   private closeError: Error | undefined
+  private corked = false
 
   constructor(
     readonly socket: Socket,
@@ -44,9 +45,16 @@ export class FramedSocket {
   send(header: FrameHeader, payload?: Uint8Array): boolean {
     if (this.socket.destroyed) return false
     const buffers = encodeFrame(header, payload)
-    this.socket.cork()
+    // Everything sent in one turn of the event loop leaves in one write (one syscall for many replies).
+    if (!this.corked) {
+      this.corked = true
+      this.socket.cork()
+      process.nextTick(() => {
+        this.corked = false
+        this.socket.uncork()
+      })
+    }
     for (const b of buffers) this.socket.write(b)
-    this.socket.uncork()
     return this.socket.writableLength < SOCKET_HIGH_WATER_BYTES
   }
 
@@ -101,6 +109,11 @@ export class FrameQueue {
       this.paused = true
       this.flow.pause()
     }
+  }
+
+  /** Frames received and not yet taken. */
+  get waiting(): number {
+    return this.frames.length
   }
 
   /** No more frames: next() returns null once the queue is empty, or throws err. */

@@ -20,17 +20,18 @@ export interface Codec<T> {
 /** Plain objects with every field present: proto3 defaults live on a decoded message's prototype, and a spread would drop them. */
 const PLAIN: protobuf.IConversionOptions = { defaults: true, arrays: true, objects: true, longs: Number }
 
-function codec<T>(name: string): Codec<T> {
+/** perPacket: decoded as protobufjs messages (defaults on the prototype), for the few read field by field on the data path. */
+function codec<T>(name: string, perPacket = false): Codec<T> {
   const type = root.lookupType(`loam.${name}`)
   return {
     name,
     encode: (message: T) => type.encode(message as object).finish(),
-    decode: (bytes: Uint8Array) => type.toObject(type.decode(bytes), PLAIN) as T,
+    decode: perPacket ? (bytes: Uint8Array) => type.decode(bytes) as unknown as T : (bytes: Uint8Array) => type.toObject(type.decode(bytes), PLAIN) as T,
   }
 }
 
 export const codecs = {
-  FrameHeader: codec<m.FrameHeader>('FrameHeader'),
+  FrameHeader: codec<m.FrameHeader>('FrameHeader', true),
   Empty: codec<m.Empty>('Empty'),
   InodeRecord: codec<m.InodeRecord>('InodeRecord'),
   MkdirsRequest: codec<m.MkdirsRequest>('MkdirsRequest'),
@@ -61,8 +62,8 @@ export const codecs = {
   HeartbeatResponse: codec<m.HeartbeatResponse>('HeartbeatResponse'),
   BlockReportRequest: codec<m.BlockReportRequest>('BlockReportRequest'),
   WriteBlockRequest: codec<m.WriteBlockRequest>('WriteBlockRequest'),
-  Packet: codec<m.Packet>('Packet'),
-  PacketAck: codec<m.PacketAck>('PacketAck'),
+  Packet: codec<m.Packet>('Packet', true),
+  PacketAck: codec<m.PacketAck>('PacketAck', true),
   WriteBlockResponse: codec<m.WriteBlockResponse>('WriteBlockResponse'),
   ReadBlockRequest: codec<m.ReadBlockRequest>('ReadBlockRequest'),
   ReadBlockResponse: codec<m.ReadBlockResponse>('ReadBlockResponse'),
