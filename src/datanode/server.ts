@@ -59,6 +59,12 @@ export class Datanode {
   private lastFullReportMs = 0
   activeTransfers = 0
   scanner: BlockScanner | undefined
+  /**
+   * Replicas found damaged here (by id, at that generation): left out of full
+   * block reports and reported bad again after each one, so a namenode that
+   * restarted (and forgot) learns of them again.
+   */
+  private readonly badReplicas = new Map<number, BlockRef>()
   readonly metrics = { bytesWritten: 0, bytesRead: 0, checksumFailures: 0 }
 
   private constructor(
@@ -168,9 +174,13 @@ export class Datanode {
   private async fullBlockReport(): Promise<void> {
     const all = this.store.list()
     const ref = (r: { id: number; genStamp: number; lengthBytes: number }): BlockRef => ({ id: r.id, genStamp: r.genStamp, lengthBytes: r.lengthBytes })
-    const replicas = all.filter((r) => r.state === 'finalized').map(ref)
+    for (const [id, bad] of this.badReplicas) if (this.store.get(id)?.genStamp !== bad.genStamp) this.badReplicas.delete(id)
+    const replicas = all.filter((r) => r.state === 'finalized' && !this.badReplicas.has(r.id)).map(ref)
     const beingWritten = all.filter((r) => r.state === 'rbw').map(ref)
     await this.namenode.call('BlockReport', { nodeId: this.info.id, replicas, full: true, beingWritten })
+    if (this.badReplicas.size > 0) {
+      await this.namenode.call('ReportBadBlocks', { replicas: [...this.badReplicas.values()].map((block) => ({ block, nodeId: this.info.id })) })
+    }
     this.lastFullReportMs = Date.now()
   }
 
@@ -205,10 +215,7 @@ export class Datanode {
     } catch (err) {
       const e = toLoamError(err)
       this.opts.log.warn({ block: block.id, targets: targets.map((t) => t.id), err: e.message }, 'copying a replica failed')
-      if (e.code === 'corrupt') {
-        this.metrics.checksumFailures++
-        await this.namenode.call('ReportBadBlocks', { replicas: [{ block, nodeId: this.info.id }] }).catch(() => undefined)
-      }
+      if (e.code === 'corrupt') await this.reportOwnCorruptReplica(block).catch(() => undefined)
     } finally {
       this.activeTransfers--
     }
@@ -217,6 +224,7 @@ export class Datanode {
   /** The scanner found one of our replicas damaged: the namenode replaces it from a good copy, then deletes it. */
   async reportOwnCorruptReplica(replica: BlockRef): Promise<void> {
     this.metrics.checksumFailures++
+    this.badReplicas.set(replica.id, { id: replica.id, genStamp: replica.genStamp, lengthBytes: replica.lengthBytes })
     this.opts.log.warn({ block: replica.id, genStamp: replica.genStamp }, 'scanner found a corrupt replica; reporting it')
     await this.namenode.call('ReportBadBlocks', { replicas: [{ block: replica, nodeId: this.info.id }] })
   }

@@ -315,6 +315,8 @@ export class Namenode {
         for (const r of req.replicas) {
           if (!r.block) continue
           const info = this.blockMap.markCorrupt(r.nodeId, r.block.id)
+          // Copies in flight may come from this very replica (its node refuses to send a bad copy): plan afresh.
+          this.pending.delete(r.block.id)
           this.opts.log.warn({ block: r.block.id, node: r.nodeId, healthy: info?.replicas.size ?? 0 }, 'corrupt replica reported')
         }
         return {}
