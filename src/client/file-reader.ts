@@ -13,7 +13,7 @@ import type { LoamClient } from './client.js'
 import { isLocalHost } from './locality.js'
 
 /** Short-circuit reads go to disk in pieces of this size (whole chunks). */
-const LOCAL_READ_BYTES = 16 * CHUNK_BYTES
+const LOCAL_READ_BYTES = 64 * CHUNK_BYTES
 
 export class FileReader {
   constructor(
@@ -106,29 +106,40 @@ export class FileReader {
     if (where.lengthBytes < to) throw new LoamError('io', `block ${lb.block!.id}: local replica has ${where.lengthBytes} bytes, expected ${to}`)
     const data = await open(where.dataPath, 'r')
     const meta = await open(where.metaPath, 'r')
+    const readPiece = async (pos: number): Promise<Piece> => {
+      const n = Math.min(LOCAL_READ_BYTES, where.lengthBytes - pos)
+      const buf = Buffer.allocUnsafe(n)
+      const sums = Buffer.allocUnsafe(Math.ceil(n / CHUNK_BYTES) * CHECKSUM_BYTES)
+      const [d, m] = await Promise.all([data.read(buf, 0, n, pos), meta.read(sums, 0, sums.length, REPLICA_META_HEADER_BYTES + (pos / CHUNK_BYTES) * CHECKSUM_BYTES)])
+      if (d.bytesRead !== n || m.bytesRead !== sums.length) throw new LoamError('io', `block ${lb.block!.id}: local replica is shorter than reported`)
+      return { pos, buf, sums }
+    }
+    // One piece ahead: the disk (or page cache) works while this thread verifies.
+    let next: Promise<Piece> | undefined = readPiece(from - (from % CHUNK_BYTES))
     try {
-      let pos = from - (from % CHUNK_BYTES)
-      while (pos < to) {
-        const n = Math.min(LOCAL_READ_BYTES, where.lengthBytes - pos)
-        const buf = Buffer.allocUnsafe(n)
-        const sums = Buffer.allocUnsafe(Math.ceil(n / CHUNK_BYTES) * CHECKSUM_BYTES)
-        const [d, m] = await Promise.all([
-          data.read(buf, 0, n, pos),
-          meta.read(sums, 0, sums.length, REPLICA_META_HEADER_BYTES + (pos / CHUNK_BYTES) * CHECKSUM_BYTES),
-        ])
-        if (d.bytesRead !== n || m.bytesRead !== sums.length) throw new LoamError('io', `block ${lb.block!.id}: local replica is shorter than reported`)
+      while (next) {
+        const { pos, buf, sums }: Piece = await next
+        const end: number = pos + buf.length
+        next = end < to ? readPiece(end) : undefined
+        next?.catch(() => undefined) // awaited next round, unless the reader stops early
         const bad = firstBadChunk(buf, sums)
         if (bad >= 0) throw new LoamError('corrupt', `block ${lb.block!.id} chunk at ${pos + bad * CHUNK_BYTES} failed its checksum`)
         const piece = trim(buf, pos, Math.max(pos, from), to)
         if (piece.length > 0) yield piece
-        pos += n
-        from = Math.max(from, pos)
       }
     } finally {
+      await next?.catch(() => undefined)
       await data.close()
       await meta.close()
     }
   }
+}
+
+/** A piece of a local replica: its data and the stored checksums of its chunks. */
+interface Piece {
+  pos: number
+  buf: Buffer
+  sums: Buffer
 }
 
 /** The part of data (which starts at dataOffset) that lies in [from, to). */

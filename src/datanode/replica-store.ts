@@ -153,6 +153,15 @@ async function writeFully(fh: FileHandle, buf: Uint8Array, position: number): Pr
   }
 }
 
+/** Several buffers at position in one syscall where the kernel takes them all (it nearly always does). */
+async function writevFully(fh: FileHandle, bufs: Buffer[], position: number): Promise<void> {
+  const total = bufs.reduce((sum, b) => sum + b.length, 0)
+  const { bytesWritten } = bufs.length === 1 ? await fh.write(bufs[0]!, 0, total, position) : await fh.writev(bufs, position)
+  if (bytesWritten === total) return
+  const rest = Buffer.concat(bufs).subarray(bytesWritten)
+  await writeFully(fh, rest, position + bytesWritten)
+}
+
 /** Reads up to buf.length bytes at position; fewer only at end of file. */
 async function readFully(fh: FileHandle, buf: Buffer, position: number): Promise<number> {
   let done = 0
@@ -994,28 +1003,44 @@ export class ReplicaWriter {
   }
 
   /** verify: false skips checking data against checksums, for a node whose downstream checks them. */
-  async write(offsetBytes: number, data: Buffer, checksums: Buffer, opts: { verify?: boolean } = {}): Promise<void> {
+  /**
+   * data may be several consecutive packets, written with one writev (each
+   * starts on a chunk boundary; only the last may end inside a chunk).
+   */
+  async write(offsetBytes: number, data: Buffer | Buffer[], checksums: Buffer, opts: { verify?: boolean } = {}): Promise<void> {
     this.checkOpen()
+    const pieces = Array.isArray(data) ? data.filter((d) => d.length > 0) : [data]
+    const lengthBytes = pieces.reduce((sum, d) => sum + d.length, 0)
     if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0 || offsetBytes % CHUNK_BYTES !== 0) {
       throw new LoamError('invalid-argument', `blk_${this.id}: write offset ${offsetBytes} is not a multiple of ${CHUNK_BYTES}`)
     }
-    if (data.length > DISK_WRITE_BYTES_MAX) {
-      throw new LoamError('invalid-argument', `blk_${this.id}: write of ${data.length} bytes exceeds ${DISK_WRITE_BYTES_MAX}`)
+    if (lengthBytes > DISK_WRITE_BYTES_MAX) {
+      throw new LoamError('invalid-argument', `blk_${this.id}: write of ${lengthBytes} bytes exceeds ${DISK_WRITE_BYTES_MAX}`)
     }
-    const endBytes = offsetBytes + data.length
+    if (pieces.slice(0, -1).some((d) => d.length % CHUNK_BYTES !== 0)) {
+      throw new LoamError('invalid-argument', `blk_${this.id}: only the last piece of a write may end inside a chunk`)
+    }
+    const endBytes = offsetBytes + lengthBytes
     if (endBytes > BLOCK_SIZE_MAX_BYTES) {
       throw new LoamError('invalid-argument', `blk_${this.id}: write to ${endBytes} passes the block size limit ${BLOCK_SIZE_MAX_BYTES}`)
     }
-    if (checksums.length !== chunkCount(data.length) * CHECKSUM_BYTES) {
+    if (checksums.length !== chunkCount(lengthBytes) * CHECKSUM_BYTES) {
       throw new LoamError(
         'invalid-argument',
-        `blk_${this.id}: ${checksums.length} checksum bytes for ${data.length} data bytes (want ${CHECKSUM_BYTES} per ${CHUNK_BYTES}-byte chunk)`,
+        `blk_${this.id}: ${checksums.length} checksum bytes for ${lengthBytes} data bytes (want ${CHECKSUM_BYTES} per ${CHUNK_BYTES}-byte chunk)`,
       )
     }
-    if (data.length === 0) return
-    const bad = opts.verify === false ? -1 : firstBadChunk(data, checksums)
-    if (bad !== -1) {
-      throw new LoamError('corrupt', `blk_${this.id}: packet at ${offsetBytes} damaged in transit (chunk ${offsetBytes / CHUNK_BYTES + bad} fails its checksum)`)
+    if (lengthBytes === 0) return
+    if (opts.verify !== false) {
+      let chunk = 0
+      for (const piece of pieces) {
+        const n = chunkCount(piece.length)
+        const bad = firstBadChunk(piece, checksums.subarray(chunk * CHECKSUM_BYTES, (chunk + n) * CHECKSUM_BYTES))
+        if (bad !== -1) {
+          throw new LoamError('corrupt', `blk_${this.id}: packet at ${offsetBytes} damaged in transit (chunk ${offsetBytes / CHUNK_BYTES + chunk + bad} fails its checksum)`)
+        }
+        chunk += n
+      }
     }
     const growthBytes = Math.max(0, replicaBytes(endBytes) - replicaBytes(this.replica.lengthBytes))
     if (growthBytes > this.store.remainingBytes()) {
@@ -1023,7 +1048,7 @@ export class ReplicaWriter {
     }
     // From checkOpen to here nothing awaits: closeFiles waits for every write that passed it.
     this.issued++
-    const op = this.writeAt(offsetBytes, data, checksums, endBytes)
+    const op = this.writeAt(offsetBytes, pieces, checksums, endBytes)
     this.inflight.add(op)
     try {
       await op
@@ -1032,10 +1057,11 @@ export class ReplicaWriter {
     }
   }
 
-  private async writeAt(offsetBytes: number, data: Buffer, checksums: Buffer, endBytes: number): Promise<void> {
+
+  private async writeAt(offsetBytes: number, data: Buffer[], checksums: Buffer, endBytes: number): Promise<void> {
     try {
       await Promise.all([
-        writeFully(this.data, data, offsetBytes),
+        writevFully(this.data, data, offsetBytes),
         writeFully(this.meta, checksums, META_HEADER_BYTES + (offsetBytes / CHUNK_BYTES) * CHECKSUM_BYTES),
       ])
     } catch (err) {

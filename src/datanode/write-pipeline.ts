@@ -24,6 +24,10 @@ interface InFlight {
   downstream: boolean
 }
 
+function batchLength(pieces: Buffer[]): number {
+  return pieces.reduce((sum, p) => sum + p.length, 0)
+}
+
 export async function runWritePipeline(node: PipelineNode, req: WriteBlockRequest, ctx: CallContext): Promise<BlockRef> {
   const upstream = ctx.stream
   if (!upstream) throw new LoamError('protocol', 'WriteBlock is a stream')
@@ -57,10 +61,10 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
     upstream.send(FrameKind.ACK, codecs.PacketAck.encode(ack))
   }
   const flushAcks = (): void => {
-    while (!failure && inflight.length > 0 && inflight[0]!.local && (inflight[0]!.downstream || !mirror)) {
-      const done = inflight.shift()!
-      upstream.send(FrameKind.ACK, codecs.PacketAck.encode({ seqno: done.seqno, ok: true, failedNode: '', message: '' }))
-    }
+    // Acknowledgements are cumulative: one for the newest packet done stands for every one before it.
+    let done: InFlight | undefined
+    while (!failure && inflight.length > 0 && inflight[0]!.local && (inflight[0]!.downstream || !mirror)) done = inflight.shift()
+    if (done) upstream.send(FrameKind.ACK, codecs.PacketAck.encode({ seqno: done.seqno, ok: true, failedNode: '', message: '' }))
   }
 
   // Downstream acknowledgements arrive in packet order.
@@ -71,8 +75,10 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
           if (!frame) return
           const ack = codecs.PacketAck.decode(frame.header.body ?? new Uint8Array())
           if (!ack.ok) throw new LoamError('io', `${ack.failedNode}: ${ack.message}`)
-          const entry = inflight.find((p) => p.seqno === ack.seqno)
-          if (entry) entry.downstream = true
+          for (const p of inflight) {
+            if (p.seqno > ack.seqno) break
+            p.downstream = true
+          }
           flushAcks()
         }
       })().catch((err: unknown) => {
@@ -97,13 +103,14 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
     const withData = packets.filter((p) => p.payload.length > 0)
     const first = withData[0]
     if (first) {
-      const data = withData.length === 1 ? first.payload : Buffer.concat(withData.map((p) => p.payload))
+      const data = withData.map((p) => p.payload)
+      const bytes = batchLength(data)
       const sums = Buffer.concat(withData.map((p) => p.packet.checksums))
       // The last node of the pipeline checks every packet (as in HDFS): the same bytes pass through every node.
       await writer.write(first.packet.offsetBytes, data, sums, { verify: !mirror })
-      node.metrics.bytesWritten += data.length
-      lengthBytes = Math.max(lengthBytes, first.packet.offsetBytes + data.length)
-      unflushedBytes += data.length
+      node.metrics.bytesWritten += bytes
+      lengthBytes = Math.max(lengthBytes, first.packet.offsetBytes + bytes)
+      unflushedBytes += bytes
     }
     const tail = packets[packets.length - 1]!.packet
     if (!tail.last && !tail.sync && !flushing && unflushedBytes >= WRITE_BEHIND_BYTES) {

@@ -52,7 +52,13 @@ export class FrameDecoder {
   private peekUInt32(): number {
     const first = this.chunks[0]
     if (first && first.length >= 4) return first.readUInt32BE(0)
-    return Buffer.concat(this.chunks).readUInt32BE(0)
+    const head = Buffer.alloc(4)
+    let got = 0
+    for (const c of this.chunks) {
+      got += c.copy(head, got, 0, Math.min(c.length, 4 - got))
+      if (got === 4) break
+    }
+    return head.readUInt32BE(0)
   }
 
   private take(n: number): Buffer {
@@ -65,11 +71,18 @@ export class FrameDecoder {
       this.buffered -= n
       return out
     }
-    const all = Buffer.concat(this.chunks)
-    const out = all.subarray(0, n)
-    const rest = all.subarray(n)
-    this.chunks = rest.length > 0 ? [rest] : []
-    this.buffered = rest.length
+    // The frame spans socket reads: copy just its bytes; what follows stays a view of its chunk.
+    const out = Buffer.allocUnsafe(n)
+    let filled = 0
+    while (filled < n) {
+      const chunk = this.chunks[0]!
+      const take = Math.min(chunk.length, n - filled)
+      chunk.copy(out, filled, 0, take)
+      filled += take
+      if (take === chunk.length) this.chunks.shift()
+      else this.chunks[0] = chunk.subarray(take)
+    }
+    this.buffered -= n
     return out
   }
 }
