@@ -45,8 +45,8 @@ export const RPC_TIMEOUT_DEFAULT_MS = 30_000
 export const RPC_TIMEOUT_MAX_MS = 10 * 60_000
 export const HEARTBEAT_DEFAULT_MS = 3_000
 export const DEAD_AFTER_DEFAULT_MS = 30_000
-/** A writer that has not renewed its lease for this long loses it to another writer. */
-export const LEASE_SOFT_LIMIT_MS = 60_000
+/** A writer that has not renewed its lease for this long loses its open files to lease recovery (--lease-limit). */
+export const LEASE_LIMIT_DEFAULT_MS = 60_000
 export const LEASE_RENEW_INTERVAL_MS = 10_000
 /** Fraction of known blocks that must be reported before safe mode ends by itself. */
 export const SAFEMODE_THRESHOLD = 0.999

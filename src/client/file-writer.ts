@@ -174,7 +174,7 @@ export class FileWriter {
       if (this.chunkBytes > 0) await this.sendChunk(true)
       else if (this.current) await this.endBlock()
       await this.finishing
-      return await this.client.complete(this.path, this.status.inodeId, this.previousNow())
+      return await this.client.complete(this.path, this.status.inodeId, this.previousBlock())
     } finally {
       this.finish()
     }
@@ -230,13 +230,13 @@ export class FileWriter {
 
   private async send(packet: SentPacket): Promise<void> {
     if (!this.current) {
-      const located = await this.client.addBlock(this.path, this.status.inodeId, this.previousNow(), [...this.failedNodes])
+      const located = await this.client.addBlock(this.path, this.status.inodeId, this.previousBlock(), [...this.failedNodes])
       this.current = await BlockWrite.open(this, located)
     }
     await this.current.send(packet)
   }
 
-  private previousNow(): BlockRef | null {
+  private previousBlock(): BlockRef | null {
     return this.previous ? { ...this.previous.block.block, lengthBytes: this.previous.lengthBytes } : null
   }
 }

@@ -5,7 +5,7 @@ import { Gauge } from 'prom-client'
 import type { Address } from '../common/address.js'
 import { startStatusServer, type StatusServer } from '../common/http.js'
 import type { Logger } from '../common/log.js'
-import { BLOCK_SIZE_DEFAULT_BYTES, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_SOFT_LIMIT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD } from '../limits.js'
+import { BLOCK_SIZE_DEFAULT_BYTES, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock } from '../rpc/messages.js'
 import { RpcClient } from '../rpc/client.js'
@@ -78,7 +78,7 @@ export class Namenode {
   ) {
     this.heartbeatMs = opts.heartbeatMs ?? HEARTBEAT_DEFAULT_MS
     this.deadAfterMs = opts.deadAfterMs ?? DEAD_AFTER_DEFAULT_MS
-    this.leaseLimitMs = opts.leaseLimitMs ?? LEASE_SOFT_LIMIT_MS
+    this.leaseLimitMs = opts.leaseLimitMs ?? LEASE_LIMIT_DEFAULT_MS
     this.pendingTimeoutMs = Math.max(PENDING_REPLICATION_TIMEOUT_MIN_MS, 2 * this.deadAfterMs)
     this.defaults = { replication: opts.replication ?? REPLICATION_DEFAULT, blockSizeBytes: opts.blockSizeBytes ?? BLOCK_SIZE_DEFAULT_BYTES }
   }
