@@ -1,4 +1,4 @@
-// `npm run bench -- <dfsio|nnbench|all> [options]`: benchmarks against a real
+// `npm run bench -- <dfsio|nnbench|recovery|all> [options]`: benchmarks against a real
 // multi-process cluster started for the run and always torn down, even on
 // error or Ctrl-C. Each prints a table and writes JSON under bench/results/.
 import { parseArgs } from 'node:util'
@@ -6,8 +6,9 @@ import { parseSize } from '../src/common/units.js'
 import { runDfsio } from './dfsio.js'
 import { Cleanup } from './lib.js'
 import { runNnbench } from './nnbench.js'
+import { runRecovery } from './recovery.js'
 
-const USAGE = `usage: npm run bench -- <dfsio|nnbench|all> [options]
+const USAGE = `usage: npm run bench -- <dfsio|nnbench|recovery|all> [options]
 
   dfsio     write and read one file at replication 1 and 3, beside the local disk
     --size SIZE          file size (default 1GiB)
@@ -20,7 +21,20 @@ const USAGE = `usage: npm run bench -- <dfsio|nnbench|all> [options]
     --leveldb-ops N      synced puts in the LevelDB baseline (default 2000)
     --max-seconds S      a measurement stops starting operations after S seconds and
                          counts those done, so a slow run stays bounded (default 15)
-  all       dfsio, then nnbench, each with a cluster of its own
+  recovery  kill -9 a datanode holding --size of replicas: time until every block has
+            3 replicas again (MB/s, beside the write rate in the same run), and a
+            client write during re-replication as a ratio to one without
+            (4 datanodes in 2 racks, replication 3, --heartbeat 1s --dead-after 5s)
+    --size SIZE          replicas the killed datanode holds (default 1GiB)
+    --write-size SIZE    the reference write and each write with and without
+                         re-replication running (default 512MiB)
+    --block-size SIZE    block size (default 64MiB)
+    --max-wait S         bound on each wait: a node declared dead, replication
+                         restored, the cluster settling (default 300)
+    --no-verify          skip reading every file back at the end
+    --log-level LEVEL    of every role (default warn; info logs every copy)
+    --keep-logs DIR      copy every role's log to DIR before the cluster goes
+  all       dfsio, nnbench, then recovery, each with a cluster of its own
 `
 
 function positiveInt(text: string, flag: string): number {
@@ -41,11 +55,15 @@ async function main(): Promise<number> {
       clients: { type: 'string', default: '1,8,32' },
       'leveldb-ops': { type: 'string', default: '2000' },
       'max-seconds': { type: 'string', default: '15' },
+      'write-size': { type: 'string', default: '512MiB' },
+      'max-wait': { type: 'string', default: '300' },
+      'log-level': { type: 'string', default: 'warn' },
+      'keep-logs': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
   const which = positionals[0]
-  if (values.help || !which || positionals.length > 1 || !['dfsio', 'nnbench', 'all'].includes(which)) {
+  if (values.help || !which || positionals.length > 1 || !['dfsio', 'nnbench', 'recovery', 'all'].includes(which)) {
     ;(values.help ? process.stdout : process.stderr).write(USAGE)
     return values.help ? 0 : 2
   }
@@ -74,6 +92,20 @@ async function main(): Promise<number> {
         clients,
         maxSeconds,
         leveldbOps: positiveInt(values['leveldb-ops'], '--leveldb-ops'),
+      })
+      await cleanup.run()
+    }
+    if (which === 'recovery' || which === 'all') {
+      const writeBytes = parseSize(values['write-size'], '--write-size')
+      if (writeBytes < 1) throw new Error('--write-size must be at least 1 byte')
+      await runRecovery(cleanup, {
+        sizeBytes,
+        writeBytes,
+        blockSizeBytes: parseSize(values['block-size'], '--block-size'),
+        maxWaitMs: positiveInt(values['max-wait'], '--max-wait') * 1000,
+        verify: !values['no-verify'],
+        logLevel: values['log-level'],
+        logsDir: values['keep-logs'],
       })
     }
     return 0
