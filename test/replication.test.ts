@@ -119,3 +119,11 @@ test('1,000 nodes, 20,000 blocks after a rack fails: work is bounded per round a
     }
   }
 })
+
+test('copies already running count against their source: the stream bound holds across rounds', (t) => {
+  const blocks = [block(1, ['dn1']), block(2, ['dn1']), block(3, ['dn1'])]
+  const busy = planReplication(blocks, nodes(6), new Map(), new Map(), { streamsPerNode: 2, workPerRound: 100, streamsInUse: new Map([['dn1', 2]]) }, random)
+  t.deepEqual(busy.copies, [])
+  const one = planReplication(blocks, nodes(6), new Map(), new Map(), { streamsPerNode: 2, workPerRound: 100, streamsInUse: new Map([['dn1', 1]]) }, random)
+  t.is(one.copies.length, 1)
+})

@@ -65,6 +65,8 @@ export class Datanode {
    * restarted (and forgot) learns of them again.
    */
   private readonly badReplicas = new Map<number, BlockRef>()
+  /** Copies that failed, told to the namenode with the next heartbeat so it plans them again at once. */
+  private failedCopies: BlockRef[] = []
   readonly metrics = { bytesWritten: 0, bytesRead: 0, checksumFailures: 0 }
 
   private constructor(
@@ -186,7 +188,11 @@ export class Datanode {
 
   private async heartbeat(): Promise<void> {
     await this.store.refreshUsage()
-    const res = await this.namenode.call('Heartbeat', { nodeId: this.info.id, ...this.store.usage(), activeTransfers: this.activeTransfers })
+    const failedCopies = this.failedCopies.splice(0)
+    const res = await this.namenode.call('Heartbeat', { nodeId: this.info.id, ...this.store.usage(), activeTransfers: this.activeTransfers, failedCopies }).catch((err: unknown) => {
+      this.failedCopies.push(...failedCopies)
+      throw err
+    })
     if (res.reregister) {
       this.registered = false
       return
@@ -215,6 +221,7 @@ export class Datanode {
     } catch (err) {
       const e = toLoamError(err)
       this.opts.log.warn({ block: block.id, targets: targets.map((t) => t.id), err: e.message }, 'copying a replica failed')
+      this.failedCopies.push(block)
       if (e.code === 'corrupt') await this.reportOwnCorruptReplica(block).catch(() => undefined)
     } finally {
       this.activeTransfers--

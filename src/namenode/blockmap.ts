@@ -13,6 +13,8 @@ export interface BlockInfo {
   corrupt: Set<string>
   /** Nodes that may hold the block while it is being written: its pipeline, and nodes reporting it unfinished. */
   writers: Set<string>
+  /** When the writer committed its length (0 for blocks loaded at start). */
+  committedMs: number
 }
 
 export type ReplicaVerdict = 'ok' | 'unknown' | 'stale'
@@ -29,7 +31,7 @@ export class BlockMap {
       existing.complete = complete
       return existing
     }
-    const info: BlockInfo = { ...block, inodeId, replication, complete, replicas: new Set(), corrupt: new Set(), writers: new Set() }
+    const info: BlockInfo = { ...block, inodeId, replication, complete, replicas: new Set(), corrupt: new Set(), writers: new Set(), committedMs: 0 }
     this.blocks.set(block.id, info)
     return info
   }

@@ -15,8 +15,10 @@ export interface ReplicaSet {
 }
 
 export interface ReplicationLimits {
-  /** Copies one node may be the source of in one round. */
+  /** Copies one node may be the source of at a time. */
   streamsPerNode: number
+  /** Copies already running per source node (they count against streamsPerNode). */
+  streamsInUse?: ReadonlyMap<string, number>
   /** Copies scheduled in one round across the cluster. */
   workPerRound: number
 }
@@ -82,7 +84,7 @@ export function planReplication(
 
   // Fewest live replicas first: a block with one copy left is one failure from loss.
   needy.sort((a, b) => a.live.length - b.live.length || a.block.id - b.block.id)
-  const streams = new Map<string, number>()
+  const streams = new Map(limits.streamsInUse ?? [])
   for (const { block, sources, wanted } of needy) {
     if (plan.copies.length >= limits.workPerRound) break
     // Decommissioning nodes are preferred sources: they serve no new writes.

@@ -45,6 +45,8 @@ const DELETES_PER_HEARTBEAT_MAX = 1000
 /** Re-replication is bounded so it never starves client traffic (HDFS's max replication streams). */
 const REPLICATION_LIMITS = { streamsPerNode: 2, workPerRound: 256 }
 const PENDING_REPLICATION_TIMEOUT_MIN_MS = 60_000
+/** How long after its commit a block's pipeline nodes have to report it before it counts as under-replicated. */
+const PIPELINE_REPORT_GRACE_MS = 10_000
 
 export class Namenode {
   private readonly blockMap = new BlockMap()
@@ -58,8 +60,8 @@ export class Namenode {
   private readonly deadAfterMs: number
   private readonly defaults: { replication: number; blockSizeBytes: number }
   private timers: NodeJS.Timeout[] = []
-  /** Copies scheduled and not yet reported: block id -> target node -> when to give up on it. */
-  private readonly pending = new Map<number, Map<string, number>>()
+  /** Copies scheduled and not yet reported: block id -> the copy's source and, per target node, when to give up on it. */
+  private readonly pending = new Map<number, { source: string; targets: Map<string, number> }>()
   /** Replicas just told to go: block id -> node -> until when the node is not a copy target for it. */
   private readonly cooling = new Map<number, Map<string, number>>()
   private readonly pendingTimeoutMs: number
@@ -354,6 +356,8 @@ export class Namenode {
         node.usedBytes = req.usedBytes
         node.remainingBytes = req.remainingBytes
         node.activeTransfers = req.activeTransfers
+        // A copy that failed is planned again at once, not after the pending timeout.
+        for (const b of req.failedCopies) if (this.pending.get(b.id)?.source === node.info.id) this.pending.delete(b.id)
         const commands: DatanodeCommand[] = node.pendingCommands.splice(0)
         if (node.pendingDeletes.length > 0) {
           commands.push({ action: CommandAction.DELETE, blocks: node.pendingDeletes.splice(0, DELETES_PER_HEARTBEAT_MAX), targets: [] })
@@ -474,8 +478,8 @@ export class Namenode {
   private replicated(blockId: number, nodeId: string): void {
     const p = this.pending.get(blockId)
     if (!p) return
-    p.delete(nodeId)
-    if (p.size === 0) this.pending.delete(blockId)
+    p.targets.delete(nodeId)
+    if (p.targets.size === 0) this.pending.delete(blockId)
   }
 
   /**
@@ -486,16 +490,21 @@ export class Namenode {
   private monitorReplication(): void {
     if (this.safemode) return
     const now = Date.now()
-    for (const [blockId, targets] of this.pending) {
-      for (const [nodeId, expiresMs] of targets) if (expiresMs < now || !this.datanodes.nodes.get(nodeId)?.alive) targets.delete(nodeId)
-      if (targets.size === 0) this.pending.delete(blockId)
+    for (const [blockId, p] of this.pending) {
+      for (const [nodeId, expiresMs] of p.targets) if (expiresMs < now || !this.datanodes.nodes.get(nodeId)?.alive) p.targets.delete(nodeId)
+      if (p.targets.size === 0 || !this.datanodes.nodes.get(p.source)?.alive) this.pending.delete(blockId)
     }
     for (const [blockId, nodes] of this.cooling) {
       for (const [nodeId, untilMs] of nodes) if (untilMs < now) nodes.delete(nodeId)
       if (nodes.size === 0) this.cooling.delete(blockId)
     }
-    const view = (m: Map<number, Map<string, number>>): Map<number, string[]> => new Map([...m].map(([id, t]) => [id, [...t.keys()]]))
-    const plan = planReplication(this.blockMap.blocks.values(), this.datanodes.placementView(), view(this.pending), view(this.cooling), REPLICATION_LIMITS, Math.random)
+    const pendingView = new Map([...this.pending].map(([id, p]) => [id, [...p.targets.keys()]]))
+    const coolingView = new Map([...this.cooling].map(([id, t]) => [id, [...t.keys()]]))
+    // Copies in flight count against their source's streams: the bound holds across rounds, not per round.
+    const streams = new Map<string, number>()
+    for (const p of this.pending.values()) streams.set(p.source, (streams.get(p.source) ?? 0) + 1)
+    const settled = [...this.blockMap.blocks.values()].filter((b) => !this.awaitingPipeline(b, now))
+    const plan = planReplication(settled, this.datanodes.placementView(), pendingView, coolingView, { ...REPLICATION_LIMITS, streamsInUse: streams }, Math.random)
     this.underReplicated = plan.underReplicated
     for (const copy of plan.copies) {
       const info = this.blockMap.blocks.get(copy.blockId)
@@ -503,8 +512,8 @@ export class Namenode {
       if (!info || !source) continue
       const targets = copy.targets.map((id) => this.datanodes.nodes.get(id)!.info)
       source.pendingCommands.push({ action: CommandAction.REPLICATE, blocks: [{ id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes }], targets })
-      const p = this.pending.get(info.id) ?? new Map<string, number>()
-      for (const t of copy.targets) p.set(t, now + this.pendingTimeoutMs)
+      const p = this.pending.get(info.id) ?? { source: copy.source, targets: new Map<string, number>() }
+      for (const t of copy.targets) p.targets.set(t, now + this.pendingTimeoutMs)
       this.pending.set(info.id, p)
     }
     for (const r of plan.removals) {
@@ -517,6 +526,16 @@ export class Namenode {
       this.queueDelete(r.node, { id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes })
     }
     this.finishDecommissions()
+  }
+
+  /**
+   * A block just committed while its pipeline nodes have not all reported it
+   * yet (their reports follow the writer's ack): not under-replicated, only early.
+   */
+  private awaitingPipeline(b: BlockInfo, nowMs: number): boolean {
+    if (!b.complete || nowMs - b.committedMs > PIPELINE_REPORT_GRACE_MS) return false
+    for (const w of b.writers) if (!b.replicas.has(w) && this.datanodes.nodes.get(w)?.alive) return true
+    return false
   }
 
   private finishDecommissions(): void {
@@ -543,7 +562,7 @@ export class Namenode {
   private afterBlockCommit(rec: InodeRecord, committed: BlockRef | null | undefined): void {
     if (!committed || committed.id === 0) return
     const b = rec.blocks.find((x) => x.id === committed.id)
-    if (b) this.blockMap.add(b, rec.id, rec.replication, true)
+    if (b) this.blockMap.add(b, rec.id, rec.replication, true).committedMs = Date.now()
   }
 
   private placeBlock(rec: InodeRecord, writerNode: string, excluded: string[], remoteAddress: string): DatanodeInfo[] {

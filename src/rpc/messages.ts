@@ -145,6 +145,7 @@ export interface HeartbeatRequest {
   usedBytes: number
   remainingBytes: number
   activeTransfers: number
+  failedCopies: BlockRef[]
 }
 export interface DatanodeCommand { action: CommandAction; blocks: BlockRef[]; targets: DatanodeInfo[] }
 export interface HeartbeatResponse { commands: DatanodeCommand[]; reregister: boolean }
