@@ -48,5 +48,9 @@ export const DEAD_AFTER_DEFAULT_MS = 30_000
 /** A writer that has not renewed its lease for this long loses its open files to lease recovery (--lease-limit). */
 export const LEASE_LIMIT_DEFAULT_MS = 60_000
 export const LEASE_RENEW_INTERVAL_MS = 10_000
+/** Renewals never come more often than this, however short the namenode's lease limit. */
+export const LEASE_RENEW_INTERVAL_MIN_MS = 200
+/** A lease limit must leave room for several renewals. */
+export const LEASE_LIMIT_MIN_MS = 1_000
 /** Fraction of known blocks that must be reported before safe mode ends by itself. */
 export const SAFEMODE_THRESHOLD = 0.999

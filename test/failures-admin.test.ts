@@ -10,6 +10,7 @@ import test from 'ava'
 import { LoamClient } from '../src/client/client.js'
 import { fsck } from '../src/client/fsck.js'
 import { parseAddress } from '../src/common/address.js'
+import { PLACEMENT_RESERVE_BYTES } from '../src/namenode/placement.js'
 import { CLI, sleep, startCluster, waitFor, type CliResult } from './helpers/cluster.js'
 import { fsckJson, KiB, localTempDir, MiB, pattern, reportJson, sha256, type ReportJson } from './helpers/data.js'
 import { clusterLogs, eventually, isOneLineError, nodeDataDir, replicaFiles, runLoam, showLogsOnFailure, startRole, stopProcess, type Role } from './helpers/failures.js'
@@ -108,7 +109,7 @@ test.serial('decommission moves every replica off a node; once decommissioned it
   const c = await startCluster(t, { nodes: 4, racks: 2, replication: 3, blockSize: '1MiB', heartbeat: '1s', deadAfter: '4s', logLevel: 'info' })
   showLogsOnFailure(t, () => clusterLogs(c))
   const data = pattern(6 * MiB + 999, 501)
-  const put = await c.loam(['fs', 'put', '-', '/dec/f'], { input: data })
+  const put = await runLoam(['fs', 'put', '-', '/dec/f'], { input: data, env: c.env })
   t.is(put.code, 0, put.stderr)
   const before = await fsckJson(c, '/')
   t.is(before.code, 0)
@@ -243,13 +244,13 @@ test.serial('full disk: a datanode near its --capacity takes no more replicas, w
 
   const written = new Map<string, string>()
   const placedOn = new Map<number, string>()
-  let smallFullAfter = -1 // the index of the first put made once the namenode knew the small node had no room for a block
+  let smallFullAfter = -1 // the first put made once the namenode knew the small node had no room for a block (and the reserve kept beside it)
   let failed: CliResult | undefined
   for (let i = 0; i < 40; i++) {
     const report = await client.report()
     for (const d of report.datanodes) t.true(d.usedBytes <= d.capacityBytes, `${d.id}: used ${d.usedBytes} <= capacity ${d.capacityBytes}`)
     const small = report.datanodes.find((d) => d.id === 'small')!
-    if (smallFullAfter < 0 && small.remainingBytes < MiB) smallFullAfter = i
+    if (smallFullAfter < 0 && small.remainingBytes < MiB + PLACEMENT_RESERVE_BYTES) smallFullAfter = i
     const data = pattern(MiB, 600 + i)
     const p = `/full/f${i}`
     const r = await loam(['fs', 'put', '-', p], data)
@@ -263,7 +264,7 @@ test.serial('full disk: a datanode near its --capacity takes no more replicas, w
     const where = blocks[0]!.locations.map((l) => l.id)
     t.is(where.length, 1, `${p}: one replica`)
     placedOn.set(i, where[0]!)
-    if (smallFullAfter >= 0) t.not(where[0], 'small', `${p}: put after the small node reported no room, yet placed on it`)
+    if (smallFullAfter >= 0) t.not(where[0], 'small', `${p}: put after the small node reported too little room, yet placed on it`)
   }
   t.log(`placements: ${[...placedOn.values()].join(' ')}; small reported full before put ${smallFullAfter}`)
   t.true([...placedOn.values()].includes('small'), 'the small node took blocks while it had room')

@@ -13,7 +13,7 @@ import { fsck } from '../src/client/fsck.js'
 import { LoamError } from '../src/rpc/errors.js'
 import { sleep, startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
 import { fsckJson, KiB, localTempDir, MiB, pattern, reportJson, sha256, type FsckJson } from './helpers/data.js'
-import { clusterLogs, eventually, nodeDataDir, readAll, replicaFiles, showLogsOnFailure, type ReplicaFile } from './helpers/failures.js'
+import { clusterLogs, eventually, nodeDataDir, readAll, replicaFiles, runLoam, showLogsOnFailure, type ReplicaFile } from './helpers/failures.js'
 
 async function allReplicaFiles(c: TestCluster): Promise<Array<ReplicaFile & { node: string }>> {
   const out: Array<ReplicaFile & { node: string }> = []
@@ -51,7 +51,7 @@ test.serial('a datanode killed -9 goes dead, its blocks get 3 live replicas agai
   const c = await startCluster(t, { nodes: 4, racks: 2, replication: 3, blockSize: '1MiB', heartbeat: '1s', deadAfter: '4s', logLevel: 'info' })
   showLogsOnFailure(t, () => clusterLogs(c))
   const data = pattern(5 * MiB + 12_345, 101)
-  const put = await c.loam(['fs', 'put', '-', '/dead/f'], { input: data })
+  const put = await runLoam(['fs', 'put', '-', '/dead/f'], { input: data, env: c.env })
   t.is(put.code, 0, put.stderr)
   const before = await fsckJson(c, '/dead')
   t.true(fullyReplicated(before, 6, 3), `healthy after the put: ${JSON.stringify(before.json)}`)

@@ -6,6 +6,7 @@ import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from '../common/
 import { parseDuration, parseSize } from '../common/units.js'
 import { Datanode } from '../datanode/server.js'
 import { Namenode } from '../namenode/server.js'
+import { LEASE_LIMIT_MIN_MS } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 import { action } from './run.js'
 
@@ -34,6 +35,12 @@ export function checkTimings(heartbeatMs: number, deadAfterMs: number): void {
 /** A stray rejection (a peer vanishing mid-call, say) is logged; it must not take the daemon down. */
 function logStrayRejections(log: Logger): void {
   process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'unhandled rejection'))
+}
+
+function leaseLimit(text: string): number {
+  const ms = parseDuration(text, '--lease-limit')
+  if (ms < LEASE_LIMIT_MIN_MS) throw new LoamError('invalid-argument', `--lease-limit ${text} is too short: writers renew their leases a few times within it; use at least ${LEASE_LIMIT_MIN_MS} ms`)
+  return ms
 }
 
 /** Stops the daemon on SIGTERM or SIGINT, once. */
@@ -112,7 +119,7 @@ export function registerDaemonCommands(program: Command): void {
           deadAfterMs,
           replication: Number(f.replication),
           blockSizeBytes: parseSize(f.blockSize, '--block-size'),
-          leaseLimitMs: parseDuration(f.leaseLimit, '--lease-limit'),
+          leaseLimitMs: leaseLimit(f.leaseLimit),
           log,
         })
         stopOnSignal(nn.stop)

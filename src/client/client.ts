@@ -4,7 +4,7 @@ import os from 'node:os'
 import { formatAddress, parseAddress, type Address } from '../common/address.js'
 import { initChecksums } from '../common/checksum.js'
 import { checkBlockSize, checkReplication } from '../common/validate.js'
-import { LEASE_RENEW_INTERVAL_MS, LIST_PAGE_ENTRIES_MAX, RPC_TIMEOUT_DEFAULT_MS } from '../limits.js'
+import { LEASE_RENEW_INTERVAL_MIN_MS, LEASE_RENEW_INTERVAL_MS, LIST_PAGE_ENTRIES_MAX, RPC_TIMEOUT_DEFAULT_MS } from '../limits.js'
 import { RpcClient } from '../rpc/client.js'
 import { LoamError } from '../rpc/errors.js'
 import type { BlockRef, DatanodeInfo, DatanodeReportResponse, FileStatus, GetBlockLocationsResponse, LocatedBlock } from '../rpc/messages.js'
@@ -44,6 +44,7 @@ export class LoamClient {
   /** One lease covers every file this client writes: renewed while any is open (as in HDFS). */
   private openWriters = 0
   private renewTimer: NodeJS.Timeout | undefined
+  private renewIntervalMs = Infinity
 
   constructor(opts: ClientOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? RPC_TIMEOUT_DEFAULT_MS
@@ -56,9 +57,13 @@ export class LoamClient {
     return formatAddress(this.nn.address)
   }
 
-  writerOpened(): void {
-    if (this.openWriters++ > 0) return
-    this.renewTimer = setInterval(() => void this.renewLease().catch(() => undefined), LEASE_RENEW_INTERVAL_MS)
+  /** leaseLimitMs: the namenode's, so renewals come well within it however short it is set. */
+  writerOpened(leaseLimitMs: number): void {
+    const intervalMs = Math.max(LEASE_RENEW_INTERVAL_MIN_MS, Math.min(LEASE_RENEW_INTERVAL_MS, Math.floor((leaseLimitMs || Infinity) / 3)))
+    if (this.openWriters++ > 0 && intervalMs >= this.renewIntervalMs) return
+    clearInterval(this.renewTimer)
+    this.renewIntervalMs = intervalMs
+    this.renewTimer = setInterval(() => void this.renewLease().catch(() => undefined), intervalMs)
     this.renewTimer.unref()
   }
 
@@ -66,6 +71,7 @@ export class LoamClient {
     if (--this.openWriters > 0) return
     clearInterval(this.renewTimer)
     this.renewTimer = undefined
+    this.renewIntervalMs = Infinity
   }
 
   close(): void {
@@ -157,7 +163,7 @@ export class LoamClient {
       createParents: opts.createParents ?? true,
       clientName: this.clientName,
     })
-    return new FileWriter(this, path, must(res.status))
+    return new FileWriter(this, path, must(res.status), res.leaseLimitMs ?? 0)
   }
 
   async open(path: string): Promise<FileReader> {

@@ -141,8 +141,9 @@ export class FileWriter {
     private readonly client: LoamClient,
     readonly path: string,
     readonly status: FileStatus,
+    leaseLimitMs: number,
   ) {
-    client.writerOpened()
+    client.writerOpened(leaseLimitMs)
   }
 
   async write(data: Uint8Array): Promise<void> {

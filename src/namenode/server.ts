@@ -211,7 +211,7 @@ export class Namenode {
         this.leases.set(req.clientName, Date.now())
         this.underConstruction.set(inode.id, req.clientName)
         this.invalidate(freed.blocks)
-        return { status: this.status(req.path, inode) }
+        return { status: this.status(req.path, inode), leaseLimitMs: this.leaseLimitMs }
       },
       AddBlock: async (req, ctx) => {
         const current = this.reader().underConstruction(req.path, req.inodeId, req.clientName)
@@ -234,8 +234,8 @@ export class Namenode {
         const { inode, block, last } = await this.mutate((ns) => {
           const r = ns.bumpBlock(req.path, req.inodeId, req.clientName, blockId)
           const info = this.blockMap.blocks.get(blockId)
-          // Replicas of the old generation are stale: never served, deleted when reported.
-          for (const nodeId of info?.replicas ?? []) this.queueDelete(nodeId, { id: blockId, genStamp: req.block!.genStamp, lengthBytes: 0 })
+          // Replicas of the old generation, finished or not, are stale: never served, deleted.
+          for (const nodeId of new Set([...(info?.replicas ?? []), ...(info?.writers ?? [])])) this.queueDelete(nodeId, { id: blockId, genStamp: req.block!.genStamp, lengthBytes: 0 })
           info?.replicas.clear()
           this.blockMap.add(r.block, r.inode.id, r.inode.replication, !r.last).writers = new Set(targets.map((t) => t.id))
           return r
@@ -579,6 +579,11 @@ export class Namenode {
       excluded,
       random: Math.random,
     })
+    // Space promised to this block counts until the nodes' next heartbeats say what is really left.
+    for (const id of targets) {
+      const node = this.datanodes.nodes.get(id)
+      if (node) node.remainingBytes = Math.max(0, node.remainingBytes - rec.blockSizeBytes)
+    }
     if (targets.length === 0) {
       const live = this.datanodes.live().length
       throw new LoamError('no-space', live === 0 ? 'no live datanode can take a block: start datanodes or check `loam report`' : `none of the ${live} live datanodes has room for a ${rec.blockSizeBytes}-byte block`)

@@ -79,7 +79,7 @@ export interface CreateRequest {
   createParents: boolean
   clientName: string
 }
-export interface FileStatusResponse { status: FileStatus | null }
+export interface FileStatusResponse { status: FileStatus | null; leaseLimitMs?: number }
 export interface AddBlockRequest {
   path: string
   inodeId: number

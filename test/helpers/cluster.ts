@@ -68,6 +68,8 @@ export class TestCluster {
       child.stdout.on('data', (b: Buffer) => out.push(b))
       child.stderr.on('data', (b: Buffer) => (err += b.toString()))
       child.on('error', reject)
+      // A command that exits before reading its input must not take the test process down with EPIPE.
+      child.stdin.on('error', () => undefined)
       child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: err }))
       child.stdin.end(opts.input ?? Buffer.alloc(0))
     })
