@@ -1,37 +1,15 @@
 import test, { type ExecutionContext } from 'ava'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs/promises'
-import os from 'node:os'
 import path from 'node:path'
 import { chunkChecksums, firstBadChunk, initChecksums } from '../src/common/checksum.js'
 import { META_HEADER_BYTES, ReplicaStore, type ReplicaWriter } from '../src/datanode/replica-store.js'
 import { CHECKSUM_BYTES, CHUNK_BYTES, PACKET_BYTES_MAX } from '../src/limits.js'
 import { LoamError, type ErrorCode } from '../src/rpc/errors.js'
 
+import { openStore, tempDir, writeReplica } from './helpers/replicas.js'
+
 const MiB = 1024 * 1024
-
-async function tempDir(t: ExecutionContext): Promise<string> {
-  const dir = await fs.mkdtemp(os.tmpdir() + '/loam-')
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
-  return dir
-}
-
-async function openStore(t: ExecutionContext, dirs: string[], opts?: { capacityBytes?: number }): Promise<ReplicaStore> {
-  const store = await ReplicaStore.open(dirs, opts)
-  t.teardown(() => store.close())
-  return store
-}
-
-/** Writes data as a client would: packets of PACKET_BYTES_MAX with their checksums, then finalize. */
-async function writeReplica(store: ReplicaStore, id: number, genStamp: number, data: Buffer): Promise<void> {
-  const writer = await store.createRbw(id, genStamp)
-  for (let off = 0; off < data.length; off += PACKET_BYTES_MAX) {
-    const packet = data.subarray(off, off + PACKET_BYTES_MAX)
-    await writer.write(off, packet, chunkChecksums(packet))
-  }
-  await writer.sync()
-  await writer.finalize(data.length)
-}
 
 /** Reads [offset, offset+length) through readChunks, checking packet shape and checksums, and trims. */
 async function readRange(t: ExecutionContext, store: ReplicaStore, id: number, genStamp: number, offset: number, length: number): Promise<Buffer> {

@@ -1,36 +1,20 @@
 import test, { type ExecutionContext } from 'ava'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs/promises'
-import os from 'node:os'
 import { chunkChecksums } from '../src/common/checksum.js'
 import { ReplicaStore } from '../src/datanode/replica-store.js'
 import { BlockScanner, scanPaceBytesPerSec, type ScannedReplica, type ScannerOptions } from '../src/datanode/scanner.js'
-import { CHUNK_BYTES, PACKET_BYTES_MAX } from '../src/limits.js'
+import { CHUNK_BYTES } from '../src/limits.js'
 import { LoamError } from '../src/rpc/errors.js'
+
+import { openStore as openStoreIn, tempDir, writeReplica } from './helpers/replicas.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
 const DAY_MS = 24 * 60 * 60 * 1000
 
-async function tempDir(t: ExecutionContext): Promise<string> {
-  const dir = await fs.mkdtemp(os.tmpdir() + '/loam-scan-')
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
-  return dir
-}
-
 async function openStore(t: ExecutionContext): Promise<ReplicaStore> {
-  const store = await ReplicaStore.open([await tempDir(t)])
-  t.teardown(() => store.close())
-  return store
-}
-
-async function writeReplica(store: ReplicaStore, id: number, genStamp: number, data: Buffer): Promise<void> {
-  const writer = await store.createRbw(id, genStamp)
-  for (let off = 0; off < data.length; off += PACKET_BYTES_MAX) {
-    const packet = data.subarray(off, off + PACKET_BYTES_MAX)
-    await writer.write(off, packet, chunkChecksums(packet))
-  }
-  await writer.finalize(data.length)
+  return openStoreIn(t, [await tempDir(t, 'loam-scan-')])
 }
 
 async function flipByte(file: string, position: number): Promise<void> {
