@@ -25,22 +25,26 @@ interface SentPacket {
  */
 class BlockWrite {
   private readonly packets: SentPacket[] = []
-  private recoveries = 0
 
   private constructor(
     private readonly writer: FileWriter,
     private pipeline: BlockPipeline,
+    private recoveries: number,
   ) {}
 
+  /** Opens the block's first pipeline, leaving out first nodes that cannot be reached. */
   static async open(writer: FileWriter, located: LocatedBlock): Promise<BlockWrite> {
-    if (!located.block) throw new LoamError('protocol', 'the namenode allocated no block')
-    try {
-      return new BlockWrite(writer, await writer.openPipeline(located))
-    } catch (err) {
-      if (!(err instanceof PipelineOpenError)) throw err
-      const bw = new BlockWrite(writer, undefined as unknown as BlockPipeline)
-      await bw.replaceAndReplay(located.block, err.node, err)
-      return bw
+    let recoveries = 0
+    for (;;) {
+      if (!located.block) throw new LoamError('protocol', 'the namenode allocated no block')
+      try {
+        return new BlockWrite(writer, await writer.openPipeline(located), recoveries)
+      } catch (err) {
+        if (!(err instanceof PipelineOpenError)) throw err
+        writer.failedNodes.add(err.node)
+        if (++recoveries > RECOVERIES_PER_BLOCK_MAX) throw err
+        located = await writer.recoverPipeline(located.block)
+      }
     }
   }
 
@@ -71,7 +75,7 @@ class BlockWrite {
   }
 
   abort(reason: Error): void {
-    this.pipeline?.abort(reason)
+    this.pipeline.abort(reason)
   }
 
   /** Runs fn on the pipeline; if the pipeline fails, replaces it (replaying every packet) and runs fn again. */
