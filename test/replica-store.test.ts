@@ -8,6 +8,7 @@ import { CHECKSUM_BYTES, CHUNK_BYTES, PACKET_BYTES_MAX } from '../src/limits.js'
 import { LoamError, type ErrorCode } from '../src/rpc/errors.js'
 
 import { openStore, tempDir, writeReplica } from './helpers/replicas.js'
+import { flipByte } from './helpers/data.js'
 
 const MiB = 1024 * 1024
 
@@ -376,17 +377,6 @@ async function writePackets(writer: ReplicaWriter, data: Buffer, from = 0): Prom
   }
 }
 
-async function flipByte(file: string, position: number): Promise<void> {
-  const fh = await fs.open(file, 'r+')
-  try {
-    const b = Buffer.alloc(1)
-    await fh.read(b, 0, 1, position)
-    b[0] = (b[0] ?? 0) ^ 0x20
-    await fh.write(b, 0, 1, position)
-  } finally {
-    await fh.close()
-  }
-}
 
 test('inspect of a finalized replica verifies all of it; of a missing one is not-found', async (t) => {
   const dir = await tempDir(t)

@@ -1,6 +1,5 @@
 import test, { type ExecutionContext } from 'ava'
 import { randomBytes } from 'node:crypto'
-import fs from 'node:fs/promises'
 import { chunkChecksums } from '../src/common/checksum.js'
 import { ReplicaStore } from '../src/datanode/replica-store.js'
 import { BlockScanner, scanPaceBytesPerSec, type ScannedReplica, type ScannerOptions } from '../src/datanode/scanner.js'
@@ -8,6 +7,7 @@ import { CHUNK_BYTES } from '../src/limits.js'
 import { LoamError } from '../src/rpc/errors.js'
 
 import { openStore as openStoreIn, tempDir, writeReplica } from './helpers/replicas.js'
+import { flipByte } from './helpers/data.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -17,17 +17,6 @@ async function openStore(t: ExecutionContext): Promise<ReplicaStore> {
   return openStoreIn(t, [await tempDir(t, 'loam-scan-')])
 }
 
-async function flipByte(file: string, position: number): Promise<void> {
-  const fh = await fs.open(file, 'r+')
-  try {
-    const b = Buffer.alloc(1)
-    await fh.read(b, 0, 1, position)
-    b[0] = (b[0] ?? 0) ^ 0x01
-    await fh.write(b, 0, 1, position)
-  } finally {
-    await fh.close()
-  }
-}
 
 /** Polls until cond holds; fails the test (rather than hanging) after timeoutMs. */
 async function until(t: ExecutionContext, what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
