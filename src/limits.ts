@@ -30,6 +30,19 @@ export const BLOCK_SIZE_MIN_BYTES = CHUNK_BYTES
 export const BLOCK_SIZE_MAX_BYTES = 2 * 1024 * 1024 * 1024
 export const BLOCK_SIZE_DEFAULT_BYTES = 64 * 1024 * 1024
 
+/** Bytes a file open through a mount buffers before sending them down its pipelines. */
+export const OPEN_FILE_DIRTY_BYTES_MAX = 8 * 1024 * 1024
+/** Block pipelines one open file keeps open at once (the least recently written is finished first). */
+export const OPEN_FILE_PIPELINES_MAX = 4
+
+/** A mount's own attribute cache (besides the kernel's): entries and how long they stay fresh. */
+export const FUSE_ATTR_CACHE_ENTRIES_MAX = 200_000
+export const FUSE_ATTR_CACHE_MS = 1_000
+/** The largest read or write the kernel sends a mount in one request. */
+export const FUSE_IO_BYTES_MAX = 128 * 1024
+/** Open file handles on one mount. */
+export const FUSE_HANDLES_MAX = 65_536
+
 /** Entries returned by one ListStatus call. */
 export const LIST_PAGE_ENTRIES_MAX = 1000
 /** Calls in flight on one connection before the server stops reading from it. */

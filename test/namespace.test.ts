@@ -4,7 +4,7 @@
 // invariants: children counts, directory nlink, parent ids, no leaked inodes.
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
-import { NAME_BYTES_MAX, PATH_BYTES_MAX, PATH_COMPONENTS_MAX } from '../src/limits.js'
+import { NAME_BYTES_MAX, PATH_BYTES_MAX, PATH_COMPONENTS_MAX, XATTR_VALUE_BYTES_MAX } from '../src/limits.js'
 import { checkBlockSize, checkReplication } from '../src/common/validate.js'
 import {
   Namespace,
@@ -192,7 +192,9 @@ function checkTree(t: ExecutionContext, txn: MemTxn): void {
       } else {
         reached.add(childId)
         fileNames.set(childId, (fileNames.get(childId) ?? 0) + 1)
-        t.is(child.lengthBytes, child.blocks.reduce((s, b) => s + b.lengthBytes, 0), `${childPath}: length is the sum of its blocks`)
+        // A symlink's length is its target's (as lstat reports it); a file's is the sum of its blocks.
+        const expected = child.type === InodeType.SYMLINK ? Buffer.byteLength(child.symlinkTarget) : child.blocks.reduce((s, b) => s + b.lengthBytes, 0)
+        t.is(child.lengthBytes, expected, `${childPath}: length is the sum of its blocks (a symlink's: its target's)`)
       }
     }
     if (!collected) {
@@ -839,4 +841,113 @@ test('checkBlockSize takes multiples of 64 KiB from 64 KiB to 2 GiB', (t) => {
   for (const ok of [64 * KiB, 128 * KiB, 64 * MiB, 2 * 1024 * MiB]) t.notThrows(() => checkBlockSize(ok), String(ok))
   const bad = [0, -64 * KiB, 1, 32 * KiB, 64 * KiB + 1, 100_000, 64 * MiB - 1, 64 * MiB + 512, 2 * 1024 * MiB + 64 * KiB, 64 * KiB + 0.5]
   for (const b of bad) t.is(codeOf(() => checkBlockSize(b)), 'invalid-argument', String(b))
+})
+
+// ---------------------------------------------------------------- writes at any offset (the mount)
+
+test('openForWrite takes the lease of a closed file; another client is refused while it holds it', (t) => {
+  const env = fresh()
+  const { ns } = env
+  writeFile(ns, '/f', [BLOCK, 10])
+  t.is(ns.openForWrite('/f', 'm1').leaseHolder, 'm1')
+  t.is(ns.openForWrite('/f', 'm1').leaseHolder, 'm1', 'the holder may open again')
+  refuses(t, env, () => ns.openForWrite('/f', 'm2'), 'lease')
+  refuses(t, env, () => ns.openForWrite('/', 'm2'), 'is-a-directory')
+  refuses(t, env, () => ns.openForWrite('/missing', 'm2'), 'not-found')
+  refuses(t, env, () => ns.openForWrite('/f', ''), 'invalid-argument')
+})
+
+test('updateBlock gives a block a new generation and marks it updating; commitBlocks records lengths and close clears both', (t) => {
+  const env = fresh()
+  const { ns, txn } = env
+  const rec = writeFile(ns, '/f', [BLOCK, 10])
+  ns.openForWrite('/f', 'm1')
+  const [b0, b1] = rec.blocks
+  const u = ns.updateBlock('/f', rec.id, 'm1', b1!.id)
+  t.true(u.block.genStamp > b1!.genStamp)
+  t.is(u.block.lengthBytes, 10, 'an update keeps the committed length')
+  t.false(u.wasUpdating)
+  t.true(ns.updateBlock('/f', rec.id, 'm1', b1!.id).wasUpdating, 'a second update (a failed pipeline) continues it')
+  refuses(t, env, () => ns.updateBlock('/f', rec.id, 'm2', b1!.id), 'lease')
+  refuses(t, env, () => ns.updateBlock('/f', rec.id, 'm1', 999), 'invalid-argument')
+  const current = ns.get('/f').blocks[1]!
+  refuses(t, env, () => ns.commitBlocks({ path: '/f', inodeId: rec.id, clientName: 'm1', blocks: [{ ...current, genStamp: current.genStamp - 1 }], truncate: false, blockCount: 0, close: false, mtimeMs: 0 }, LATER), 'stale-generation')
+  const fsynced = ns.commitBlocks({ path: '/f', inodeId: rec.id, clientName: 'm1', blocks: [{ ...current, lengthBytes: 500 }], truncate: false, blockCount: 0, close: false, mtimeMs: 0 }, LATER)
+  t.is(fsynced.inode.lengthBytes, BLOCK + 500)
+  t.deepEqual(fsynced.finished, [], 'fsync keeps the block updating')
+  t.deepEqual(ns.get('/f').updatingBlocks, [b1!.id])
+  t.is(ns.get('/f').mtimeMs, LATER.nowMs)
+  const closed = ns.commitBlocks({ path: '/f', inodeId: rec.id, clientName: 'm1', blocks: [], truncate: false, blockCount: 0, close: true, mtimeMs: 0 }, { ...LATER, nowMs: 9_000 })
+  t.deepEqual(closed.finished, [b1!.id])
+  const after = ns.get('/f')
+  t.is(after.leaseHolder, '')
+  t.deepEqual(after.updatingBlocks, [])
+  t.is(after.mtimeMs, LATER.nowMs, 'a close without changes keeps the mtime (set by utimens in between, say)')
+  t.is(after.blocks[0]!.id, b0!.id)
+  checkTree(t, txn)
+})
+
+test('commitBlocks with truncate drops the blocks past the cut and frees them; a short block before the last is refused', (t) => {
+  const env = fresh()
+  const { ns } = env
+  const rec = writeFile(ns, '/f', [BLOCK, BLOCK, 7])
+  ns.openForWrite('/f', 'm1')
+  const [b0, b1] = rec.blocks
+  refuses(t, env, () => ns.commitBlocks({ path: '/f', inodeId: rec.id, clientName: 'm1', blocks: [{ ...b0!, lengthBytes: 5 }], truncate: false, blockCount: 0, close: false, mtimeMs: 0 }, LATER), 'invalid-argument')
+  refuses(t, env, () => ns.commitBlocks({ path: '/f', inodeId: rec.id, clientName: 'm1', blocks: [], truncate: true, blockCount: 4, close: false, mtimeMs: 0 }, LATER), 'invalid-argument')
+  const cut = ns.commitBlocks({ path: '/f', inodeId: rec.id, clientName: 'm1', blocks: [{ ...b1!, lengthBytes: 100 }], truncate: true, blockCount: 2, close: true, mtimeMs: 0 }, LATER)
+  t.is(cut.inode.lengthBytes, BLOCK + 100)
+  t.deepEqual(cut.freed.blocks.map((b) => b.id), [rec.blocks[2]!.id])
+  const empty = (() => {
+    ns.openForWrite('/f', 'm1')
+    return ns.commitBlocks({ path: '/f', inodeId: rec.id, clientName: 'm1', blocks: [], truncate: true, blockCount: 0, close: true, mtimeMs: 0 }, LATER)
+  })()
+  t.is(empty.inode.lengthBytes, 0)
+  t.deepEqual(empty.freed.blocks.map((b) => b.id), [b0!.id, b1!.id])
+})
+
+test('addUpdatingBlock appends a block that recovery treats as updated in place', (t) => {
+  const { ns } = fresh()
+  const { inode } = ns.create('/f', createOpts('m1'), DEFAULTS, CALLER, neverExpired)
+  const { block } = ns.addUpdatingBlock('/f', inode.id, 'm1')
+  t.deepEqual(ns.get('/f').updatingBlocks, [block.id])
+  const done = ns.finishLeaseRecovery(inode.id, { ...block, genStamp: block.genStamp + 1, lengthBytes: 42 }, LATER.nowMs)
+  t.is(done.inode.lengthBytes, 42)
+  t.deepEqual(done.inode.updatingBlocks, [])
+})
+
+test('link adds a name and counts it; symlink stores its target; both refuse an existing name', (t) => {
+  const env = fresh()
+  const { ns, txn } = env
+  writeFile(ns, '/f', [10])
+  ns.mkdirs('/d', 0o755, false, CALLER)
+  t.is(ns.link('/f', '/d/g', LATER).nlink, 2)
+  t.is(ns.get('/d/g').id, ns.get('/f').id)
+  refuses(t, env, () => ns.link('/f', '/d/g', LATER), 'exists')
+  refuses(t, env, () => ns.link('/d', '/e', LATER), 'is-a-directory')
+  t.deepEqual(ns.delete('/f', false, LATER).blocks, [], 'one name gone: the blocks stay')
+  t.is(ns.get('/d/g').nlink, 1)
+  const s = ns.symlink('../d/g', '/s', CALLER)
+  t.is(s.type, InodeType.SYMLINK)
+  t.is(ns.get('/s').symlinkTarget, '../d/g')
+  refuses(t, env, () => ns.symlink('x', '/s', CALLER), 'exists')
+  refuses(t, env, () => ns.symlink('', '/t', CALLER), 'invalid-argument')
+  checkTree(t, txn)
+})
+
+test('xattrs: set, replace, create-only, remove, and their limits', (t) => {
+  const env = fresh()
+  const { ns } = env
+  writeFile(ns, '/f')
+  ns.setXattr('/f', 'user.a', Buffer.from('1'), { create: false, replace: false }, CALLER)
+  t.deepEqual(Buffer.from(ns.get('/f').xattrs['user.a']!).toString(), '1')
+  refuses(t, env, () => ns.setXattr('/f', 'user.a', Buffer.from('2'), { create: true, replace: false }, CALLER), 'exists')
+  refuses(t, env, () => ns.setXattr('/f', 'user.b', Buffer.from('2'), { create: false, replace: true }, CALLER), 'no-xattr')
+  refuses(t, env, () => ns.setXattr('/f', '', Buffer.from('2'), { create: false, replace: false }, CALLER), 'invalid-argument')
+  refuses(t, env, () => ns.setXattr('/f', 'user.big', Buffer.alloc(XATTR_VALUE_BYTES_MAX + 1), { create: false, replace: false }, CALLER), 'invalid-argument')
+  ns.setXattr('/f', 'user.a', Buffer.from('3'), { create: false, replace: true }, CALLER)
+  t.is(Buffer.from(ns.get('/f').xattrs['user.a']!).toString(), '3')
+  ns.removeXattr('/f', 'user.a', CALLER)
+  t.deepEqual(Object.keys(ns.get('/f').xattrs), [])
+  refuses(t, env, () => ns.removeXattr('/f', 'user.a', CALLER), 'no-xattr')
 })

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises'
 import path from 'node:path'
 import { chunkChecksums, firstBadChunk, initChecksums } from '../src/common/checksum.js'
 import { META_HEADER_BYTES, ReplicaStore, type ReplicaWriter } from '../src/datanode/replica-store.js'
-import { CHECKSUM_BYTES, CHUNK_BYTES, PACKET_BYTES_MAX } from '../src/limits.js'
+import { BLOCK_SIZE_MAX_BYTES, CHECKSUM_BYTES, CHUNK_BYTES, PACKET_BYTES_MAX } from '../src/limits.js'
 import { LoamError, type ErrorCode } from '../src/rpc/errors.js'
 
 import { openStore, tempDir, writeReplica } from './helpers/replicas.js'
@@ -103,8 +103,9 @@ test('a packet with a bad checksum is refused and nothing is written', async (t)
   t.is(writer.lengthBytes, 0)
   t.is((await fs.stat(store.get(1)?.dataPath ?? '')).size, 0, 'no data written')
   t.is((await fs.stat(store.get(1)?.metaPath ?? '')).size, META_HEADER_BYTES, 'no checksums written')
-  // Malformed packets: unaligned offset, wrong checksum count.
-  t.is(await loamCode(t, writer.write(100, packet, sums)), 'invalid-argument')
+  // Malformed packets: a negative offset, one past the block size limit, wrong checksum count.
+  t.is(await loamCode(t, writer.write(-1, packet, sums)), 'invalid-argument')
+  t.is(await loamCode(t, writer.write(BLOCK_SIZE_MAX_BYTES - 100, packet, sums)), 'invalid-argument')
   t.is(await loamCode(t, writer.write(0, packet, sums.subarray(0, 4))), 'invalid-argument')
   // The writer still works after a refused packet.
   await writer.write(0, packet, sums)

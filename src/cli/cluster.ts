@@ -49,6 +49,7 @@ interface UpFlags {
   readyFile?: string
   logLevel: string
   demo?: boolean
+  mount?: string
 }
 
 async function waitForFile(file: string, child: ChildProcess, log: string): Promise<Record<string, unknown>> {
@@ -76,6 +77,21 @@ async function startRole(args: string[], dir: string, children: ChildProcess[]):
   closeSync(fd)
   children.push(child)
   return { record: await waitForFile(readyFile, child, log), child }
+}
+
+/** Starts `loam mount --foreground` (logging to DIR/log) and waits until it serves. */
+async function startMount(mountDir: string, nnRpc: string, nodeId: string, dir: string, logLevel: string): Promise<ChildProcess> {
+  await mkdirp(dir)
+  const log = path.join(dir, 'log')
+  const fd = openSync(log, 'a', 0o600)
+  const child = spawn(process.execPath, [CLI_PATH, 'mount', mountDir, '--foreground', '--namenode', nnRpc, '--node', nodeId, '--log-level', logLevel], { stdio: ['ignore', fd, fd, 'ipc'] })
+  closeSync(fd)
+  const notice = await new Promise<{ ready?: boolean; error?: string }>((resolve) => {
+    child.once('message', (m: { ready?: boolean; error?: string }) => resolve(m))
+    child.once('exit', (code) => resolve({ error: `the mount process exited (${code}); see ${log}` }))
+  })
+  if (!notice.ready) throw new LoamError('io', `cannot mount ${mountDir}: ${notice.error}`)
+  return child
 }
 
 /** The full command line that restarts a role on the same ports and directories. */
@@ -139,6 +155,7 @@ export function registerClusterCommands(program: Command): void {
     .option('--ready-file <file>', 'write the cluster record (roles, addresses, pids, argv) here once up')
     .option('--log-level <level>', 'log level of every role', 'info')
     .option('--demo', 'once up, show a put, a listing and a get')
+    .option('--mount <dir>', 'also mount the cluster filesystem on DIR (as node dn1)')
     .action(
       action(async (f: UpFlags) => {
         const nodes = Number(f.nodes)
@@ -148,9 +165,12 @@ export function registerClusterCommands(program: Command): void {
         checkTimings(parseDuration(f.heartbeat, '--heartbeat'), parseDuration(f.deadAfter, '--dead-after'))
         const dir = path.resolve(f.dir)
         const children: ChildProcess[] = []
+        const mounts: ChildProcess[] = []
         let stopping = false
         const shutdown = async (code: number): Promise<never> => {
           stopping = true
+          // The mount goes first: it closes its open files while the cluster still serves them.
+          await stopAll(mounts)
           await stopAll(children)
           if (f.readyFile) await rm(f.readyFile, { force: true })
           process.exit(code)
@@ -190,16 +210,24 @@ export function registerClusterCommands(program: Command): void {
           } finally {
             client.close()
           }
+          if (f.mount) {
+            const mountDir = path.resolve(f.mount)
+            await mkdirp(mountDir)
+            mounts.push(await startMount(mountDir, nnRpc, started[0]!.id, path.join(dir, 'mount'), f.logLevel))
+            record.mount = mountDir
+          }
           if (f.readyFile) await writeReadyFile(f.readyFile, record)
-          for (const c of children) {
+          for (const c of [...children, ...mounts]) {
             c.on('exit', (code, signal) => {
               if (!stopping) process.stderr.write(`loam: role pid ${c.pid} stopped (${signal ?? `exit ${code}`}); see its log under ${dir}\n`)
             })
           }
           process.stdout.write(`Loam is up: namenode ${nnRpc} (status: http://${record.namenode.http}/status), ${nodes} datanodes in ${racks} racks, data and logs in ${dir}\n`)
+          if (record.mount) process.stdout.write(`The cluster filesystem is mounted on ${record.mount}.\n`)
           if (f.demo) await runDemo(CLI_PATH, nnRpc, dir)
           process.stdout.write('Ctrl-C stops the cluster.\n')
         } catch (err) {
+          await stopAll(mounts)
           await stopAll(children)
           throw err
         }

@@ -16,7 +16,7 @@ export async function writeReadyFile(file: string, value: unknown): Promise<void
   await rename(tmp, file)
 }
 
-function logLevel(text: string): LogLevel {
+export function logLevel(text: string): LogLevel {
   if (!(LOG_LEVELS as readonly string[]).includes(text)) throw new LoamError('invalid-argument', `--log-level '${text}' is not one of ${LOG_LEVELS.join(', ')}`)
   return text as LogLevel
 }
@@ -33,7 +33,7 @@ export function checkTimings(heartbeatMs: number, deadAfterMs: number): void {
 }
 
 /** A stray rejection (a peer vanishing mid-call, say) is logged; it must not take the daemon down. */
-function logStrayRejections(log: Logger): void {
+export function logStrayRejections(log: Logger): void {
   process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'unhandled rejection'))
 }
 
@@ -44,7 +44,7 @@ function leaseLimit(text: string): number {
 }
 
 /** Stops the daemon on SIGTERM or SIGINT, once. */
-function stopOnSignal(stop: () => Promise<void>): void {
+export function stopOnSignal(stop: () => Promise<void>): void {
   let stopping = false
   const handler = (): void => {
     if (stopping) return

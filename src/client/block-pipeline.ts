@@ -43,12 +43,22 @@ export class BlockPipeline {
     this.ackLoop = this.readAcks()
   }
 
-  static async open(located: LocatedBlock, clientName: string, timeoutMs: number): Promise<BlockPipeline> {
+  /** mode.oldGenStamp: update the existing replicas in place; mode.resizeBytes: cut or zero-extend them first. */
+  static async open(located: LocatedBlock, clientName: string, timeoutMs: number, mode: { oldGenStamp?: number; resizeBytes?: number } = {}): Promise<BlockPipeline> {
     const first = located.locations[0]
     if (!located.block || !first) throw new LoamError('no-space', 'the namenode gave no datanode for the new block')
     const client = new RpcClient({ host: first.host, port: first.rpcPort }, DatanodeService, { peerName: `datanode ${first.id}`, timeoutMs })
     try {
-      const stream = await client.openStream('WriteBlock', { block: located.block, downstream: located.locations.slice(1), clientName }, timeoutMs)
+      const request = {
+        block: located.block,
+        downstream: located.locations.slice(1),
+        clientName,
+        update: mode.oldGenStamp !== undefined,
+        oldGenStamp: mode.oldGenStamp ?? 0,
+        resize: mode.resizeBytes !== undefined,
+        resizeBytes: mode.resizeBytes ?? 0,
+      }
+      const stream = await client.openStream('WriteBlock', request, timeoutMs)
       return new BlockPipeline(located.block, client, stream, located.locations.map((l) => l.id))
     } catch (err) {
       client.close()
@@ -56,7 +66,7 @@ export class BlockPipeline {
     }
   }
 
-  /** Sends one packet (data at a chunk-aligned offset in the block); resolves once it is sent, returns its seqno. */
+  /** Sends one packet (data at a chunk-aligned offset in the block, any offset when updating); resolves once it is sent, returns its seqno. */
   async send(offsetBytes: number, data: Buffer, flags: { sync?: boolean; last?: boolean } = {}): Promise<number> {
     while (!this.error && this.seqno - this.acked > PIPELINE_PACKETS_IN_FLIGHT_MAX) {
       await new Promise<void>((resolve) => (this.windowWaiter = resolve))
@@ -111,6 +121,11 @@ export class BlockPipeline {
     } catch (err) {
       this.fail(toLoamError(err))
     }
+  }
+
+  /** The newest packet every node has acknowledged, -1 before any. */
+  get ackedSeqno(): number {
+    return this.acked
   }
 
   /** The seqno of the last packet sent, -1 before any. */

@@ -48,17 +48,22 @@ export class FileReader {
       for (const dn of current.locations) {
         if (tried.has(dn.id)) continue
         tried.add(dn.id)
-        try {
-          const source = this.client.shortCircuit && isLocalHost(dn.host) ? this.readLocal(current, dn, pos, to) : this.readRemote(current, dn, pos, to)
-          for await (const piece of source) {
-            pos += piece.length
-            yield piece
+        let local = this.client.shortCircuit && isLocalHost(dn.host)
+        for (;;) {
+          try {
+            for await (const piece of local ? this.readLocal(current, dn, pos, to) : this.readRemote(current, dn, pos, to)) {
+              pos += piece.length
+              yield piece
+            }
+            return
+          } catch (err) {
+            const e = toLoamError(err)
+            failures.push(`${dn.id}: ${e.message}`)
+            if (e.code === 'corrupt') await this.client.reportBadReplica(current.block!, dn.id).catch(() => undefined)
+            // A replica being written has no stable file to read directly: the datanode serves it.
+            if (!local || e.code !== 'unavailable') break
+            local = false
           }
-          return
-        } catch (err) {
-          const e = toLoamError(err)
-          failures.push(`${dn.id}: ${e.message}`)
-          if (e.code === 'corrupt') await this.client.reportBadReplica(current.block!, dn.id).catch(() => undefined)
         }
       }
     }

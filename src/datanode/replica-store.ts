@@ -65,6 +65,13 @@ assert(READ_SPAN_BYTES % CHUNK_BYTES === 0, 'read span is whole chunks')
 assert(PACKET_BYTES_MAX >= CHUNK_BYTES, 'a packet holds at least one chunk')
 /** Packets carry whole chunks: the largest whole number that fits in a packet. */
 const CHUNKS_PER_PACKET = Math.floor(PACKET_BYTES_MAX / CHUNK_BYTES)
+/** Checksums of a whole replica at the block size limit: the most a zero-extension writes at once. */
+const META_SUMS_BYTES_MAX = Math.ceil(BLOCK_SIZE_MAX_BYTES / CHUNK_BYTES) * CHECKSUM_BYTES
+/** A write that merges with bytes on disk reads at most one partial chunk either side of its payload. */
+const MERGE_BYTES_MAX = DISK_WRITE_BYTES_MAX + 2 * CHUNK_BYTES
+
+/** The checksum of a full chunk of zeros, computed once (ReplicaStore.open) for zero-extensions. */
+let zeroChunkSum: Buffer | undefined
 
 interface Replica extends ReplicaInfo {
   dirIndex: number
@@ -92,6 +99,19 @@ function metaBytes(lengthBytes: number): number {
 
 function replicaBytes(lengthBytes: number): number {
   return lengthBytes + metaBytes(lengthBytes)
+}
+
+/** Checksums of lengthBytes of zeros counted from a chunk boundary; full chunks share the precomputed one. */
+function zeroChecksums(lengthBytes: number): Buffer {
+  assert(zeroChunkSum !== undefined, 'zero chunk checksum computed at open')
+  assert(lengthBytes <= BLOCK_SIZE_MAX_BYTES, 'zero-extension within the block size limit')
+  const fullChunks = Math.floor(lengthBytes / CHUNK_BYTES)
+  const tailBytes = lengthBytes % CHUNK_BYTES
+  const sums = Buffer.allocUnsafe(chunkCount(lengthBytes) * CHECKSUM_BYTES)
+  assert(sums.length <= META_SUMS_BYTES_MAX, 'zero checksums within one block')
+  if (fullChunks > 0) sums.fill(zeroChunkSum, 0, fullChunks * CHECKSUM_BYTES)
+  if (tailBytes > 0) chunkChecksums(Buffer.alloc(tailBytes)).copy(sums, fullChunks * CHECKSUM_BYTES)
+  return sums
 }
 
 function subdirName(id: number): string {
@@ -357,6 +377,7 @@ export class ReplicaStore {
       throw new LoamError('invalid-argument', `capacity ${capacity} is not a non-negative number of bytes`)
     }
     await initChecksums()
+    zeroChunkSum ??= chunkChecksums(Buffer.alloc(CHUNK_BYTES))
     const opened: DataDir[] = []
     for (const root of roots) opened.push(await openDataDir(root))
     const store = new ReplicaStore(opened, capacity)
@@ -393,6 +414,10 @@ export class ReplicaStore {
       if (writer !== undefined && writer.genStamp >= genStamp) {
         throw new LoamError('exists', `blk_${id}: a write with gen stamp ${writer.genStamp} is in progress here (asked for ${genStamp})`)
       }
+      // A newer unfinished replica (an update whose writer died) awaits block recovery: an older copy must not replace it.
+      if (writer === undefined && existing !== undefined && existing.state === 'rbw' && existing.genStamp > genStamp) {
+        throw new LoamError('exists', `blk_${id}: an unfinished replica with gen stamp ${existing.genStamp} is here, newer than ${genStamp}; it awaits block recovery`)
+      }
       if (this.usage().remainingBytes <= 0) throw new LoamError('no-space', `blk_${id}: no space left on this datanode`)
       if (writer !== undefined) {
         await writer.abortLocked(new LoamError('stale-generation', `blk_${id}: replaced by a write with gen stamp ${genStamp}`))
@@ -418,9 +443,75 @@ export class ReplicaStore {
       const replica: Replica = { id, genStamp, lengthBytes: 0, state: 'rbw', dataPath, metaPath, dir: dir.root, dirIndex }
       this.replicas.set(id, replica)
       this.account(replica, 1)
-      const created = new ReplicaWriter(this, replica, handles[0] as FileHandle, handles[1] as FileHandle, dir.rbw)
+      const created = new ReplicaWriter(this, replica, handles[0] as FileHandle, handles[1] as FileHandle, dir.rbw, false)
       this.writers.set(id, created)
       return created
+    })
+  }
+
+  /**
+   * Reopens the replica here at oldGenStamp (finalized, or rbw left by an
+   * earlier pipeline) as rbw under newGenStamp, keeping its bytes and
+   * checksums, for writes at any offset and resizes: HDFS's append, generalized.
+   * An older live writer of it (a pipeline whose end this node has not yet seen)
+   * is ended first, keeping what it wrote.
+   *
+   * Crash safety: a finalized replica moves to rbw/ as recover does (data, then
+   * meta; the startup scan undoes a move cut short), then the meta header takes
+   * newGenStamp and is synced before any byte can change, so a replica still at
+   * oldGenStamp holds its old bytes. Each step leaves the old finalized replica
+   * or an rbw one that block recovery finalizes.
+   */
+  async openForUpdate(id: number, oldGenStamp: number, newGenStamp: number): Promise<ReplicaWriter> {
+    this.checkOpen()
+    checkId(id)
+    checkGenStamp(oldGenStamp)
+    checkGenStamp(newGenStamp)
+    return this.locked(id, async () => {
+      this.checkOpen()
+      const writer = this.writers.get(id)
+      if (writer !== undefined && writer.genStamp >= newGenStamp) {
+        throw new LoamError('exists', `blk_${id}: a write with gen stamp ${writer.genStamp} is in progress here (an update to ${newGenStamp} must be newer)`)
+      }
+      const replica = this.replicas.get(id)
+      if (replica === undefined) throw new LoamError('not-found', `blk_${id}: no replica here to update (expected one at gen stamp ${oldGenStamp})`)
+      if (replica.genStamp !== oldGenStamp) {
+        throw new LoamError('stale-generation', `blk_${id}: replica here has gen stamp ${replica.genStamp}, the update expects ${oldGenStamp}`)
+      }
+      if (newGenStamp <= oldGenStamp) {
+        throw new LoamError('stale-generation', `blk_${id}: an update needs a gen stamp newer than ${oldGenStamp}, got ${newGenStamp}`)
+      }
+      if (writer !== undefined) {
+        await writer.closeFiles(new LoamError('stale-generation', `blk_${id}: write ended by an update at gen stamp ${newGenStamp}`), 'aborted')
+      }
+      const [dataBytes, metaFileBytes] = await Promise.all([fileSize(replica.dataPath), fileSize(replica.metaPath)]).catch((err: unknown) => {
+        throw fsError(err, `blk_${id}: reading the replica's size`)
+      })
+      // Files that disagree (a write torn by a crash) go through block recovery before they take writes.
+      if (dataBytes !== replica.lengthBytes || metaFileBytes !== metaBytes(replica.lengthBytes)) {
+        throw new LoamError(
+          'corrupt',
+          `blk_${id}: replica files hold ${dataBytes ?? 'no'} data and ${metaFileBytes ?? 'no'} meta bytes for ${replica.lengthBytes} bytes; it needs block recovery before an update`,
+        )
+      }
+      const dir = this.dirs[replica.dirIndex]
+      assert(dir !== undefined, 'replica dir exists')
+      const handles: FileHandle[] = []
+      try {
+        if (replica.state === 'finalized') await this.moveToRbw(replica)
+        handles.push(await fs.open(replica.dataPath, 'r+'))
+        handles.push(await fs.open(replica.metaPath, 'r+'))
+        const meta = handles[1] as FileHandle
+        await writeFully(meta, encodeMetaHeader(newGenStamp), 0)
+        replica.genStamp = newGenStamp
+        await meta.datasync()
+      } catch (err) {
+        await Promise.allSettled(handles.map((h) => h.close()))
+        throw fsError(err, `blk_${id}: reopening the replica at gen stamp ${newGenStamp} for an update`)
+      }
+      const updated = new ReplicaWriter(this, replica, handles[0] as FileHandle, handles[1] as FileHandle, dir.rbw, true)
+      this.writers.set(id, updated)
+      return updated
     })
   }
 
@@ -474,11 +565,11 @@ export class ReplicaStore {
         // Fresh buffers each span: the packets handed out are views into them.
         const dataBuf = Buffer.allocUnsafe(spanBytes)
         const sumBuf = Buffer.allocUnsafe(spanChunks * CHECKSUM_BYTES)
-        const [dataRead, sumRead] = await Promise.all([
-          readFully(data, dataBuf, spanStart),
-          readFully(meta, sumBuf, META_HEADER_BYTES + (spanStart / CHUNK_BYTES) * CHECKSUM_BYTES),
-        ])
+        const { dataRead, sumRead } = await this.readSpan(replica, genStamp, data, meta, dataBuf, sumBuf, spanStart)
         if (dataRead !== spanBytes || sumRead !== sumBuf.length) {
+          if (replica.lengthBytes < spanStart + spanBytes) {
+            throw new LoamError('io', `blk_${id}: replica was cut to ${replica.lengthBytes} bytes while being read; read it again`)
+          }
           throw new LoamError('corrupt', `blk_${id}: replica files are shorter than its recorded ${replica.lengthBytes} bytes`)
         }
         for (let chunk = 0; chunk < spanChunks; chunk += CHUNKS_PER_PACKET) {
@@ -509,7 +600,8 @@ export class ReplicaStore {
     checkId(id)
     const current = this.replicas.get(id)
     if (current === undefined) throw new LoamError('not-found', `blk_${id}: no replica here`)
-    const { replica, data, meta } = await this.openForRead(id, opts.genStamp ?? current.genStamp)
+    const genStamp = opts.genStamp ?? current.genStamp
+    const { replica, data, meta } = await this.openForRead(id, genStamp)
     try {
       const header = Buffer.alloc(META_HEADER_BYTES)
       const headerRead = await readFully(meta, header, 0)
@@ -520,10 +612,7 @@ export class ReplicaStore {
         const spanBytes = Math.min(READ_SPAN_BYTES, lengthBytes - spanStart)
         const dataBuf = Buffer.allocUnsafe(spanBytes)
         const sumBuf = Buffer.allocUnsafe(chunkCount(spanBytes) * CHECKSUM_BYTES)
-        const [dataRead, sumRead] = await Promise.all([
-          readFully(data, dataBuf, spanStart),
-          readFully(meta, sumBuf, META_HEADER_BYTES + (spanStart / CHUNK_BYTES) * CHECKSUM_BYTES),
-        ])
+        const { dataRead, sumRead } = await this.readSpan(replica, genStamp, data, meta, dataBuf, sumBuf, spanStart)
         if (opts.afterSpan !== undefined) await opts.afterSpan(dataRead)
         const firstChunk = spanStart / CHUNK_BYTES
         // A short file: the chunk where the data or its checksums run out is bad.
@@ -843,6 +932,36 @@ export class ReplicaStore {
     replica.state = 'finalized'
   }
 
+  /**
+   * Reads a span of data and its checksums as one picture: between the writes
+   * of a writer open on that version, and never across a change of version
+   * (an update or recovery re-stamps a replica before its bytes change), which
+   * fails with 'stale-generation' rather than passing for damage.
+   */
+  private async readSpan(
+    replica: Replica,
+    genStamp: number,
+    data: FileHandle,
+    meta: FileHandle,
+    dataBuf: Buffer,
+    sumBuf: Buffer,
+    spanStart: number,
+  ): Promise<{ dataRead: number; sumRead: number }> {
+    const read = async (): Promise<{ dataRead: number; sumRead: number }> => {
+      const [dataRead, sumRead] = await Promise.all([
+        readFully(data, dataBuf, spanStart),
+        readFully(meta, sumBuf, META_HEADER_BYTES + (spanStart / CHUNK_BYTES) * CHECKSUM_BYTES),
+      ])
+      return { dataRead, sumRead }
+    }
+    const writer = this.writers.get(replica.id)
+    const got = writer !== undefined && writer.genStamp === genStamp ? await writer.exclusive(read) : await read()
+    if (replica.genStamp !== genStamp) {
+      throw new LoamError('stale-generation', `blk_${replica.id}: replica changed to gen stamp ${replica.genStamp} while being read at ${genStamp}`)
+    }
+    return got
+  }
+
   /** Opens a replica's files, retrying once if a finalize moved them between lookup and open. */
   private async openForRead(id: number, genStamp: number): Promise<{ replica: Replica; data: FileHandle; meta: FileHandle }> {
     for (let attempt = 0; ; attempt++) {
@@ -963,7 +1082,11 @@ function publicInfo(r: Replica): ReplicaInfo {
 
 type WriterState = 'open' | 'closing' | 'failed' | 'finalized' | 'aborted'
 
-/** Writes one replica being written (rbw): one FileHandle each for data and meta, positional writes. */
+/**
+ * Writes one replica being written (rbw): one FileHandle each for data and
+ * meta, positional writes. A new replica (createRbw) or one reopened for an
+ * update (openForUpdate); either takes writes at any offset and resizes.
+ */
 export class ReplicaWriter {
   readonly id: number
   readonly genStamp: number
@@ -972,20 +1095,26 @@ export class ReplicaWriter {
   private readonly inflight = new Set<Promise<void>>()
   private rbwDirSynced = false
   private issued = 0
+  /** The replica's length once every write and resize issued so far lands: decides which writes need no merging. */
+  private issuedEndBytes: number
+  /** Settles when the last exclusive operation (a merging write, a resize, a consistent read) has; later writes wait for it. */
+  private barrier: Promise<void> | undefined
 
-  /** @internal made by ReplicaStore.createRbw */
+  /** @internal made by ReplicaStore.createRbw and openForUpdate (update: the bytes predate this writer). */
   constructor(
     private readonly store: ReplicaStore,
     private readonly replica: Replica,
     private readonly data: FileHandle,
     private readonly meta: FileHandle,
     private readonly rbwDir: string,
+    readonly update: boolean,
   ) {
     this.id = replica.id
     this.genStamp = replica.genStamp
+    this.issuedEndBytes = replica.lengthBytes
   }
 
-  /** Bytes written so far (the end of the furthest write). */
+  /** The replica's length: what it held when opened, then as writes and resizes land. */
   get lengthBytes(): number {
     return this.replica.lengthBytes
   }
@@ -1002,17 +1131,40 @@ export class ReplicaWriter {
     return issued
   }
 
-  /** verify: false skips checking data against checksums, for a node whose downstream checks them. */
   /**
-   * data may be several consecutive packets, written with one writev (each
-   * starts on a chunk boundary; only the last may end inside a chunk).
+   * @internal runs fn once every write issued before it has settled; writes
+   * issued meanwhile start after it. Ordering only: fn does its own I/O.
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const op = Promise.allSettled([...this.inflight, this.barrier]).then(fn)
+    const done = op.then(
+      () => undefined,
+      () => undefined,
+    )
+    this.barrier = done
+    void done.then(() => {
+      if (this.barrier === done) this.barrier = undefined
+    })
+    return op
+  }
+
+  /**
+   * Writes data at offsetBytes, anywhere in the block: past the end, the gap
+   * reads as zeros (sparse). checksums are those of the payload's own chunks
+   * counted from its first byte (CHUNK_BYTES each, the last maybe short);
+   * verify: false skips checking them, for a node whose downstream checks them.
+   * data may be several consecutive packets, written with one writev (only the
+   * last may end inside a chunk). Every chunk the write touches keeps a right
+   * checksum: one covered by an aligned payload chunk takes the payload's, one
+   * partly covered is hashed again from its merged bytes, after checking its
+   * bytes on disk against their stored checksum.
    */
   async write(offsetBytes: number, data: Buffer | Buffer[], checksums: Buffer, opts: { verify?: boolean } = {}): Promise<void> {
     this.checkOpen()
     const pieces = Array.isArray(data) ? data.filter((d) => d.length > 0) : [data]
     const lengthBytes = pieces.reduce((sum, d) => sum + d.length, 0)
-    if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0 || offsetBytes % CHUNK_BYTES !== 0) {
-      throw new LoamError('invalid-argument', `blk_${this.id}: write offset ${offsetBytes} is not a multiple of ${CHUNK_BYTES}`)
+    if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0 || offsetBytes > BLOCK_SIZE_MAX_BYTES) {
+      throw new LoamError('invalid-argument', `blk_${this.id}: write offset ${offsetBytes} is not a byte offset up to the block size limit ${BLOCK_SIZE_MAX_BYTES}`)
     }
     if (lengthBytes > DISK_WRITE_BYTES_MAX) {
       throw new LoamError('invalid-argument', `blk_${this.id}: write of ${lengthBytes} bytes exceeds ${DISK_WRITE_BYTES_MAX}`)
@@ -1037,7 +1189,7 @@ export class ReplicaWriter {
         const n = chunkCount(piece.length)
         const bad = firstBadChunk(piece, checksums.subarray(chunk * CHECKSUM_BYTES, (chunk + n) * CHECKSUM_BYTES))
         if (bad !== -1) {
-          throw new LoamError('corrupt', `blk_${this.id}: packet at ${offsetBytes} damaged in transit (chunk ${offsetBytes / CHUNK_BYTES + chunk + bad} fails its checksum)`)
+          throw new LoamError('corrupt', `blk_${this.id}: packet at ${offsetBytes} damaged in transit (its chunk ${chunk + bad} fails its checksum)`)
         }
         chunk += n
       }
@@ -1048,7 +1200,50 @@ export class ReplicaWriter {
     }
     // From checkOpen to here nothing awaits: closeFiles waits for every write that passed it.
     this.issued++
-    const op = this.writeAt(offsetBytes, pieces, checksums, endBytes)
+    // Aligned, starting within what is written and not ending inside a chunk with bytes after it: the payload's
+    // checksums are the replica's, as for every packet of a new block. Anything else merges, one at a time.
+    const plain =
+      this.barrier === undefined &&
+      offsetBytes % CHUNK_BYTES === 0 &&
+      offsetBytes <= this.issuedEndBytes &&
+      (endBytes % CHUNK_BYTES === 0 || endBytes >= this.issuedEndBytes)
+    this.issuedEndBytes = Math.max(this.issuedEndBytes, endBytes)
+    const op = plain ? this.writeAt(offsetBytes, pieces, checksums, endBytes) : this.exclusive(() => this.mergeWriteAt(offsetBytes, pieces, checksums, endBytes))
+    await this.track(op)
+  }
+
+  /**
+   * Cuts or zero-extends the replica to lengthBytes, after the writes issued
+   * before it and before those issued after. Extending writes no zeros (a
+   * sparse ftruncate); the chunk holding the old or the new end is hashed
+   * again, added zero chunks take the precomputed checksum of zeros.
+   */
+  async resize(lengthBytes: number): Promise<void> {
+    this.checkOpen()
+    if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 0 || lengthBytes > BLOCK_SIZE_MAX_BYTES) {
+      throw new LoamError('invalid-argument', `blk_${this.id}: resize to ${lengthBytes} bytes is not a length up to the block size limit ${BLOCK_SIZE_MAX_BYTES}`)
+    }
+    const growthBytes = Math.max(0, replicaBytes(lengthBytes) - replicaBytes(this.replica.lengthBytes))
+    if (growthBytes > this.store.remainingBytes()) {
+      throw new LoamError('no-space', `blk_${this.id}: no space left on this datanode for ${growthBytes} more bytes`)
+    }
+    this.issued++
+    this.issuedEndBytes = lengthBytes
+    const op = this.exclusive(async () => {
+      try {
+        if (lengthBytes > this.replica.lengthBytes) await this.extendTo(lengthBytes)
+        else if (lengthBytes < this.replica.lengthBytes) {
+          await this.cutTo(lengthBytes)
+          this.landed(lengthBytes)
+        }
+      } catch (err) {
+        throw fsError(err, `blk_${this.id}: resizing to ${lengthBytes} bytes`)
+      }
+    })
+    await this.track(op)
+  }
+
+  private async track(op: Promise<void>): Promise<void> {
     this.inflight.add(op)
     try {
       await op
@@ -1057,6 +1252,10 @@ export class ReplicaWriter {
     }
   }
 
+  /** The replica's length follows what landed, unless the replica was since recovered or removed. */
+  private landed(lengthBytes: number): void {
+    if (this.replica.state === 'rbw' && this.replica.genStamp === this.genStamp) this.store.setLength(this.replica, lengthBytes)
+  }
 
   private async writeAt(offsetBytes: number, data: Buffer[], checksums: Buffer, endBytes: number): Promise<void> {
     try {
@@ -1068,7 +1267,79 @@ export class ReplicaWriter {
       throw fsError(err, `blk_${this.id}: writing at ${offsetBytes}`)
     }
     // Only after both land, so a reader never sees a length the checksums do not cover.
-    if (endBytes > this.replica.lengthBytes && (this.state === 'open' || this.state === 'closing')) this.store.setLength(this.replica, endBytes)
+    if (endBytes > this.replica.lengthBytes) this.landed(endBytes)
+  }
+
+  /** A write that is not plain (see write): runs alone, so the length and the bytes it merges with hold still. */
+  private async mergeWriteAt(offsetBytes: number, pieces: Buffer[], checksums: Buffer, endBytes: number): Promise<void> {
+    try {
+      // A gap before the write reads as zeros.
+      if (offsetBytes > this.replica.lengthBytes) await this.extendTo(offsetBytes)
+      const oldBytes = this.replica.lengthBytes
+      const firstChunk = Math.floor(offsetBytes / CHUNK_BYTES)
+      const lastChunk = Math.floor((endBytes - 1) / CHUNK_BYTES)
+      const headBytes = offsetBytes - firstChunk * CHUNK_BYTES
+      const tailKept = endBytes % CHUNK_BYTES !== 0 && endBytes < oldBytes
+      if (headBytes === 0 && !tailKept) return await this.writeAt(offsetBytes, pieces, checksums, endBytes)
+
+      // The touched chunks as they will be: old bytes either side of the payload, the payload over them.
+      const rangeStart = firstChunk * CHUNK_BYTES
+      const rangeEnd = Math.min((lastChunk + 1) * CHUNK_BYTES, Math.max(oldBytes, endBytes))
+      assert(rangeEnd - rangeStart <= MERGE_BYTES_MAX, 'a merged write spans one payload and a chunk either side')
+      const merged = Buffer.allocUnsafe(rangeEnd - rangeStart)
+      if (headBytes > 0) (await this.readCheckedChunk(firstChunk, oldBytes, `writing at ${offsetBytes}`)).copy(merged, 0)
+      if (tailKept && (lastChunk !== firstChunk || headBytes === 0)) {
+        (await this.readCheckedChunk(lastChunk, oldBytes, `writing at ${offsetBytes}`)).copy(merged, lastChunk * CHUNK_BYTES - rangeStart)
+      }
+      let at = offsetBytes - rangeStart
+      for (const piece of pieces) at += piece.copy(merged, at)
+      let sums: Buffer
+      if (headBytes === 0) {
+        // Payload chunks line up with the replica's: only the last, merged with old bytes, is hashed again.
+        sums = Buffer.from(checksums)
+        const lastIndex = lastChunk - firstChunk
+        chunkChecksums(merged.subarray(lastIndex * CHUNK_BYTES)).copy(sums, lastIndex * CHECKSUM_BYTES)
+      } else {
+        sums = chunkChecksums(merged)
+      }
+      assert(sums.length === (lastChunk - firstChunk + 1) * CHECKSUM_BYTES, 'one checksum per touched chunk')
+      // Only the payload goes to disk: the old bytes merged in are already there.
+      await Promise.all([writevFully(this.data, pieces, offsetBytes), writeFully(this.meta, sums, META_HEADER_BYTES + firstChunk * CHECKSUM_BYTES)])
+      if (endBytes > oldBytes) this.landed(endBytes)
+    } catch (err) {
+      throw fsError(err, `blk_${this.id}: writing at ${offsetBytes}`)
+    }
+  }
+
+  /** Zero-extends the replica to lengthBytes without writing zeros: a sparse ftruncate, and the checksums to match. */
+  private async extendTo(lengthBytes: number): Promise<void> {
+    const oldBytes = this.replica.lengthBytes
+    assert(lengthBytes > oldBytes && lengthBytes <= BLOCK_SIZE_MAX_BYTES, 'extension grows the replica within the block size limit')
+    const firstChunk = Math.floor(oldBytes / CHUNK_BYTES)
+    const start = firstChunk * CHUNK_BYTES
+    const sums = zeroChecksums(lengthBytes - start)
+    if (oldBytes > start) {
+      // The old last chunk grows: its bytes, then zeros up to its new end.
+      const grown = Buffer.alloc(Math.min(CHUNK_BYTES, lengthBytes - start))
+      ;(await this.readCheckedChunk(firstChunk, oldBytes, `extending to ${lengthBytes} bytes`)).copy(grown, 0)
+      chunkChecksums(grown).copy(sums, 0)
+    }
+    await Promise.all([this.data.truncate(lengthBytes), writeFully(this.meta, sums, META_HEADER_BYTES + firstChunk * CHECKSUM_BYTES)])
+    this.landed(lengthBytes)
+  }
+
+  /** A chunk's bytes on disk (those below oldBytes), checked against its stored checksum before it is hashed again. */
+  private async readCheckedChunk(chunk: number, oldBytes: number, doing: string): Promise<Buffer> {
+    const start = chunk * CHUNK_BYTES
+    assert(start < oldBytes, 'the chunk read back holds bytes')
+    const old = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, oldBytes - start))
+    const sum = Buffer.allocUnsafe(CHECKSUM_BYTES)
+    const [n, m] = await Promise.all([readFully(this.data, old, start), readFully(this.meta, sum, META_HEADER_BYTES + chunk * CHECKSUM_BYTES)])
+    // A bad chunk must not be hashed again: that would make damage look whole.
+    if (n !== old.length || m !== sum.length || firstBadChunk(old, sum) !== -1) {
+      throw new LoamError('corrupt', `blk_${this.id}: chunk ${chunk} fails its checksum while ${doing}; the replica needs block recovery`)
+    }
+    return old
   }
 
   /** Makes everything written so far durable. */
@@ -1087,8 +1358,8 @@ export class ReplicaWriter {
   }
 
   /**
-   * Cuts the replica to lengthBytes (at most what was written), makes it durable
-   * and moves it into finalized/. A cut inside a written chunk re-checksums that
+   * Cuts the replica to lengthBytes (at most its length), makes it durable and
+   * moves it into finalized/. A cut inside a written chunk re-checksums that
    * chunk after checking its old bytes against the old checksum.
    */
   async finalize(lengthBytes: number): Promise<ReplicaInfo> {
@@ -1099,7 +1370,7 @@ export class ReplicaWriter {
       await Promise.allSettled([...this.inflight])
       if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 0 || lengthBytes > this.replica.lengthBytes) {
         this.state = 'open'
-        throw new LoamError('invalid-argument', `blk_${this.id}: finalize at ${lengthBytes} bytes, but ${this.replica.lengthBytes} were written`)
+        throw new LoamError('invalid-argument', `blk_${this.id}: finalize at ${lengthBytes} bytes, but the replica holds ${this.replica.lengthBytes}`)
       }
       try {
         await this.cutTo(lengthBytes)
@@ -1127,26 +1398,24 @@ export class ReplicaWriter {
   }
 
   private async cutTo(lengthBytes: number): Promise<void> {
-    const written = this.replica.lengthBytes
+    const oldBytes = this.replica.lengthBytes
     const lastChunk = Math.floor(lengthBytes / CHUNK_BYTES)
     const chunkStart = lastChunk * CHUNK_BYTES
-    const oldChunkEnd = Math.min(written, chunkStart + CHUNK_BYTES)
-    if (lengthBytes % CHUNK_BYTES !== 0 && lengthBytes < oldChunkEnd) {
+    if (lengthBytes % CHUNK_BYTES !== 0 && lengthBytes < Math.min(oldBytes, chunkStart + CHUNK_BYTES)) {
       // The stored checksum covers bytes past the cut: check the old bytes, then hash what stays.
-      const old = Buffer.allocUnsafe(oldChunkEnd - chunkStart)
-      const sum = Buffer.allocUnsafe(CHECKSUM_BYTES)
-      const sumPos = META_HEADER_BYTES + lastChunk * CHECKSUM_BYTES
-      const [n, m] = await Promise.all([readFully(this.data, old, chunkStart), readFully(this.meta, sum, sumPos)])
-      if (n !== old.length || m !== sum.length || firstBadChunk(old, sum) !== -1) {
-        throw new LoamError('corrupt', `blk_${this.id}: chunk ${lastChunk} fails its checksum while finalizing`)
-      }
-      await writeFully(this.meta, chunkChecksums(old.subarray(0, lengthBytes - chunkStart)), sumPos)
+      const old = await this.readCheckedChunk(lastChunk, oldBytes, `cutting to ${lengthBytes} bytes`)
+      await writeFully(this.meta, chunkChecksums(old.subarray(0, lengthBytes - chunkStart)), META_HEADER_BYTES + lastChunk * CHECKSUM_BYTES)
     }
     await Promise.all([this.data.truncate(lengthBytes), this.meta.truncate(metaBytes(lengthBytes))])
   }
 
-  /** Closes and deletes the replica being written; nothing after a finalize. */
+  /**
+   * Closes and deletes the replica being written; nothing after a finalize.
+   * A replica opened for update only is released (see release): its bytes
+   * predate this write, and block recovery decides what of them stays.
+   */
   async abort(): Promise<void> {
+    if (this.update) return this.release()
     await this.store.locked(this.id, () => this.abortLocked(new LoamError('invalid-argument', `blk_${this.id}: write aborted`)))
   }
 
@@ -1162,7 +1431,7 @@ export class ReplicaWriter {
     })
   }
 
-  /** @internal abort with the id's lock already held. */
+  /** @internal abort with the id's lock already held: removes the replica (a delete, or a newer write replacing it). */
   async abortLocked(why: LoamError): Promise<void> {
     if (this.state === 'finalized' || this.state === 'aborted') return
     await this.closeFiles(why, 'aborted')

@@ -259,6 +259,7 @@ export class Datanode {
         try {
           let seqno = 0
           let sent = 0
+          // Unfinished replicas too (a file being updated, read on the same mount): up to their length now.
           for await (const chunk of this.store.readChunks(req.block.id, req.block.genStamp, req.offsetBytes, req.lengthBytes)) {
             const body = codecs.Packet.encode({ seqno: seqno++, offsetBytes: chunk.offsetBytes, checksums: chunk.checksums, last: false, sync: false })
             if (!stream.send(FrameKind.DATA, body, chunk.data)) await stream.drain()
@@ -286,8 +287,10 @@ export class Datanode {
       },
       ShortCircuit: (req) => {
         const r = req.block ? this.store.get(req.block.id) : undefined
-        if (!r || r.state !== 'finalized') throw new LoamError('not-found', `block ${req.block?.id ?? 0}: no finalized replica here`)
+        if (!r) throw new LoamError('not-found', `block ${req.block?.id ?? 0}: no replica here`)
         if (r.genStamp !== req.block!.genStamp) throw new LoamError('stale-generation', `block ${r.id}: replica generation ${r.genStamp}, asked for ${req.block!.genStamp}`)
+        // An unfinished replica changes under its files' names (and moves when finalized): this node serves it over TCP, between writes.
+        if (r.state !== 'finalized') throw new LoamError('unavailable', `block ${r.id}: the replica here is being written; read it over TCP (ReadBlock)`)
         return { dataPath: r.dataPath, metaPath: r.metaPath, lengthBytes: r.lengthBytes, genStamp: r.genStamp }
       },
     }

@@ -2,8 +2,13 @@
 // packet is forwarded downstream before it is written here, and acknowledged
 // upstream, in order, only once it is on this disk (fsynced when asked) and
 // every node downstream has acknowledged it.
+//
+// A pipeline either creates a replica or, with req.update, reopens the one
+// here at req.oldGenStamp under the block's new gen stamp and writes into it
+// in place: packets at any offset, in arrival order. req.resize cuts or
+// zero-extends the replica before the first packet.
 import { RpcClient, type ClientStream } from '../rpc/client.js'
-import { DISK_WRITE_BYTES_MAX, WRITE_BEHIND_BYTES } from '../limits.js'
+import { CHUNK_BYTES, DISK_WRITE_BYTES_MAX, WRITE_BEHIND_BYTES } from '../limits.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
 import { FrameKind, type BlockRef, type Packet, type PacketAck, type WriteBlockRequest, type WriteBlockResponse } from '../rpc/messages.js'
 import { codecs } from '../rpc/schema.js'
@@ -33,7 +38,17 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
   if (!upstream) throw new LoamError('protocol', 'WriteBlock is a stream')
   if (!req.block || req.block.id <= 0) throw new LoamError('invalid-argument', 'WriteBlock names no block')
   const block = req.block
-  const writer = await node.store.createRbw(block.id, block.genStamp)
+  const writer = req.update ? await node.store.openForUpdate(block.id, req.oldGenStamp, block.genStamp) : await node.store.createRbw(block.id, block.genStamp)
+  // A failed start leaves an updated replica for block recovery (its bytes predate us), and removes a new one.
+  const giveUp = (): Promise<void> => (req.update ? writer.release() : writer.abort())
+  if (req.resize) {
+    try {
+      await writer.resize(req.resizeBytes)
+    } catch (err) {
+      await giveUp().catch(() => undefined)
+      throw err
+    }
+  }
 
   let mirrorClient: RpcClient<DatanodeServiceSpec> | undefined
   let mirror: ClientStream<WriteBlockResponse> | undefined
@@ -41,9 +56,9 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
   if (next) {
     mirrorClient = new RpcClient({ host: next.host, port: next.rpcPort }, DatanodeService, { peerName: `datanode ${next.id}` })
     try {
-      mirror = await mirrorClient.openStream('WriteBlock', { block, downstream: req.downstream.slice(1), clientName: req.clientName })
+      mirror = await mirrorClient.openStream('WriteBlock', { ...req, block, downstream: req.downstream.slice(1) })
     } catch (err) {
-      await writer.abort()
+      await giveUp()
       mirrorClient.close()
       const message = `cannot reach the next datanode: ${(err as Error).message}`
       // Tell the writer which node failed, so its recovery leaves that one out.
@@ -88,7 +103,8 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
       })
     : Promise.resolve()
 
-  let lengthBytes = 0
+  // An updated or resized replica starts at the length it has, not 0.
+  let lengthBytes = writer.lengthBytes
   let finished = false
   // Packets received and forwarded but not yet on this disk: written together while more are queued.
   let batch: Array<{ entry: InFlight; packet: Packet; payload: Buffer }> = []
@@ -153,8 +169,10 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
       inflight.push(entry)
       if (mirror && !mirror.send(FrameKind.DATA, frame.header.body ?? new Uint8Array(), frame.payload)) await mirror.drain()
       const previous = batch[batch.length - 1]
-      const contiguous = !previous || previous.packet.offsetBytes + previous.payload.length === packet.offsetBytes
-      if (previous && (!contiguous || batchBytes + frame.payload.length > DISK_WRITE_BYTES_MAX)) await writeBatchOrFail()
+      // One write takes packets that follow each other, each but the last of whole chunks (so their checksums
+      // line up as those of one payload); any other packet goes to disk on its own, in order.
+      const joins = !previous || (previous.packet.offsetBytes + previous.payload.length === packet.offsetBytes && previous.payload.length % CHUNK_BYTES === 0)
+      if (previous && (!joins || batchBytes + frame.payload.length > DISK_WRITE_BYTES_MAX)) await writeBatchOrFail()
       if (failure) break
       batch.push({ entry, packet, payload: frame.payload })
       batchBytes += frame.payload.length

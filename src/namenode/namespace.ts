@@ -6,6 +6,13 @@ import { assert, LoamError } from '../rpc/errors.js'
 import { InodeType, type BlockRef, type FileStatus, type InodeRecord } from '../rpc/messages.js'
 import { checkBlockSize, checkReplication } from '../common/validate.js'
 import { joinPath, parsePath } from './paths.js'
+import { SYMLINK_TARGET_BYTES_MAX, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX, XATTRS_PER_INODE_MAX } from '../limits.js'
+
+function checkXattrName(name: string): void {
+  if (name.length === 0 || Buffer.byteLength(name) > XATTR_NAME_BYTES_MAX || name.includes('\0')) {
+    throw new LoamError('invalid-argument', `xattr name must be 1 to ${XATTR_NAME_BYTES_MAX} bytes without NUL`)
+  }
+}
 
 export const ROOT_ID = 1
 
@@ -66,6 +73,7 @@ export function newInode(id: number, type: InodeType, caller: Caller, mode: numb
     leaseHolder: '',
     parentId: 0,
     children: 0,
+    updatingBlocks: [],
   }
 }
 
@@ -209,9 +217,14 @@ export class Namespace {
    * Closes a file whose writer went away: its last block becomes last (the
    * recovered generation and length), or is dropped when no replica has it.
    */
-  finishLeaseRecovery(inodeId: number, last: BlockRef | null, nowMs: number): { inode: InodeRecord; dropped: BlockRef | undefined } {
+  finishLeaseRecovery(inodeId: number, last: BlockRef | null, nowMs: number, updated: BlockRef[] = []): { inode: InodeRecord; dropped: BlockRef | undefined } {
     const rec = this.txn.inode(inodeId)
     if (!rec || rec.type !== InodeType.FILE || !rec.leaseHolder) throw new LoamError('not-found', `inode ${inodeId} is not open for writing`)
+    for (const ref of updated) {
+      const block = rec.blocks.find((b) => b.id === ref.id)
+      if (block) Object.assign(block, ref)
+    }
+    rec.updatingBlocks = []
     const tail = rec.blocks[rec.blocks.length - 1]
     let dropped: BlockRef | undefined
     if (tail && last && last.id === tail.id && last.lengthBytes > 0) {
@@ -225,6 +238,136 @@ export class Namespace {
     rec.mtimeMs = nowMs
     this.txn.putInode(rec)
     return { inode: rec, dropped }
+  }
+
+  /** Takes the lease on an existing file, for writes at any offset (a mount's open for writing). */
+  openForWrite(path: string, clientName: string): InodeRecord {
+    if (!clientName) throw new LoamError('invalid-argument', 'opening for writing needs a client name')
+    const rec = this.get(path)
+    if (rec.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${path}: is a directory`)
+    if (rec.type !== InodeType.FILE) throw new LoamError('invalid-argument', `${path}: not a regular file`)
+    // An expired holder's blocks are recovered first (within a second or two): until then the file stays theirs.
+    if (rec.leaseHolder && rec.leaseHolder !== clientName) throw new LoamError('lease', `${path}: is open for writing by another client (${rec.leaseHolder})`)
+    rec.leaseHolder = clientName
+    this.txn.putInode(rec)
+    return rec
+  }
+
+  /**
+   * Starts (or, with a failed pipeline, restarts) an in-place update of one
+   * block: a new generation stamp makes every replica that misses the update stale.
+   */
+  updateBlock(path: string, inodeId: number, clientName: string, blockId: number): { inode: InodeRecord; block: BlockRef; index: number; wasUpdating: boolean } {
+    const rec = this.underConstruction(path, inodeId, clientName)
+    const index = rec.blocks.findIndex((b) => b.id === blockId)
+    const block = rec.blocks[index]
+    if (!block) throw new LoamError('invalid-argument', `${path}: block ${blockId} is not a block of this file`)
+    block.genStamp = this.txn.nextGenStamp()
+    const wasUpdating = rec.updatingBlocks.includes(blockId)
+    if (!wasUpdating) rec.updatingBlocks.push(blockId)
+    this.txn.putInode(rec)
+    return { inode: rec, block: { ...block }, index, wasUpdating }
+  }
+
+  /** Appends an empty block written at any offset (a mount extending a file). */
+  addUpdatingBlock(path: string, inodeId: number, clientName: string): { inode: InodeRecord; block: BlockRef } {
+    // The tail is being filled by the same writer; CommitBlocks checks that it ends up full.
+    const rec = this.underConstruction(path, inodeId, clientName)
+    const block: BlockRef = { id: this.txn.allocBlockId(), genStamp: this.txn.nextGenStamp(), lengthBytes: 0 }
+    rec.blocks.push(block)
+    rec.updatingBlocks.push(block.id)
+    this.txn.putInode(rec)
+    return { inode: rec, block }
+  }
+
+  /**
+   * Records what a writer at any offset has made durable: blocks' new
+   * generations and lengths, optionally a cut (truncate) and the end of writing.
+   */
+  commitBlocks(
+    req: { path: string; inodeId: number; clientName: string; blocks: BlockRef[]; truncate: boolean; blockCount: number; close: boolean; mtimeMs: number },
+    caller: Caller,
+  ): { inode: InodeRecord; freed: Freed; finished: number[] } {
+    const rec = this.underConstruction(req.path, req.inodeId, req.clientName)
+    for (const ref of req.blocks) {
+      const block = rec.blocks.find((b) => b.id === ref.id)
+      if (!block) throw new LoamError('invalid-argument', `${req.path}: block ${ref.id} is not a block of this file`)
+      if (ref.genStamp < block.genStamp) throw new LoamError('stale-generation', `block ${ref.id} generation ${ref.genStamp} is older than ${block.genStamp}`)
+      if (ref.lengthBytes > rec.blockSizeBytes) throw new LoamError('invalid-argument', `block ${ref.id} length ${ref.lengthBytes} is over the block size ${rec.blockSizeBytes}`)
+      block.genStamp = ref.genStamp
+      block.lengthBytes = ref.lengthBytes
+    }
+    let freed: Freed = { blocks: [] }
+    if (req.truncate) {
+      if (req.blockCount > rec.blocks.length) throw new LoamError('invalid-argument', `${req.path}: cannot keep ${req.blockCount} of ${rec.blocks.length} blocks`)
+      freed = { blocks: rec.blocks.splice(req.blockCount) }
+      rec.updatingBlocks = rec.updatingBlocks.filter((id) => !freed.blocks.some((b) => b.id === id))
+    }
+    rec.blocks.forEach((b, i) => {
+      if (i < rec.blocks.length - 1 && b.lengthBytes !== rec.blockSizeBytes) throw new LoamError('invalid-argument', `${req.path}: block ${b.id} is not full but is not the last`)
+    })
+    rec.lengthBytes = rec.blocks.reduce((sum, b) => sum + b.lengthBytes, 0)
+    // Closing without changes since the last commit keeps times set in between (utimens after write, as tar does).
+    if (req.blocks.length > 0 || req.truncate) {
+      rec.mtimeMs = req.mtimeMs || caller.nowMs
+      rec.ctimeMs = caller.nowMs
+    }
+    const finished = req.close ? rec.updatingBlocks : []
+    if (req.close) {
+      rec.leaseHolder = ''
+      rec.updatingBlocks = []
+    }
+    this.txn.putInode(rec)
+    return { inode: rec, freed, finished }
+  }
+
+  /** A second name for a file (a hard link). */
+  link(src: string, dst: string, caller: Caller): InodeRecord {
+    const rec = this.get(src)
+    if (rec.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${src}: hard links to directories are not allowed`)
+    const d = this.resolve(dst)
+    if (d.parts.length === 0 || d.id !== undefined) throw new LoamError('exists', `${dst}: exists`)
+    rec.nlink++
+    rec.ctimeMs = caller.nowMs
+    this.txn.putInode(rec)
+    this.addEntry(this.mustInode(d.parentId), d.name, rec.id, caller, false)
+    return rec
+  }
+
+  symlink(target: string, path: string, caller: Caller): InodeRecord {
+    if (target.length === 0) throw new LoamError('invalid-argument', `${path}: a symlink needs a target`)
+    if (Buffer.byteLength(target) > SYMLINK_TARGET_BYTES_MAX) throw new LoamError('invalid-argument', `${path}: symlink target is over ${SYMLINK_TARGET_BYTES_MAX} bytes`)
+    if (target.includes('\0')) throw new LoamError('invalid-argument', `${path}: symlink target contains NUL`)
+    const r = this.resolve(path)
+    if (r.parts.length === 0 || r.id !== undefined) throw new LoamError('exists', `${path}: exists`)
+    const rec = newInode(this.txn.allocInodeId(), InodeType.SYMLINK, caller, 0o777)
+    rec.symlinkTarget = target
+    rec.lengthBytes = Buffer.byteLength(target)
+    this.txn.putInode(rec)
+    this.addEntry(this.mustInode(r.parentId), r.name, rec.id, caller, false)
+    return rec
+  }
+
+  setXattr(path: string, name: string, value: Uint8Array, flags: { create: boolean; replace: boolean }, caller: Caller): void {
+    checkXattrName(name)
+    if (value.length > XATTR_VALUE_BYTES_MAX) throw new LoamError('invalid-argument', `${path}: xattr value is over ${XATTR_VALUE_BYTES_MAX} bytes`)
+    const rec = this.get(path)
+    const exists = Object.hasOwn(rec.xattrs, name)
+    if (flags.create && exists) throw new LoamError('exists', `${path}: xattr ${name} exists`)
+    if (flags.replace && !exists) throw new LoamError('no-xattr', `${path}: no xattr ${name}`)
+    if (!exists && Object.keys(rec.xattrs).length >= XATTRS_PER_INODE_MAX) throw new LoamError('no-space', `${path}: at most ${XATTRS_PER_INODE_MAX} xattrs per file`)
+    rec.xattrs[name] = value
+    rec.ctimeMs = caller.nowMs
+    this.txn.putInode(rec)
+  }
+
+  removeXattr(path: string, name: string, caller: Caller): void {
+    checkXattrName(name)
+    const rec = this.get(path)
+    if (!Object.hasOwn(rec.xattrs, name)) throw new LoamError('no-xattr', `${path}: no xattr ${name}`)
+    delete rec.xattrs[name]
+    rec.ctimeMs = caller.nowMs
+    this.txn.putInode(rec)
   }
 
   /** A new generation stamp, for recovering a block. */

@@ -190,7 +190,9 @@ export class Namenode {
 
   private located(info: BlockInfo | undefined, block: BlockRef, offsetBytes: number, order: (n: DatanodeState) => number): LocatedBlock {
     const nodes = (ids: Iterable<string>): DatanodeState[] => [...ids].map((id) => this.datanodes.nodes.get(id)).filter((n): n is DatanodeState => n !== undefined && n.alive)
-    const locations = nodes(info?.replicas ?? []).sort((a, b) => order(a) - order(b) || Math.random() - 0.5)
+    // A block being written is read from its pipeline (datanodes serve unfinished replicas at their generation).
+    const holders = info && !info.complete && info.replicas.size === 0 ? info.writers : (info?.replicas ?? [])
+    const locations = nodes(holders).sort((a, b) => order(a) - order(b) || Math.random() - 0.5)
     return {
       block,
       offsetBytes,
@@ -217,8 +219,8 @@ export class Namenode {
         const current = this.reader().underConstruction(req.path, req.inodeId, req.clientName)
         const targets = this.placeBlock(current, req.writerNode, req.excludedNodes, ctx.remoteAddress)
         const { inode, block } = await this.mutate((ns) => {
-          const r = ns.addBlock(req.path, req.inodeId, req.clientName, req.previous)
-          this.afterBlockCommit(r.inode, req.previous)
+          const r = req.randomWrites ? ns.addUpdatingBlock(req.path, req.inodeId, req.clientName) : ns.addBlock(req.path, req.inodeId, req.clientName, req.previous)
+          if (!req.randomWrites) this.afterBlockCommit(r.inode, req.previous)
           this.blockMap.add(r.block, r.inode.id, r.inode.replication, false).writers = new Set(targets.map((t) => t.id))
           return r
         })
@@ -313,9 +315,72 @@ export class Namenode {
       SetPermission: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setPermission(req.path, req.mode, this.caller(ctx)))) }),
       SetOwner: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setOwner(req.path, req.owner, req.group, this.caller(ctx)))) }),
       SetTimes: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setTimes(req.path, req.mtimeMs, req.atimeMs, this.caller(ctx)))) }),
+      OpenForWrite: async (req) => {
+        const rec = await this.mutate((ns) => ns.openForWrite(req.path, req.clientName))
+        this.leases.set(req.clientName, Date.now())
+        this.underConstruction.set(rec.id, req.clientName)
+        return { status: this.status(req.path, rec), leaseLimitMs: this.leaseLimitMs }
+      },
+      UpdateBlock: async (req) => {
+        const current = this.reader().underConstruction(req.path, req.inodeId, req.clientName)
+        const info = this.blockMap.blocks.get(req.blockId)
+        // A block already being updated continues on its pipeline; otherwise on its healthy replicas.
+        const pool = current.updatingBlocks.includes(req.blockId) ? info?.writers : info?.replicas
+        const targets = [...(pool ?? [])]
+          .filter((id) => !req.excludedNodes.includes(id))
+          .map((id) => this.datanodes.nodes.get(id))
+          .filter((n): n is DatanodeState => n !== undefined && n.alive)
+          .map((n) => n.info)
+        if (targets.length === 0) throw new LoamError('unavailable', `${req.path}: no live datanode holds block ${req.blockId}; wait for a datanode to come back (see 'loam fsck ${req.path}')`)
+        const r = await this.mutate((ns) => {
+          const u = ns.updateBlock(req.path, req.inodeId, req.clientName, req.blockId)
+          // Replicas that are not in the new pipeline keep the old generation: stale, deleted.
+          for (const nodeId of new Set([...(info?.replicas ?? []), ...(info?.writers ?? [])])) {
+            if (!targets.some((t) => t.id === nodeId)) this.queueDelete(nodeId, { id: req.blockId, genStamp: u.block.genStamp - 1, lengthBytes: 0 })
+          }
+          const b = this.blockMap.add(u.block, u.inode.id, u.inode.replication, false)
+          b.replicas.clear()
+          b.writers = new Set(targets.map((t) => t.id))
+          return u
+        })
+        this.leases.set(req.clientName, Date.now())
+        const offsetBytes = r.inode.blocks.slice(0, r.index).reduce((sum, b) => sum + b.lengthBytes, 0)
+        return { block: r.block, offsetBytes, locations: targets, corrupt: [], complete: false }
+      },
+      CommitBlocks: async (req, ctx) => {
+        const r = await this.mutate((ns) => {
+          const c = ns.commitBlocks(req, this.caller(ctx))
+          for (const id of c.finished) {
+            const b = c.inode.blocks.find((x) => x.id === id)
+            if (b) this.blockMap.add(b, c.inode.id, c.inode.replication, true).committedMs = Date.now()
+          }
+          for (const ref of req.blocks) {
+            const info = this.blockMap.blocks.get(ref.id)
+            if (info && !info.complete) Object.assign(info, { genStamp: ref.genStamp, lengthBytes: ref.lengthBytes })
+          }
+          return c
+        })
+        this.leases.set(req.clientName, Date.now())
+        if (req.close) this.underConstruction.delete(r.inode.id)
+        this.invalidate(r.freed.blocks)
+        return { status: this.status(req.path, r.inode), leaseLimitMs: this.leaseLimitMs }
+      },
+      Link: async (req, ctx) => ({ status: this.status(req.dst, await this.mutate((ns) => ns.link(req.src, req.dst, this.caller(ctx)))) }),
+      Symlink: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.symlink(req.target, req.path, this.caller(ctx)))) }),
+      SetXattr: async (req, ctx) => {
+        await this.mutate((ns) => ns.setXattr(req.path, req.name, req.value, req, this.caller(ctx)))
+        return {}
+      },
+      RemoveXattr: async (req, ctx) => {
+        await this.mutate((ns) => ns.removeXattr(req.path, req.name, this.caller(ctx)))
+        return {}
+      },
+      GetXattrs: (req) => ({ xattrs: this.reader().get(req.path).xattrs }),
       ReportBadBlocks: (req) => {
         for (const r of req.replicas) {
           if (!r.block) continue
+          // A reader of an older generation may have seen the block change under it (an update in place): not corruption.
+          if (r.block.genStamp < (this.blockMap.blocks.get(r.block.id)?.genStamp ?? 0)) continue
           const info = this.blockMap.markCorrupt(r.nodeId, r.block.id)
           // Copies in flight may come from this very replica (its node refuses to send a bad copy): plan afresh.
           this.pending.delete(r.block.id)
@@ -416,9 +481,9 @@ export class Namenode {
   }
 
   /**
-   * Block recovery: ask the nodes that may hold the last block what verifies,
-   * finalize the longest such replica under a new generation stamp, and close
-   * the file at that length (dropping the block if no node has any of it).
+   * Lease recovery: every block the writer may have left unfinished is
+   * recovered (see recoverBlock) and the file is closed; a last block that no
+   * node holds any of is dropped.
    */
   private async recoverLease(inodeId: number, holder: string): Promise<void> {
     try {
@@ -428,41 +493,62 @@ export class Namenode {
         this.underConstruction.delete(inodeId)
         return
       }
+      const updating = new Set(rec.updatingBlocks)
       const tail = rec.blocks[rec.blocks.length - 1]
+      const updated: BlockRef[] = []
+      for (const block of rec.blocks) {
+        if (block === tail || !updating.has(block.id)) continue
+        const r = await this.recoverBlock(block, true)
+        if (r) updated.push(r)
+      }
       let last: BlockRef | null = null
       if (tail) {
         const info = this.blockMap.blocks.get(tail.id)
-        const known = [...(info?.writers ?? []), ...(info?.replicas ?? [])]
-        const candidates = [...new Set(known.length > 0 ? known : this.datanodes.live().map((n) => n.info.id))]
-        const found: Array<{ node: string; verifiedBytes: number }> = []
-        for (const node of candidates) {
-          const r = await this.datanodeClient(node)?.call('InspectReplica', { blockId: tail.id }).catch(() => undefined)
-          if (r && r.genStamp >= tail.genStamp) found.push({ node, verifiedBytes: r.verifiedBytes })
-        }
-        const longest = Math.max(0, ...found.map((f) => f.verifiedBytes))
-        if (longest > 0) {
-          const genStamp = await this.mutate((ns) => ns.newGenStamp())
-          const recovered = { id: tail.id, genStamp, lengthBytes: longest }
-          let done = 0
-          for (const f of found.filter((x) => x.verifiedBytes >= longest)) {
-            const ok = await this.datanodeClient(f.node)?.call('RecoverReplica', { block: recovered }).then(() => true, () => false)
-            if (ok) done++
-          }
-          if (done === 0) throw new LoamError('unavailable', `no replica of block ${tail.id} could be recovered`)
-          last = recovered
-        }
+        last = info?.complete && !updating.has(tail.id) ? tail : await this.recoverBlock(tail, updating.has(tail.id))
       }
       const { dropped } = await this.mutate((ns) => {
-        const r = ns.finishLeaseRecovery(inodeId, last, Date.now())
-        if (last) this.blockMap.add(last, inodeId, r.inode.replication, true)
+        const r = ns.finishLeaseRecovery(inodeId, last, Date.now(), updated)
+        for (const b of [...updated, ...(last ? [last] : [])]) this.blockMap.add(b, inodeId, r.inode.replication, true).committedMs = Date.now()
         return r
       })
       if (dropped) this.invalidate([dropped])
       this.underConstruction.delete(inodeId)
-      this.opts.log.info({ inode: inodeId, holder, lastBlock: last }, 'lease recovered: file closed at the longest length a replica holds')
+      this.opts.log.info({ inode: inodeId, holder, lastBlock: last, updated }, 'lease recovered: file closed at what its replicas hold')
     } catch (err) {
       this.opts.log.warn({ inode: inodeId, holder, err: (err as Error).message }, 'lease recovery failed; will retry')
     }
+  }
+
+  /**
+   * Block recovery: ask the nodes that may hold the block what verifies and
+   * finalize under a new generation stamp. A block written in order keeps
+   * every replica with the longest verified length. A block updated in place
+   * may differ between replicas past the last acknowledged packet, so only one
+   * replica is kept (whole, the first in pipeline order) and the rest are
+   * replaced from it.
+   */
+  private async recoverBlock(block: BlockRef, updatedInPlace: boolean): Promise<BlockRef | null> {
+    const info = this.blockMap.blocks.get(block.id)
+    const known = [...(info?.writers ?? []), ...(info?.replicas ?? [])]
+    const candidates = [...new Set(known.length > 0 ? known : this.datanodes.live().map((n) => n.info.id))]
+    const found: Array<{ node: string; verifiedBytes: number; whole: boolean }> = []
+    for (const node of candidates) {
+      const r = await this.datanodeClient(node)?.call('InspectReplica', { blockId: block.id }).catch(() => undefined)
+      if (r && r.genStamp >= block.genStamp) found.push({ node, verifiedBytes: r.verifiedBytes, whole: r.verifiedBytes === r.lengthBytes })
+    }
+    const longest = Math.max(0, ...found.map((f) => f.verifiedBytes))
+    if (longest === 0) return null
+    const chosen = updatedInPlace ? [found.find((f) => f.whole) ?? found.find((f) => f.verifiedBytes === longest)!] : found.filter((f) => f.verifiedBytes >= longest)
+    const lengthBytes = chosen[0]!.verifiedBytes
+    const genStamp = await this.mutate((ns) => ns.newGenStamp())
+    const recovered = { id: block.id, genStamp, lengthBytes }
+    let done = 0
+    for (const f of chosen) {
+      const ok = await this.datanodeClient(f.node)?.call('RecoverReplica', { block: recovered }).then(() => true, () => false)
+      if (ok) done++
+    }
+    if (done === 0) throw new LoamError('unavailable', `no replica of block ${block.id} could be recovered`)
+    return recovered
   }
 
   private datanodeReport(): DatanodeReportResponse {

@@ -25,6 +25,9 @@ interface PendingCall {
 
 export interface CallOptions {
   timeoutMs?: number
+  /** Acting for another user (a mount serving many): its name and groups on this call. */
+  user?: string
+  groups?: string[]
 }
 
 export class RpcClient<S extends ServiceSpec> {
@@ -77,7 +80,7 @@ export class RpcClient<S extends ServiceSpec> {
           reject(e)
         },
       })
-      socket.send(this.requestHeader(id, method, spec.request.encode(request), timeoutMs))
+      socket.send(this.requestHeader(id, method, spec.request.encode(request), timeoutMs, opts))
     })
     return spec.response.decode(frame.header.body ?? new Uint8Array()) as ResponseOf<S[K]>
   }
@@ -101,8 +104,8 @@ export class RpcClient<S extends ServiceSpec> {
     this.socket = undefined
   }
 
-  private requestHeader(id: number, method: string, body: Uint8Array, timeoutMs: number): FrameHeader {
-    return { id, kind: FrameKind.REQUEST, method, timeoutMs, body, user: this.user, groups: this.groups }
+  private requestHeader(id: number, method: string, body: Uint8Array, timeoutMs: number, as: { user?: string; groups?: string[] } = {}): FrameHeader {
+    return { id, kind: FrameKind.REQUEST, method, timeoutMs, body, user: as.user ?? this.user, groups: as.groups ?? this.groups }
   }
 
   private connect(timeoutMs: number): Promise<FramedSocket> {

@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   'corrupt',
   'io',
   'protocol',
+  'no-xattr',
 ] as const
 
 export type ErrorCode = (typeof ERROR_CODES)[number]

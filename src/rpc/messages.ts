@@ -67,6 +67,7 @@ export interface InodeRecord {
   leaseHolder: string
   parentId: number
   children: number
+  updatingBlocks: number[]
 }
 
 export interface MkdirsRequest { path: string; mode: number; parents: boolean }
@@ -87,6 +88,7 @@ export interface AddBlockRequest {
   previous?: BlockRef | null
   writerNode: string
   excludedNodes: string[]
+  randomWrites?: boolean
 }
 export interface RecoverPipelineRequest {
   path: string
@@ -98,6 +100,23 @@ export interface RecoverPipelineRequest {
 }
 export interface CompleteRequest { path: string; inodeId: number; clientName: string; last?: BlockRef | null }
 export interface RenewLeaseRequest { clientName: string }
+export interface OpenForWriteRequest { path: string; clientName: string }
+export interface UpdateBlockRequest { path: string; inodeId: number; clientName: string; blockId: number; excludedNodes: string[] }
+export interface CommitBlocksRequest {
+  path: string
+  inodeId: number
+  clientName: string
+  blocks: BlockRef[]
+  truncate: boolean
+  blockCount: number
+  close: boolean
+  mtimeMs: number
+}
+export interface LinkRequest { src: string; dst: string }
+export interface SymlinkRequest { target: string; path: string }
+export interface SetXattrRequest { path: string; name: string; value: Uint8Array; create: boolean; replace: boolean }
+export interface RemoveXattrRequest { path: string; name: string }
+export interface GetXattrsResponse { xattrs: Record<string, Uint8Array> }
 export interface GetBlockLocationsRequest { path: string; offsetBytes: number; lengthBytes: number; readerNode: string }
 export interface GetBlockLocationsResponse { status: FileStatus | null; blocks: LocatedBlock[] }
 export interface PathRequest { path: string }
@@ -151,7 +170,15 @@ export interface DatanodeCommand { action: CommandAction; blocks: BlockRef[]; ta
 export interface HeartbeatResponse { commands: DatanodeCommand[]; reregister: boolean }
 export interface BlockReportRequest { nodeId: string; replicas: BlockRef[]; full: boolean; beingWritten: BlockRef[] }
 
-export interface WriteBlockRequest { block: BlockRef | null; downstream: DatanodeInfo[]; clientName: string }
+export interface WriteBlockRequest {
+  block: BlockRef | null
+  downstream: DatanodeInfo[]
+  clientName: string
+  update: boolean
+  oldGenStamp: number
+  resize: boolean
+  resizeBytes: number
+}
 export interface Packet { seqno: number; offsetBytes: number; checksums: Uint8Array; last: boolean; sync: boolean }
 export interface PacketAck { seqno: number; ok: boolean; failedNode: string; message: string }
 export interface WriteBlockResponse { block: BlockRef | null }

@@ -1,0 +1,356 @@
+// A file open through a mount: reads, and writes at any offset. Writes are
+// buffered and sent in large packets; a block is changed in place through a
+// pipeline to its replicas under a new generation stamp (src/datanode
+// write-pipeline.ts), so a replica that misses a write is stale. fsync sends a
+// sync packet down every open pipeline and records the new lengths at the
+// namenode; close finishes the pipelines and gives the lease back.
+import { CHUNK_BYTES, OPEN_FILE_DIRTY_BYTES_MAX, OPEN_FILE_PIPELINES_MAX, PACKET_BYTES_MAX } from '../limits.js'
+import { assert, LoamError } from '../rpc/errors.js'
+import type { BlockRef, FileStatus, LocatedBlock } from '../rpc/messages.js'
+import { BlockPipeline } from './block-pipeline.js'
+import type { LoamClient } from './client.js'
+import { FileReader } from './file-reader.js'
+
+interface Extent {
+  offset: number
+  parts: Buffer[]
+  length: number
+}
+
+interface BlockState {
+  /** Generation and length as the replicas have them once the packets sent so far land. */
+  ref: BlockRef
+  located: LocatedBlock
+  /** Added by this writer and not yet created on any datanode. */
+  fresh: boolean
+  pipeline?: BlockPipeline
+  /** Data packets sent on the pipeline and not yet known acknowledged: sent again after a failure. */
+  sent: SentPacket[]
+  /** Nodes that failed in this block's pipelines. */
+  excluded: string[]
+  usedAt: number
+}
+
+interface SentPacket {
+  seqno: number
+  offset: number
+  data: Buffer
+}
+
+export class OpenFile {
+  private blocks: BlockState[]
+  /** Buffered writes, not yet in any pipeline; in write order, never overlapping. */
+  private dirty: Extent[] = []
+  private dirtyBytes = 0
+  /** Block ids changed since the namenode last recorded them. */
+  private readonly changed = new Set<number>()
+  private truncatedTo: number | undefined
+  /** When this mount last changed the file's bytes: its mtime at the next commit. */
+  private modifiedMs = 0
+  private lengthBytes: number
+  private clock = 0
+  /** Writes run one at a time: a flush, a truncate and a commit never interleave. */
+  private queue: Promise<unknown> = Promise.resolve()
+  private failure: LoamError | undefined
+  writable = false
+
+  constructor(
+    private readonly client: LoamClient,
+    public path: string,
+    public status: FileStatus,
+    located: LocatedBlock[],
+  ) {
+    this.blocks = located.map((lb) => ({ ref: { ...lb.block! }, located: lb, fresh: false, sent: [], excluded: [], usedAt: 0 }))
+    this.lengthBytes = status.lengthBytes
+  }
+
+  get size(): number {
+    return this.lengthBytes
+  }
+
+  get blockSizeBytes(): number {
+    return this.status.blockSizeBytes
+  }
+
+  /** Takes the lease; a file this client just created holds it already (leaseLimitMs from Create). */
+  async openForWrite(created: boolean, leaseLimitMs = 0): Promise<void> {
+    if (this.writable) return
+    if (!created) {
+      const res = await this.client.nn.call('OpenForWrite', { path: this.path, clientName: this.client.clientName })
+      this.status = res.status ?? this.status
+      leaseLimitMs = res.leaseLimitMs ?? 0
+    }
+    this.client.writerOpened(leaseLimitMs)
+    this.writable = true
+  }
+
+  /** data must not be reused by the caller: it is kept until flushed. */
+  write(offset: number, data: Buffer): Promise<void> {
+    this.checkWritable()
+    const end = offset + data.length
+    // Overlapping buffered writes go out first, so later bytes always win.
+    if (this.dirty.some((e) => e.offset < end && offset < e.offset + e.length)) {
+      return this.serial(async () => {
+        await this.flushDirty()
+        this.buffer(offset, data)
+      })
+    }
+    this.buffer(offset, data)
+    return this.dirtyBytes >= OPEN_FILE_DIRTY_BYTES_MAX ? this.serial(() => this.flushDirty()) : Promise.resolve()
+  }
+
+  private buffer(offset: number, data: Buffer): void {
+    const last = this.dirty[this.dirty.length - 1]
+    if (last && last.offset + last.length === offset) {
+      last.parts.push(data)
+      last.length += data.length
+    } else {
+      this.dirty.push({ offset, parts: [data], length: data.length })
+    }
+    this.dirtyBytes += data.length
+    this.lengthBytes = Math.max(this.lengthBytes, offset + data.length)
+    this.modifiedMs = Date.now()
+  }
+
+  /** Bytes [offset, offset+length) as this mount last wrote them (read-your-writes). */
+  async read(offset: number, length: number): Promise<Buffer> {
+    const end = Math.min(offset + length, this.lengthBytes)
+    if (end <= offset) return Buffer.alloc(0)
+    if (this.dirty.length > 0 && (end > this.materializedBytes() || this.dirty.some((e) => e.offset < end && offset < e.offset + e.length))) {
+      await this.serial(() => this.flushDirty())
+    }
+    await this.serial(() => this.settle(offset, end))
+    const located = this.blocks.map((b, i) => ({ ...b.located, block: b.ref, offsetBytes: i * this.blockSizeBytes }))
+    const reader = new FileReader(this.client, this.path, { ...this.status, lengthBytes: this.materializedBytes() }, located)
+    const pieces: Buffer[] = []
+    for await (const piece of reader.read(offset, end - offset)) pieces.push(piece)
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces)
+  }
+
+  /** Durable on every live replica of each pipeline, lengths recorded at the namenode. */
+  fsync(): Promise<void> {
+    return this.serial(async () => {
+      if (!this.writable) return
+      await this.flushDirty()
+      const open = this.blocks.filter((b) => b.pipeline)
+      await Promise.all(
+        open.map((b) =>
+          this.onPipeline(b, async (p) => {
+            await p.acknowledged(await p.send(b.ref.lengthBytes, Buffer.alloc(0), { sync: true }))
+          }),
+        ),
+      )
+      await this.commit(false)
+    })
+  }
+
+  truncate(lengthBytes: number): Promise<void> {
+    this.checkWritable()
+    if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 0) throw new LoamError('invalid-argument', `${this.path}: cannot truncate to ${lengthBytes}`)
+    return this.serial(async () => {
+      await this.flushDirty()
+      const bs = this.blockSizeBytes
+      const keep = Math.ceil(lengthBytes / bs)
+      if (keep < this.blocks.length) {
+        for (const b of this.blocks.splice(keep)) {
+          b.pipeline?.abort(new LoamError('io', 'truncated'))
+          this.changed.delete(b.ref.id)
+        }
+        this.truncatedTo = keep
+      }
+      const tail = this.blocks[keep - 1]
+      const within = lengthBytes - (keep - 1) * bs
+      if (tail && tail.ref.lengthBytes > within) {
+        await this.finishPipeline(tail)
+        await this.openPipeline(tail, within)
+      }
+      this.lengthBytes = lengthBytes
+      this.modifiedMs = Date.now()
+      await this.extendTo(lengthBytes)
+      await this.commit(false)
+    })
+  }
+
+  /** The last handle closed: everything durable, pipelines finished, lease given back. */
+  close(): Promise<void> {
+    return this.serial(async () => {
+      if (!this.writable) return
+      await this.flushDirty()
+      await Promise.all(this.blocks.filter((b) => b.pipeline).map((b) => this.finishPipeline(b)))
+      await this.commit(true)
+      this.writable = false
+      this.client.writerClosed()
+    })
+  }
+
+  /** Gives up without committing (the mount is going away): lease recovery keeps what replicas hold. */
+  abandon(): void {
+    for (const b of this.blocks) b.pipeline?.abort(new LoamError('io', 'the mount closed'))
+    if (this.writable) this.client.writerClosed()
+    this.writable = false
+  }
+
+  private checkWritable(): void {
+    if (this.failure) throw this.failure
+    if (!this.writable) throw new LoamError('permission', `${this.path}: not open for writing`)
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn)
+    this.queue = run.catch(() => undefined)
+    return run.catch((err: unknown) => {
+      // A failed pipeline leaves replicas in an unknown state: this handle stops writing, recovery settles them.
+      if (err instanceof LoamError && err.code !== 'invalid-argument') this.failure ??= err
+      throw err
+    })
+  }
+
+  private materializedBytes(): number {
+    return this.blocks.reduce((sum, b) => sum + b.ref.lengthBytes, 0)
+  }
+
+  /** Packets sent for [from, to) have reached every replica. */
+  private async settle(from: number, to: number): Promise<void> {
+    const bs = this.blockSizeBytes
+    for (let i = Math.floor(from / bs); i * bs < to && i < this.blocks.length; i++) {
+      const b = this.blocks[i]!
+      if (b.pipeline) await this.onPipeline(b, (p) => p.acknowledged(p.lastSent))
+    }
+  }
+
+  private async flushDirty(): Promise<void> {
+    const extents = this.dirty.sort((a, b) => a.offset - b.offset)
+    this.dirty = []
+    this.dirtyBytes = 0
+    for (const e of extents) {
+      const data = e.parts.length === 1 ? e.parts[0]! : Buffer.concat(e.parts, e.length)
+      await this.extendTo(e.offset)
+      let pos = e.offset
+      while (pos < e.offset + e.length) {
+        const bs = this.blockSizeBytes
+        const index = Math.floor(pos / bs)
+        const inBlock = pos - index * bs
+        // Packets end on chunk boundaries, so only the first and last of a write need a partial chunk merged.
+        const room = Math.min(PACKET_BYTES_MAX - (inBlock % CHUNK_BYTES), bs - inBlock, e.offset + e.length - pos)
+        await this.ensureBlocks(index)
+        await this.sendTo(this.blocks[index]!, inBlock, data.subarray(pos - e.offset, pos - e.offset + room))
+        pos += room
+      }
+    }
+  }
+
+  /** Makes the file at least lengthBytes long on the replicas (zeros, sparse on disk). */
+  private async extendTo(lengthBytes: number): Promise<void> {
+    const materialized = this.materializedBytes()
+    if (lengthBytes <= materialized) return
+    const bs = this.blockSizeBytes
+    const index = Math.floor((lengthBytes - 1) / bs)
+    await this.ensureBlocks(index)
+    const b = this.blocks[index]!
+    const within = lengthBytes - index * bs
+    if (b.ref.lengthBytes < within) await this.sendTo(b, within - 1, Buffer.alloc(1))
+  }
+
+  /** Blocks up to index exist; every block before the last is full (zeros where never written). */
+  private async ensureBlocks(index: number): Promise<void> {
+    const bs = this.blockSizeBytes
+    while (this.blocks.length <= index) {
+      const tail = this.blocks[this.blocks.length - 1]
+      if (tail && tail.ref.lengthBytes < bs) await this.sendTo(tail, bs - 1, Buffer.alloc(1))
+      const lb = await this.client.nn.call('AddBlock', {
+        path: this.path,
+        inodeId: this.status.inodeId,
+        clientName: this.client.clientName,
+        previous: null,
+        writerNode: this.client.nodeId,
+        excludedNodes: [],
+        randomWrites: true,
+      })
+      assert(lb.block, 'AddBlock names its block')
+      this.blocks.push({ ref: { ...lb.block }, located: lb, fresh: true, sent: [], excluded: [], usedAt: 0 })
+      if (this.blocks.length <= index) await this.sendTo(this.blocks[this.blocks.length - 1]!, bs - 1, Buffer.alloc(1))
+    }
+  }
+
+  private async sendTo(b: BlockState, offsetInBlock: number, data: Buffer): Promise<void> {
+    if (!b.pipeline) await this.openPipeline(b)
+    b.usedAt = ++this.clock
+    await this.onPipeline(b, async (p) => {
+      const acked = p.ackedSeqno
+      if (b.sent.length > 64 && b.sent[0]!.seqno <= acked) b.sent = b.sent.filter((x) => x.seqno > acked)
+      b.sent.push({ seqno: await p.send(offsetInBlock, data), offset: offsetInBlock, data })
+    })
+    b.ref.lengthBytes = Math.max(b.ref.lengthBytes, offsetInBlock + data.length)
+    this.changed.add(b.ref.id)
+  }
+
+  /** A pipeline to the block's replicas: a new replica for a fresh block, else an update under a new generation. */
+  private async openPipeline(b: BlockState, resizeBytes?: number): Promise<void> {
+    const open = this.blocks.filter((x) => x.pipeline)
+    if (open.length >= OPEN_FILE_PIPELINES_MAX) await this.finishPipeline(open.reduce((a, x) => (x.usedAt < a.usedAt ? x : a)))
+    if (b.fresh) {
+      b.pipeline = await BlockPipeline.open(b.located, this.client.clientName, this.client.timeoutMs, resizeBytes === undefined ? {} : { resizeBytes })
+      b.fresh = false
+    } else {
+      const lb = await this.client.nn.call('UpdateBlock', { path: this.path, inodeId: this.status.inodeId, clientName: this.client.clientName, blockId: b.ref.id, excludedNodes: b.excluded })
+      assert(lb.block, 'UpdateBlock names its block')
+      const oldGenStamp = b.ref.genStamp
+      b.ref.genStamp = lb.block.genStamp
+      b.located = lb
+      b.pipeline = await BlockPipeline.open(lb, this.client.clientName, this.client.timeoutMs, resizeBytes === undefined ? { oldGenStamp } : { oldGenStamp, resizeBytes })
+    }
+    if (resizeBytes !== undefined) b.ref.lengthBytes = resizeBytes
+    this.changed.add(b.ref.id)
+  }
+
+  private async finishPipeline(b: BlockState): Promise<void> {
+    if (!b.pipeline) return
+    await this.onPipeline(b, async (p) => p.finish(await p.send(b.ref.lengthBytes, Buffer.alloc(0), { last: true })))
+    b.pipeline = undefined
+    b.sent = []
+  }
+
+  /**
+   * Runs op on the block's pipeline; when a datanode of it fails, the block
+   * goes on without that node under a new generation stamp (as HDFS recovers
+   * a pipeline): every packet not yet acknowledged is sent again, in order
+   * (writes in place are idempotent), and op runs again.
+   */
+  private async onPipeline<T>(b: BlockState, op: (p: BlockPipeline) => Promise<T>): Promise<T> {
+    for (;;) {
+      const p = b.pipeline
+      assert(p, 'the block has an open pipeline')
+      try {
+        return await op(p)
+      } catch (err) {
+        if (p.failedNode === undefined) throw err
+        const pending = b.sent.filter((x) => x.seqno > p.ackedSeqno)
+        p.abort(new LoamError('io', 'pipeline replaced'))
+        b.pipeline = undefined
+        b.excluded.push(p.failedNode)
+        if (b.excluded.length >= this.status.replication + 1) throw err
+        await this.openPipeline(b)
+        b.sent = []
+        for (const x of pending) b.sent.push({ seqno: await b.pipeline!.send(x.offset, x.data), offset: x.offset, data: x.data })
+      }
+    }
+  }
+
+  private async commit(close: boolean): Promise<void> {
+    if (!close && this.changed.size === 0 && this.truncatedTo === undefined) return
+    const blocks = this.blocks.filter((b) => this.changed.has(b.ref.id)).map((b) => ({ ...b.ref }))
+    const res = await this.client.nn.call('CommitBlocks', {
+      path: this.path,
+      inodeId: this.status.inodeId,
+      clientName: this.client.clientName,
+      blocks,
+      truncate: this.truncatedTo !== undefined,
+      blockCount: this.truncatedTo ?? 0,
+      close,
+      mtimeMs: this.modifiedMs,
+    })
+    this.changed.clear()
+    this.truncatedTo = undefined
+    if (res.status) this.status = res.status
+  }
+}

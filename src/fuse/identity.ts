@@ -1,0 +1,48 @@
+// Users and groups of this machine: the namespace stores names, the kernel speaks numbers.
+import { readFileSync } from 'node:fs'
+
+const NOBODY = 65534
+
+function table(file: string): { byName: Map<string, number>; byId: Map<number, string> } {
+  const byName = new Map<string, number>()
+  const byId = new Map<number, string>()
+  let text = ''
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch {
+    // A machine without the file: names and numbers pass through as digits.
+  }
+  for (const line of text.split('\n')) {
+    const [name, , id] = line.split(':')
+    const n = Number(id)
+    if (!name || !Number.isInteger(n)) continue
+    byName.set(name, n)
+    if (!byId.has(n)) byId.set(n, name)
+  }
+  return { byName, byId }
+}
+
+export class Identities {
+  private readonly users = table('/etc/passwd')
+  private readonly groups = table('/etc/group')
+
+  uid(user: string): number {
+    return this.users.byName.get(user) ?? numeric(user)
+  }
+
+  gid(group: string): number {
+    return this.groups.byName.get(group) ?? numeric(group)
+  }
+
+  user(uid: number): string {
+    return this.users.byId.get(uid) ?? String(uid)
+  }
+
+  group(gid: number): string {
+    return this.groups.byId.get(gid) ?? String(gid)
+  }
+}
+
+function numeric(name: string): number {
+  return /^\d+$/.test(name) ? Number(name) : NOBODY
+}

@@ -1,0 +1,148 @@
+// Serves a LoamFilesystem on a mountpoint through libfuse: callbacks in, async
+// operations out, every failure one errno. Runs in its own process (`loam
+// mount`): a process serving a mount must never make calls into it.
+import { readFile, stat } from 'node:fs/promises'
+import path from 'node:path'
+import Fuse, { type FuseOps, type FuseTime } from '#fuse-native'
+import { LoamClient } from '../client/client.js'
+import { initChecksums } from '../common/checksum.js'
+import type { Address } from '../common/address.js'
+import type { Logger } from '../common/log.js'
+import { LoamError } from '../rpc/errors.js'
+import { FUSE_IO_BYTES_MAX } from '../limits.js'
+import { errnoOf } from './errno.js'
+import { LoamFilesystem, type Caller } from './filesystem.js'
+
+export interface MountOptions {
+  dir: string
+  namenode: Address
+  nodeId?: string
+  timeoutMs: number
+  readOnly: boolean
+  log: Logger
+}
+
+export interface MountHandle {
+  dir: string
+  /** Resolves once the mount is gone (unmounted from here or by `loam umount`). */
+  closed: Promise<void>
+  unmount(): Promise<void>
+}
+
+export async function serveMount(opts: MountOptions): Promise<MountHandle> {
+  const dir = path.resolve(opts.dir)
+  const st = await stat(dir).catch(() => undefined)
+  if (!st?.isDirectory()) throw new LoamError('not-found', `${dir}: no such directory to mount on; create it first`)
+  await initChecksums()
+  const client = new LoamClient({ namenode: opts.namenode, nodeId: opts.nodeId, timeoutMs: opts.timeoutMs })
+  // Fail now, with the namenode's own error, rather than serve a mount that answers EIO.
+  try {
+    await client.stat('/')
+  } catch (err) {
+    client.close()
+    throw err
+  }
+  const fs = new LoamFilesystem(client, opts.readOnly)
+  const fuse: Fuse = new Fuse(dir, adapt(fs, () => fuse.context(), opts.log), {
+    force: true,
+    // The kernel checks mode bits, owner and group for the calling user against what getattr reports.
+    allowOther: true,
+    defaultPermissions: true,
+    // The page cache is kept while size and mtime stay the same: close-to-open between mounts.
+    autoCache: true,
+    attrTimeout: 1,
+    entryTimeout: 1,
+    useIno: true,
+    bigWrites: true,
+    maxWrite: FUSE_IO_BYTES_MAX,
+    maxRead: FUSE_IO_BYTES_MAX,
+    // Every call is bounded by the client's own timeout (--timeout), which answers EIO.
+    timeout: false,
+    fsname: 'loam',
+    subtype: 'loam',
+  })
+  await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(new LoamError('io', `${dir}: ${err.message}`)) : resolve())))
+  opts.log.info({ dir, namenode: client.namenode, readOnly: opts.readOnly }, 'mounted')
+
+  let finish!: () => void
+  const closed = new Promise<void>((resolve) => (finish = resolve))
+  let stopping = false
+  const stop = async (unmountFirst: boolean): Promise<void> => {
+    if (stopping) return closed
+    stopping = true
+    clearInterval(watch)
+    if (unmountFirst) await new Promise<void>((resolve) => fuse.unmount(() => resolve()))
+    await fs.closeAll()
+    client.close()
+    opts.log.info({ dir }, 'unmounted')
+    finish()
+  }
+  // `loam umount` (fusermount -u) ends the mount from outside: notice it and stop.
+  const watch = setInterval(() => {
+    void isMounted(dir).then((mounted) => {
+      if (!mounted) void stop(false)
+    })
+  }, 500)
+  return { dir, closed, unmount: () => stop(true) }
+}
+
+export async function isMounted(dir: string): Promise<boolean> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')
+  const target = path.resolve(dir)
+  return text.split('\n').some((line) => unescapeMount(line.split(' ')[4] ?? '') === target)
+}
+
+function unescapeMount(field: string): string {
+  return field.replace(/\\(\d{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)))
+}
+
+/** The callback shapes libfuse's binding expects, around the filesystem's async operations. */
+function adapt(fs: LoamFilesystem, context: () => Caller, log: Logger): FuseOps {
+  const fail = (op: string, p: string, err: unknown): number => {
+    const errno = errnoOf(err)
+    if (errno === -5) log.warn({ op, path: p, err: (err as Error).message }, 'operation failed')
+    return errno
+  }
+  const value = <T>(op: string, p: string, work: Promise<T>, cb: (err: number, value?: T) => void): void => {
+    work.then((v) => cb(0, v), (err: unknown) => cb(fail(op, p, err)))
+  }
+  const done = (op: string, p: string, work: Promise<unknown>, cb: (err: number) => void): void => {
+    work.then(() => cb(0), (err: unknown) => cb(fail(op, p, err)))
+  }
+  const count = (op: string, p: string, work: Promise<number>, cb: (result: number) => void): void => {
+    work.then(cb, (err: unknown) => cb(fail(op, p, err)))
+  }
+  const ms = (t: FuseTime): number => (t === 'now' ? Date.now() : t === 'omit' ? 0 : t)
+  return {
+    init: (cb) => cb(0),
+    getattr: (p, cb) => value('getattr', p, fs.getattr(p), cb),
+    fgetattr: (p, fd, cb) => value('fgetattr', p, fs.fgetattr(p, fd), cb),
+    readdir: (p, cb) => value('readdir', p, fs.readdir(p), cb),
+    access: (p, _mode, cb) => done('access', p, fs.access(p), cb),
+    statfs: (p, cb) => value('statfs', p, fs.statfs(), cb),
+    open: (p, flags, cb) => value('open', p, fs.open(p, flags), cb),
+    create: (p, mode, cb) => value('create', p, fs.create(p, mode, context()), cb),
+    read: (p, fd, buf, len, pos, cb) => count('read', p, fs.read(p, fd, buf, len, pos), cb),
+    write: (p, fd, buf, len, pos, cb) => count('write', p, fs.write(p, fd, buf, len, pos), cb),
+    flush: (p, fd, cb) => done('flush', p, fs.flush(p, fd), cb),
+    fsync: (p, _datasync, fd, cb) => done('fsync', p, fs.fsync(p, fd), cb),
+    release: (p, fd, cb) => done('release', p, fs.release(p, fd), cb),
+    truncate: (p, size, cb) => done('truncate', p, fs.truncate(p, size), cb),
+    ftruncate: (p, fd, size, cb) => done('ftruncate', p, fs.ftruncate(p, fd, size), cb),
+    mkdir: (p, mode, cb) => done('mkdir', p, fs.mkdir(p, mode, context()), cb),
+    unlink: (p, cb) => done('unlink', p, fs.unlink(p), cb),
+    rmdir: (p, cb) => done('rmdir', p, fs.rmdir(p), cb),
+    rename: (src, dst, cb) => done('rename', src, fs.rename(src, dst), cb),
+    link: (src, dst, cb) => done('link', src, fs.link(src, dst), cb),
+    symlink: (target, p, cb) => done('symlink', p, fs.symlink(target, p, context()), cb),
+    readlink: (p, cb) => value('readlink', p, fs.readlink(p), cb),
+    chmod: (p, mode, cb) => done('chmod', p, fs.chmod(p, mode), cb),
+    chown: (p, uid, gid, cb) => done('chown', p, fs.chown(p, uid, gid), cb),
+    utimens: (p, atime, mtime, cb) => done('utimens', p, fs.utimens(p, ms(atime), ms(mtime)), cb),
+    // The value is FUSE memory, valid only until the reply: keep a copy.
+    setxattr: (p, name, v, _position, flags, cb) => done('setxattr', p, fs.setxattr(p, name, Buffer.from(v), flags), cb),
+    getxattr: (p, name, _position, cb) => value('getxattr', p, fs.getxattr(p, name), cb),
+    listxattr: (p, cb) => value('listxattr', p, fs.listxattr(p), cb),
+    removexattr: (p, name, cb) => done('removexattr', p, fs.removexattr(p, name), cb),
+  }
+}
