@@ -224,7 +224,7 @@ export function registerClusterCommands(program: Command): void {
           }
           process.stdout.write(`Loam is up: namenode ${nnRpc} (status: http://${record.namenode.http}/status), ${nodes} datanodes in ${racks} racks, data and logs in ${dir}\n`)
           if (record.mount) process.stdout.write(`The cluster filesystem is mounted on ${record.mount}.\n`)
-          if (f.demo) await runDemo(CLI_PATH, nnRpc, dir)
+          if (f.demo) await runDemo(CLI_PATH, nnRpc, dir, record.mount)
           process.stdout.write('Ctrl-C stops the cluster.\n')
         } catch (err) {
           await stopAll(mounts)

@@ -7,7 +7,7 @@ import { promisify } from 'node:util'
 
 const run = promisify(execFile)
 
-export async function runDemo(cliPath: string, namenode: string, dir: string): Promise<void> {
+export async function runDemo(cliPath: string, namenode: string, dir: string, mount: string | null): Promise<void> {
   const env = { ...process.env, LOAM_NAMENODE: namenode }
   const sample = path.join(dir, 'sample.txt')
   const copy = path.join(dir, 'sample.copy.txt')
@@ -26,5 +26,17 @@ export async function runDemo(cliPath: string, namenode: string, dir: string): P
   const digest = async (f: string): Promise<string> => createHash('sha256').update(await readFile(f)).digest('hex').slice(0, 16)
   const [a, b] = await Promise.all([digest(sample), digest(copy)])
   process.stdout.write(`\nsha256 of the file put: ${a}, of the file got back: ${b} (${a === b ? 'identical' : 'DIFFERENT'})\n`)
-  process.stdout.write(`\nTry it from another terminal (npx loam, or node ${path.relative(process.cwd(), cliPath)}):\n  export LOAM_NAMENODE=${namenode}\n  npx loam fs put ./some-file /some-file\n  npx loam fs ls -l /\n  npx loam fs get /some-file ./some-file.copy\n  npx loam fsck /\n`)
+  if (mount) {
+    // Ordinary tools on the mount, each in its own process (this one must never block on a mount).
+    const sh = async (command: string): Promise<void> => {
+      process.stdout.write(`\n$ ${command}\n`)
+      const { stdout, stderr } = await run('sh', ['-c', command], { cwd: dir, maxBuffer: 16 << 20 })
+      process.stdout.write(stdout + stderr)
+    }
+    const m = path.relative(dir, mount) || '.'
+    await sh(`cp sample.txt ${m}/demo/copied-through-the-mount.txt`)
+    await sh(`ls -l ${m}/demo`)
+    await sh(`sha256sum sample.txt ${m}/demo/sample.txt ${m}/demo/copied-through-the-mount.txt | cut -c1-16,65-`)
+  }
+  process.stdout.write(`\nTry it from another terminal (npx loam, or node ${path.relative(process.cwd(), cliPath)}):\n  export LOAM_NAMENODE=${namenode}\n  npx loam fs put ./some-file /some-file\n  npx loam fs ls -l /\n  npx loam fs get /some-file ./some-file.copy\n  npx loam fsck /\n${mount ? `  ls -l ${mount}    (the cluster filesystem, mounted; any program can use it)\n` : ''}`)
 }
