@@ -1,14 +1,15 @@
-// `npm run bench -- <dfsio|nnbench|recovery|all> [options]`: benchmarks against a real
+// `npm run bench -- <dfsio|nnbench|recovery|fuse|all> [options]`: benchmarks against a real
 // multi-process cluster started for the run and always torn down, even on
 // error or Ctrl-C. Each prints a table and writes JSON under bench/results/.
 import { parseArgs } from 'node:util'
 import { parseSize } from '../src/common/units.js'
 import { runDfsio } from './dfsio.js'
+import { runFuse } from './fuse.js'
 import { Cleanup } from './lib.js'
 import { runNnbench } from './nnbench.js'
 import { runRecovery } from './recovery.js'
 
-const USAGE = `usage: npm run bench -- <dfsio|nnbench|recovery|all> [options]
+const USAGE = `usage: npm run bench -- <dfsio|nnbench|recovery|fuse|all> [options]
 
   dfsio     write and read one file at replication 1 and 3, beside the local disk
     --size SIZE          file size (default 1GiB)
@@ -34,7 +35,16 @@ const USAGE = `usage: npm run bench -- <dfsio|nnbench|recovery|all> [options]
     --no-verify          skip reading every file back at the end
     --log-level LEVEL    of every role (default warn; info logs every copy)
     --keep-logs DIR      copy every role's log to DIR before the cluster goes
-  all       dfsio, nnbench, then recovery, each with a cluster of its own
+  fuse      a FUSE mount of 3 datanodes (replication 3) beside a local directory, in
+            child processes: sequential write + fsync and cold read (MB/s), 4 KiB
+            random read and fsynced random write with fio (IOPS), create, stat and
+            unlink of empty files one at a time (files/s), ls -l of a directory the
+            mount has never listed (s); needs fio and python3, and root to drop the
+            page cache before reads
+    --size SIZE          sequential write and read (default 1GiB)
+    --files N            files created, stat'ed and unlinked; entries listed (default 10000)
+    --fio-seconds S      length of each fio run (default 10)
+  all       dfsio, nnbench, recovery, then fuse, each with a cluster of its own
 `
 
 function positiveInt(text: string, flag: string): number {
@@ -59,11 +69,13 @@ async function main(): Promise<number> {
       'max-wait': { type: 'string', default: '300' },
       'log-level': { type: 'string', default: 'warn' },
       'keep-logs': { type: 'string' },
+      files: { type: 'string', default: '10000' },
+      'fio-seconds': { type: 'string', default: '10' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
   const which = positionals[0]
-  if (values.help || !which || positionals.length > 1 || !['dfsio', 'nnbench', 'recovery', 'all'].includes(which)) {
+  if (values.help || !which || positionals.length > 1 || !['dfsio', 'nnbench', 'recovery', 'fuse', 'all'].includes(which)) {
     ;(values.help ? process.stdout : process.stderr).write(USAGE)
     return values.help ? 0 : 2
   }
@@ -107,6 +119,10 @@ async function main(): Promise<number> {
         logLevel: values['log-level'],
         logsDir: values['keep-logs'],
       })
+      await cleanup.run()
+    }
+    if (which === 'fuse' || which === 'all') {
+      await runFuse(cleanup, { sizeBytes, files: positiveInt(values.files, '--files'), fioSeconds: positiveInt(values['fio-seconds'], '--fio-seconds') })
     }
     return 0
   } finally {

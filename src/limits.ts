@@ -32,12 +32,18 @@ export const BLOCK_SIZE_DEFAULT_BYTES = 64 * 1024 * 1024
 
 /** Bytes a file open through a mount buffers before sending them down its pipelines. */
 export const OPEN_FILE_DIRTY_BYTES_MAX = 8 * 1024 * 1024
+/** A file read front to back through a mount is read in windows of this size, one ahead. */
+export const OPEN_FILE_READ_WINDOW_BYTES = 4 * 1024 * 1024
 /** Block pipelines one open file keeps open at once (the least recently written is finished first). */
 export const OPEN_FILE_PIPELINES_MAX = 4
 
 /** A mount's own attribute cache (besides the kernel's): entries and how long they stay fresh. */
 export const FUSE_ATTR_CACHE_ENTRIES_MAX = 200_000
 export const FUSE_ATTR_CACHE_MS = 1_000
+/** Attribute misses in one directory within a second before a mount fetches its whole listing. */
+export const FUSE_PREFETCH_AFTER_MISSES = 16
+/** Directories a mount tracks misses for at once. */
+export const FUSE_PREFETCH_DIRS_MAX = 1024
 /** The largest read or write the kernel sends a mount in one request. */
 export const FUSE_IO_BYTES_MAX = 128 * 1024
 /** Open file handles on one mount. */

@@ -111,8 +111,10 @@ export class FileReader {
     if (where.lengthBytes < to) throw new LoamError('io', `block ${lb.block!.id}: local replica has ${where.lengthBytes} bytes, expected ${to}`)
     const data = await open(where.dataPath, 'r')
     const meta = await open(where.metaPath, 'r')
+    // Whole chunks covering [from, to): their checksums can be verified, and no more is read than asked for.
+    const stop = Math.min(where.lengthBytes, Math.ceil(to / CHUNK_BYTES) * CHUNK_BYTES)
     const readPiece = async (pos: number): Promise<Piece> => {
-      const n = Math.min(LOCAL_READ_BYTES, where.lengthBytes - pos)
+      const n = Math.min(LOCAL_READ_BYTES, stop - pos)
       const buf = Buffer.allocUnsafe(n)
       const sums = Buffer.allocUnsafe(Math.ceil(n / CHUNK_BYTES) * CHECKSUM_BYTES)
       const [d, m] = await Promise.all([data.read(buf, 0, n, pos), meta.read(sums, 0, sums.length, REPLICA_META_HEADER_BYTES + (pos / CHUNK_BYTES) * CHECKSUM_BYTES)])

@@ -4,7 +4,7 @@
 // write-pipeline.ts), so a replica that misses a write is stale. fsync sends a
 // sync packet down every open pipeline and records the new lengths at the
 // namenode; close finishes the pipelines and gives the lease back.
-import { CHUNK_BYTES, OPEN_FILE_DIRTY_BYTES_MAX, OPEN_FILE_PIPELINES_MAX, PACKET_BYTES_MAX } from '../limits.js'
+import { CHUNK_BYTES, OPEN_FILE_DIRTY_BYTES_MAX, OPEN_FILE_PIPELINES_MAX, OPEN_FILE_READ_WINDOW_BYTES, PACKET_BYTES_MAX } from '../limits.js'
 import { assert, LoamError } from '../rpc/errors.js'
 import type { BlockRef, FileStatus, LocatedBlock } from '../rpc/messages.js'
 import { BlockPipeline } from './block-pipeline.js'
@@ -28,6 +28,10 @@ interface BlockState {
   sent: SentPacket[]
   /** Nodes that failed in this block's pipelines. */
   excluded: string[]
+  /** The length the namenode has recorded: fsync records lengths only when one moved. */
+  committedLength: number
+  /** The sync packet that last made this pipeline's data durable (-1: none on this pipeline). */
+  syncedSeqno: number
   usedAt: number
 }
 
@@ -52,6 +56,11 @@ export class OpenFile {
   /** Writes run one at a time: a flush, a truncate and a commit never interleave. */
   private queue: Promise<unknown> = Promise.resolve()
   private failure: LoamError | undefined
+  /** Read-ahead for a reader moving forward: window index -> its bytes. Dropped on any change. */
+  private readonly windows = new Map<number, Promise<Buffer>>()
+  private lastReadEnd = 0
+  /** The newest buffer flush running in the background. */
+  private flushing: Promise<void> | undefined
   writable = false
 
   constructor(
@@ -60,7 +69,7 @@ export class OpenFile {
     public status: FileStatus,
     located: LocatedBlock[],
   ) {
-    this.blocks = located.map((lb) => ({ ref: { ...lb.block! }, located: lb, fresh: false, sent: [], excluded: [], usedAt: 0 }))
+    this.blocks = located.map((lb) => ({ ref: { ...lb.block! }, located: lb, fresh: false, sent: [], excluded: [], committedLength: lb.block!.lengthBytes, syncedSeqno: -1, usedAt: 0 }))
     this.lengthBytes = status.lengthBytes
   }
 
@@ -96,10 +105,19 @@ export class OpenFile {
       })
     }
     this.buffer(offset, data)
-    return this.dirtyBytes >= OPEN_FILE_DIRTY_BYTES_MAX ? this.serial(() => this.flushDirty()) : Promise.resolve()
+    if (this.dirtyBytes < OPEN_FILE_DIRTY_BYTES_MAX) return Promise.resolve()
+    // The buffer goes out in the background while the next one fills; a writer waits only for the flush before.
+    const previous = this.flushing
+    const flush = this.serial(() => this.flushDirty())
+    this.flushing = flush.then(
+      () => undefined,
+      () => undefined, // the failure is kept and thrown by the next write, fsync or close
+    )
+    return previous ?? Promise.resolve()
   }
 
   private buffer(offset: number, data: Buffer): void {
+    this.windows.clear()
     const last = this.dirty[this.dirty.length - 1]
     if (last && last.offset + last.length === offset) {
       last.parts.push(data)
@@ -116,10 +134,41 @@ export class OpenFile {
   async read(offset: number, length: number): Promise<Buffer> {
     const end = Math.min(offset + length, this.lengthBytes)
     if (end <= offset) return Buffer.alloc(0)
-    if (this.dirty.length > 0 && (end > this.materializedBytes() || this.dirty.some((e) => e.offset < end && offset < e.offset + e.length))) {
-      await this.serial(() => this.flushDirty())
+    if (this.writable) {
+      if (this.dirty.length > 0 && (end > this.materializedBytes() || this.dirty.some((e) => e.offset < end && offset < e.offset + e.length))) {
+        await this.serial(() => this.flushDirty())
+      }
+      await this.serial(() => this.settle(offset, end))
     }
-    await this.serial(() => this.settle(offset, end))
+    // A reader moving forward gets whole windows, the next one read ahead; a random reader gets what it asked for.
+    const sequential = Math.abs(offset - this.lastReadEnd) <= OPEN_FILE_READ_WINDOW_BYTES
+    this.lastReadEnd = end
+    if (!sequential || this.blocks.some((b) => b.pipeline)) return this.readRange(offset, end)
+    const w = OPEN_FILE_READ_WINDOW_BYTES
+    const first = Math.floor(offset / w)
+    const last = Math.floor((end - 1) / w)
+    const parts: Buffer[] = []
+    for (let i = first; i <= last; i++) {
+      const data = await this.window(i)
+      parts.push(data.subarray(Math.max(0, offset - i * w), Math.min(data.length, end - i * w)))
+    }
+    for (const k of this.windows.keys()) if (k < first) this.windows.delete(k)
+    if ((last + 1) * w < this.materializedBytes()) this.window(last + 1).catch(() => undefined)
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+  }
+
+  private window(i: number): Promise<Buffer> {
+    let data = this.windows.get(i)
+    if (!data) {
+      const w = OPEN_FILE_READ_WINDOW_BYTES
+      data = this.readRange(i * w, Math.min((i + 1) * w, this.materializedBytes()))
+      this.windows.set(i, data)
+      data.catch(() => this.windows.delete(i))
+    }
+    return data
+  }
+
+  private async readRange(offset: number, end: number): Promise<Buffer> {
     const located = this.blocks.map((b, i) => ({ ...b.located, block: b.ref, offsetBytes: i * this.blockSizeBytes }))
     const reader = new FileReader(this.client, this.path, { ...this.status, lengthBytes: this.materializedBytes() }, located)
     const pieces: Buffer[] = []
@@ -131,12 +180,16 @@ export class OpenFile {
   fsync(): Promise<void> {
     return this.serial(async () => {
       if (!this.writable) return
+      if (this.failure) throw this.failure
       await this.flushDirty()
-      const open = this.blocks.filter((b) => b.pipeline)
+      // Only pipelines with packets since their last sync: the others' data is durable already.
+      const open = this.blocks.filter((b) => b.pipeline && b.pipeline.lastSent !== b.syncedSeqno)
       await Promise.all(
         open.map((b) =>
           this.onPipeline(b, async (p) => {
-            await p.acknowledged(await p.send(b.ref.lengthBytes, Buffer.alloc(0), { sync: true }))
+            const seqno = await p.send(b.ref.lengthBytes, Buffer.alloc(0), { sync: true })
+            await p.acknowledged(seqno)
+            b.syncedSeqno = seqno
           }),
         ),
       )
@@ -149,6 +202,7 @@ export class OpenFile {
     if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 0) throw new LoamError('invalid-argument', `${this.path}: cannot truncate to ${lengthBytes}`)
     return this.serial(async () => {
       await this.flushDirty()
+      this.windows.clear()
       const bs = this.blockSizeBytes
       const keep = Math.ceil(lengthBytes / bs)
       if (keep < this.blocks.length) {
@@ -175,17 +229,24 @@ export class OpenFile {
   close(): Promise<void> {
     return this.serial(async () => {
       if (!this.writable) return
-      await this.flushDirty()
-      await Promise.all(this.blocks.filter((b) => b.pipeline).map((b) => this.finishPipeline(b)))
-      await this.commit(true)
-      this.writable = false
-      this.client.writerClosed()
+      try {
+        if (this.failure) throw this.failure
+        await this.flushDirty()
+        await Promise.all(this.blocks.filter((b) => b.pipeline).map((b) => this.finishPipeline(b)))
+        await this.commit(true)
+      } finally {
+        // Committed, or failed: either way this handle is done; after a failure lease recovery settles the replicas.
+        this.abandon()
+      }
     })
   }
 
   /** Gives up without committing (the mount is going away): lease recovery keeps what replicas hold. */
   abandon(): void {
-    for (const b of this.blocks) b.pipeline?.abort(new LoamError('io', 'the mount closed'))
+    for (const b of this.blocks) {
+      b.pipeline?.abort(new LoamError('io', 'the file was closed'))
+      b.pipeline = undefined
+    }
     if (this.writable) this.client.writerClosed()
     this.writable = false
   }
@@ -223,7 +284,6 @@ export class OpenFile {
     this.dirty = []
     this.dirtyBytes = 0
     for (const e of extents) {
-      const data = e.parts.length === 1 ? e.parts[0]! : Buffer.concat(e.parts, e.length)
       await this.extendTo(e.offset)
       let pos = e.offset
       while (pos < e.offset + e.length) {
@@ -233,7 +293,7 @@ export class OpenFile {
         // Packets end on chunk boundaries, so only the first and last of a write need a partial chunk merged.
         const room = Math.min(PACKET_BYTES_MAX - (inBlock % CHUNK_BYTES), bs - inBlock, e.offset + e.length - pos)
         await this.ensureBlocks(index)
-        await this.sendTo(this.blocks[index]!, inBlock, data.subarray(pos - e.offset, pos - e.offset + room))
+        await this.sendTo(this.blocks[index]!, inBlock, slice(e, pos - e.offset, pos - e.offset + room))
         pos += room
       }
     }
@@ -267,7 +327,7 @@ export class OpenFile {
         randomWrites: true,
       })
       assert(lb.block, 'AddBlock names its block')
-      this.blocks.push({ ref: { ...lb.block }, located: lb, fresh: true, sent: [], excluded: [], usedAt: 0 })
+      this.blocks.push({ ref: { ...lb.block }, located: lb, fresh: true, sent: [], excluded: [], committedLength: 0, syncedSeqno: -1, usedAt: 0 })
       if (this.blocks.length <= index) await this.sendTo(this.blocks[this.blocks.length - 1]!, bs - 1, Buffer.alloc(1))
     }
   }
@@ -300,6 +360,8 @@ export class OpenFile {
       b.pipeline = await BlockPipeline.open(lb, this.client.clientName, this.client.timeoutMs, resizeBytes === undefined ? { oldGenStamp } : { oldGenStamp, resizeBytes })
     }
     if (resizeBytes !== undefined) b.ref.lengthBytes = resizeBytes
+    // A resize happened at open and is not durable until a sync packet follows.
+    b.syncedSeqno = resizeBytes === undefined ? -1 : -2
     this.changed.add(b.ref.id)
   }
 
@@ -337,7 +399,8 @@ export class OpenFile {
   }
 
   private async commit(close: boolean): Promise<void> {
-    if (!close && this.changed.size === 0 && this.truncatedTo === undefined) return
+    // An update in place had its generation recorded when it began: fsync records only lengths that moved.
+    if (!close && this.truncatedTo === undefined && this.blocks.every((b) => b.ref.lengthBytes === b.committedLength)) return
     const blocks = this.blocks.filter((b) => this.changed.has(b.ref.id)).map((b) => ({ ...b.ref }))
     const res = await this.client.nn.call('CommitBlocks', {
       path: this.path,
@@ -350,7 +413,27 @@ export class OpenFile {
       mtimeMs: this.modifiedMs,
     })
     this.changed.clear()
+    for (const b of this.blocks) b.committedLength = b.ref.lengthBytes
     this.truncatedTo = undefined
     if (res.status) this.status = res.status
   }
+}
+
+/** Bytes [from, to) of an extent: a view when they lie in one of its parts (the usual case), else a copy. */
+function slice(e: Extent, from: number, to: number): Buffer {
+  let start = 0
+  for (let i = 0; i < e.parts.length; i++) {
+    const part = e.parts[i]!
+    if (from < start + part.length) {
+      if (to <= start + part.length) return part.subarray(from - start, to - start)
+      const pieces: Buffer[] = []
+      for (let j = i, at = start; j < e.parts.length && at < to; at += e.parts[j]!.length, j++) {
+        const p = e.parts[j]!
+        pieces.push(p.subarray(Math.max(0, from - at), Math.min(p.length, to - at)))
+      }
+      return Buffer.concat(pieces, to - from)
+    }
+    start += part.length
+  }
+  return Buffer.alloc(0)
 }

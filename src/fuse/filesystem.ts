@@ -6,7 +6,7 @@ import type { LoamClient } from '../client/client.js'
 import { OpenFile } from '../client/open-file.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, type FileStatus } from '../rpc/messages.js'
-import { FUSE_ATTR_CACHE_ENTRIES_MAX, FUSE_ATTR_CACHE_MS, FUSE_HANDLES_MAX } from '../limits.js'
+import { FUSE_ATTR_CACHE_ENTRIES_MAX, FUSE_ATTR_CACHE_MS, FUSE_HANDLES_MAX, FUSE_PREFETCH_AFTER_MISSES, FUSE_PREFETCH_DIRS_MAX } from '../limits.js'
 import { Identities } from './identity.js'
 
 export interface Stat {
@@ -64,6 +64,8 @@ export class LoamFilesystem {
   /** One OpenFile per inode in this mount, shared by its handles: read-your-writes across them. */
   private readonly files = new Map<number, { file: OpenFile; handles: number; writers: number }>()
   private nextHandle = 1
+  /** Per directory: attribute misses in the current second, and whether its listing is being fetched. */
+  private readonly misses = new Map<string, { count: number; sinceMs: number; prefetching: boolean }>()
 
   constructor(
     private readonly client: LoamClient,
@@ -125,7 +127,7 @@ export class LoamFilesystem {
       this.as(caller),
     )
     const status = must(res.status, path)
-    this.forgetWithParent(path)
+    this.remember(path, status, Date.now())
     const entry = { file: new OpenFile(this.client, path, status, []), handles: 0, writers: 0 }
     await entry.file.openForWrite(true, res.leaseLimitMs)
     return this.addHandle(status.inodeId, entry, true)
@@ -201,30 +203,27 @@ export class LoamFilesystem {
   async mkdir(path: string, mode: number, caller?: Caller): Promise<void> {
     this.checkWritable(path)
     await this.client.nn.call('Mkdirs', { path, mode: mode & 0o7777, parents: false }, this.as(caller))
-    this.forgetWithParent(path)
+    this.forget(path)
   }
 
+  /** The kernel sends unlink only for non-directories and rmdir only for directories. */
   async unlink(path: string): Promise<void> {
     this.checkWritable(path)
-    const status = await this.status(path)
-    if (status.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${path}: is a directory`)
     await this.client.delete(path, false)
-    this.forgetWithParent(path)
+    this.forget(path)
   }
 
   async rmdir(path: string): Promise<void> {
     this.checkWritable(path)
-    const status = await this.status(path)
-    if (status.type !== InodeType.DIRECTORY) throw new LoamError('not-a-directory', `${path}: not a directory`)
     await this.client.delete(path, false)
-    this.forgetWithParent(path)
+    this.forget(path)
   }
 
   async rename(src: string, dst: string): Promise<void> {
     this.checkWritable(src)
     await this.client.rename(src, dst, true)
-    this.forgetWithParent(src)
-    this.forgetWithParent(dst)
+    this.forget(src)
+    this.forget(dst)
     // A directory's descendants moved too.
     for (const key of this.attrs.keys()) if (key.startsWith(src + '/')) this.attrs.delete(key)
   }
@@ -233,13 +232,13 @@ export class LoamFilesystem {
     this.checkWritable(dst)
     await this.client.nn.call('Link', { src, dst })
     this.attrs.delete(src)
-    this.forgetWithParent(dst)
+    this.forget(dst)
   }
 
   async symlink(target: string, path: string, caller?: Caller): Promise<void> {
     this.checkWritable(path)
     await this.client.nn.call('Symlink', { target, path }, this.as(caller))
-    this.forgetWithParent(path)
+    this.forget(path)
   }
 
   async readlink(path: string): Promise<string> {
@@ -275,9 +274,12 @@ export class LoamFilesystem {
   async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
     this.checkWritable(path)
     await this.client.nn.call('SetXattr', { path, name, value, create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 })
+    this.attrs.delete(path)
   }
 
   async getxattr(path: string, name: string): Promise<Buffer> {
+    // The kernel asks for security.capability before every write, and ls for ACLs on every entry: most files have none.
+    if ((await this.status(path)).xattrCount === 0) throw new LoamError('no-xattr', `${path}: no xattr ${name}`)
     const { xattrs } = await this.client.nn.call('GetXattrs', { path })
     const value = xattrs[name]
     if (value === undefined) throw new LoamError('no-xattr', `${path}: no xattr ${name}`)
@@ -285,12 +287,14 @@ export class LoamFilesystem {
   }
 
   async listxattr(path: string): Promise<string[]> {
+    if ((await this.status(path)).xattrCount === 0) return []
     return Object.keys((await this.client.nn.call('GetXattrs', { path })).xattrs)
   }
 
   async removexattr(path: string, name: string): Promise<void> {
     this.checkWritable(path)
     await this.client.nn.call('RemoveXattr', { path, name })
+    this.attrs.delete(path)
   }
 
   /** The mount is going away: open files are closed as they are (durable up to their last fsync). */
@@ -332,7 +336,32 @@ export class LoamFilesystem {
     if (cached && cached.expires > Date.now()) return cached.status
     const status = await this.client.stat(path)
     this.remember(path, status, Date.now())
+    // Only entries that exist count: a program creating files misses on every new name.
+    this.noteMiss(path)
     return status
+  }
+
+  /**
+   * A program walking a directory (find, rsync, git status) asks for its
+   * entries one by one: after a few misses in one directory, its listing is
+   * fetched a page at a time into the cache, as NFS's readdirplus would.
+   */
+  private noteMiss(path: string): void {
+    const dir = path.slice(0, Math.max(1, path.lastIndexOf('/')))
+    const now = Date.now()
+    const m = this.misses.get(dir)
+    if (!m || now - m.sinceMs > FUSE_ATTR_CACHE_MS) {
+      if (this.misses.size >= FUSE_PREFETCH_DIRS_MAX) this.misses.clear()
+      this.misses.set(dir, { count: 1, sinceMs: now, prefetching: false })
+      return
+    }
+    if (++m.count < FUSE_PREFETCH_AFTER_MISSES || m.prefetching) return
+    m.prefetching = true
+    void (async () => {
+      for await (const st of this.client.list(dir)) this.remember(joinChild(dir, st.name), st, Date.now())
+    })()
+      .catch(() => undefined)
+      .finally(() => this.misses.delete(dir))
   }
 
   private remember(path: string, status: FileStatus, now: number): void {
@@ -340,9 +369,9 @@ export class LoamFilesystem {
     this.attrs.set(path, { status, expires: now + FUSE_ATTR_CACHE_MS })
   }
 
-  private forgetWithParent(path: string): void {
+  /** A change here: the entry is asked for afresh. The parent's times and link count may lag by the cache's second, as the kernel's own cache does. */
+  private forget(path: string): void {
     this.attrs.delete(path)
-    this.attrs.delete(parentOf(path))
   }
 
   private toStat(status: FileStatus, openSize?: number): Stat {
@@ -374,7 +403,3 @@ function joinChild(dir: string, name: string): string {
   return dir === '/' ? `/${name}` : `${dir}/${name}`
 }
 
-function parentOf(path: string): string {
-  const i = path.lastIndexOf('/')
-  return i <= 0 ? '/' : path.slice(0, i)
-}

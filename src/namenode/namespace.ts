@@ -547,5 +547,6 @@ export function fileStatus(rec: InodeRecord, name: string, path = ''): FileStatu
     underConstruction: rec.leaseHolder !== '',
     blockCount: rec.blocks.length,
     path,
+    xattrCount: Object.keys(rec.xattrs).length,
   }
 }

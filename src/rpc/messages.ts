@@ -47,6 +47,7 @@ export interface FileStatus {
   underConstruction: boolean
   blockCount: number
   path: string
+  xattrCount: number
 }
 export interface InodeRecord {
   id: number
