@@ -49,6 +49,12 @@ export const FUSE_IO_BYTES_MAX = 128 * 1024
 /** Open file handles on one mount. */
 export const FUSE_HANDLES_MAX = 65_536
 
+/** Volumes one cluster holds, and the largest size one may have. */
+export const VOLUMES_MAX = 10_000
+export const VOLUME_SIZE_MAX_BYTES = 2 ** 50
+/** Inodes `volume inspect` walks to tell where a volume's bytes are. */
+export const VOLUME_INSPECT_INODES_MAX = 1_000_000
+
 /** Entries returned by one ListStatus call. */
 export const LIST_PAGE_ENTRIES_MAX = 1000
 /** Calls in flight on one connection before the server stops reading from it. */

@@ -16,7 +16,7 @@ import {
 } from '../src/namenode/namespace.js'
 import { checkName, joinPath, parsePath } from '../src/namenode/paths.js'
 import { LoamError, type ErrorCode } from '../src/rpc/errors.js'
-import { InodeType, type BlockRef, type InodeRecord } from '../src/rpc/messages.js'
+import { InodeType, type BlockRef, type InodeRecord, type VolumeRecord } from '../src/rpc/messages.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -35,6 +35,7 @@ class MemTxn implements NamespaceTxn {
   readonly inodes = new Map<number, InodeRecord>()
   readonly entries = new Map<number, Map<string, number>>()
   readonly collected: number[] = []
+  readonly volumes = new Map<string, VolumeRecord>()
   /** Calls that change state: putInode, deleteInode, link, unlink, collect. */
   writes = 0
   private lastInodeId = ROOT_ID
@@ -50,6 +51,21 @@ class MemTxn implements NamespaceTxn {
   inode(id: number): InodeRecord | undefined {
     const rec = this.inodes.get(id)
     return rec === undefined ? undefined : structuredClone(rec)
+  }
+
+  volume(name: string): VolumeRecord | undefined {
+    const rec = this.volumes.get(name)
+    return rec === undefined ? undefined : structuredClone(rec)
+  }
+
+  putVolume(rec: VolumeRecord): void {
+    this.writes++
+    this.volumes.set(rec.name, structuredClone(rec))
+  }
+
+  deleteVolume(name: string): void {
+    this.writes++
+    this.volumes.delete(name)
   }
 
   child(parentId: number, name: string): number | undefined {
@@ -950,4 +966,69 @@ test('xattrs: set, replace, create-only, remove, and their limits', (t) => {
   ns.removeXattr('/f', 'user.a', CALLER)
   t.deepEqual(Object.keys(ns.get('/f').xattrs), [])
   refuses(t, env, () => ns.removeXattr('/f', 'user.a', CALLER), 'no-xattr')
+})
+
+// ---------------------------------------------------------------- volumes
+
+const VOL = { name: 'vol', sizeBytes: 10 * BLOCK, replication: 2, blockSizeBytes: BLOCK }
+
+test('createVolume makes /volumes/NAME owned by the caller and a record; names and sizes are checked', (t) => {
+  const env = fresh()
+  const { ns, txn } = env
+  const vol = ns.createVolume(VOL, DEFAULTS, 100 * BLOCK, CALLER)
+  t.is(vol.rootId, ns.get('/volumes/vol').id)
+  t.is(ns.get('/volumes/vol').volume, 'vol')
+  t.is(ns.get('/volumes/vol').owner, 'alice')
+  t.is(vol.epoch, 0)
+  refuses(t, env, () => ns.createVolume(VOL, DEFAULTS, 100 * BLOCK, CALLER), 'exists')
+  refuses(t, env, () => ns.createVolume({ ...VOL, name: 'Nope' }, DEFAULTS, 100 * BLOCK, CALLER), 'invalid-argument')
+  refuses(t, env, () => ns.createVolume({ ...VOL, name: 'big', sizeBytes: 101 * BLOCK }, DEFAULTS, 100 * BLOCK, CALLER), 'no-space')
+  refuses(t, env, () => ns.createVolume({ ...VOL, name: 'none', sizeBytes: 0 }, DEFAULTS, 100 * BLOCK, CALLER), 'invalid-argument')
+  checkTree(t, txn)
+})
+
+test('a file in a volume takes its replication and is charged to it: the size fits, one byte more is refused', (t) => {
+  const env = fresh()
+  const { ns } = env
+  ns.createVolume(VOL, DEFAULTS, 100 * BLOCK, CALLER)
+  const { inode } = ns.create('/volumes/vol/f', createOpts('m1'), DEFAULTS, CALLER, neverExpired)
+  t.is(inode.replication, 2)
+  t.is(inode.volume, 'vol')
+  const blocks: BlockRef[] = []
+  for (let i = 0; i < 10; i++) blocks.push(ns.addUpdatingBlock('/volumes/vol/f', inode.id, 'm1').block)
+  const commit = (lengths: number[]) => ns.commitBlocks({ path: '/volumes/vol/f', inodeId: inode.id, clientName: 'm1', blocks: blocks.map((b, i) => ({ ...b, lengthBytes: lengths[i] ?? 0 })), truncate: false, blockCount: 0, close: false, mtimeMs: 0 }, LATER)
+  commit(Array(10).fill(BLOCK))
+  t.is(ns.volume('vol').usedBytes, 10 * BLOCK)
+  const { inode: g } = ns.create('/volumes/vol/g', createOpts('m1'), DEFAULTS, CALLER, neverExpired)
+  const gb = ns.addUpdatingBlock('/volumes/vol/g', g.id, 'm1').block
+  refuses(t, env, () => ns.commitBlocks({ path: '/volumes/vol/g', inodeId: g.id, clientName: 'm1', blocks: [{ ...gb, lengthBytes: 1 }], truncate: false, blockCount: 0, close: false, mtimeMs: 0 }, LATER), 'quota')
+  ns.delete('/volumes/vol/f', false, LATER)
+  t.is(ns.volume('vol').usedBytes, 0, 'removing a file gives its bytes back')
+})
+
+test('an attached volume takes changes only under its epoch; renames and links cannot cross its boundary', (t) => {
+  const env = fresh()
+  const { txn } = env
+  const admin = new Namespace(txn)
+  admin.createVolume(VOL, DEFAULTS, 100 * BLOCK, CALLER)
+  admin.mkdirs('/outside', 0o755, false, CALLER)
+  writeFile(admin, '/outside/x', [10])
+  const attached = admin.attachVolume('vol', 'dn1', { force: false, holderAlive: false })
+  t.is(attached.epoch, 1)
+  refuses(t, env, () => admin.attachVolume('vol', 'dn2', { force: false, holderAlive: true }), 'lease')
+  refuses(t, env, () => admin.attachVolume('vol', 'dn2', { force: true, holderAlive: true }), 'lease')
+  const holder = { ...CALLER, epoch: 1 }
+  admin.mkdirs('/volumes/vol/d', 0o755, false, holder)
+  refuses(t, env, () => admin.mkdirs('/volumes/vol/e', 0o755, false, CALLER), 'stale-epoch')
+  refuses(t, env, () => admin.mkdirs('/volumes/vol/e', 0o755, false, { ...CALLER, epoch: 7 }), 'stale-epoch')
+  refuses(t, env, () => admin.rename('/outside/x', '/volumes/vol/x', true, holder), 'cross-volume')
+  refuses(t, env, () => admin.link('/outside/x', '/volumes/vol/x', holder), 'cross-volume')
+  refuses(t, env, () => admin.delete('/volumes/vol', true, holder), 'invalid-argument')
+  const taken = admin.attachVolume('vol', 'dn2', { force: true, holderAlive: false })
+  t.is(taken.epoch, 2)
+  refuses(t, env, () => admin.mkdirs('/volumes/vol/e', 0o755, false, holder), 'stale-epoch')
+  admin.mkdirs('/volumes/vol/e', 0o755, false, { ...CALLER, epoch: 2 })
+  refuses(t, env, () => admin.deleteVolume('vol', false, CALLER), 'lease')
+  t.deepEqual(admin.deleteVolume('vol', true, CALLER).blocks, [])
+  t.is(txn.volume('vol'), undefined)
 })

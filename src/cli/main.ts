@@ -6,6 +6,7 @@ import { registerClusterCommands } from './cluster.js'
 import { registerDaemonCommands } from './daemon-commands.js'
 import { registerFsCommands } from './fs-commands.js'
 import { registerMountCommands } from './mount-commands.js'
+import { registerVolumeCommands } from './volume-commands.js'
 import { errorLine, exitStatus } from './run.js'
 
 // `loam fs cat F | head` closes our stdout early: that is the reader's choice, not an error.
@@ -26,6 +27,7 @@ registerAdminCommands(program)
 registerDaemonCommands(program)
 registerClusterCommands(program)
 registerMountCommands(program)
+registerVolumeCommands(program)
 program.commands.forEach(function override(c: Command): void {
   c.exitOverride()
   c.configureOutput({ outputError: (text, write) => write(`loam: ${text.replace(/^error: /, '').trim()}\n`) })

@@ -18,6 +18,7 @@ interface MountFlags {
   node?: string
   foreground?: boolean
   readOnly?: boolean
+  volume?: string
   timeout: string
   log?: string
   logLevel: string
@@ -29,12 +30,13 @@ type Notice = { ready: true } | { error: string }
 export function registerMountCommands(program: Command): void {
   program
     .command('mount')
-    .description('mount the cluster filesystem on DIR (detaches once the mount serves, unless --foreground)')
+    .description('mount the cluster filesystem, or one volume, on DIR (detaches once the mount serves, unless --foreground)')
     .argument('<dir>', 'an existing empty directory')
     .option('--namenode <host:port>', 'the namenode (default: $LOAM_NAMENODE or 127.0.0.1:8020)')
     .option('--node <id>', "this machine's datanode id: new files' first replicas land here")
     .option('--foreground', 'serve in this process until unmounted or interrupted')
     .option('--read-only', 'refuse every change through this mount')
+    .option('--volume <name>', 'mount just this volume (writable on the node it is attached to: --node)')
     .option('--timeout <duration>', 'a call that gets no answer fails with EIO after this long', `${RPC_TIMEOUT_DEFAULT_MS / 1000}s`)
     .option('--log <file>', 'where a detached mount writes its log (default: discarded)')
     .option('--log-level <level>', 'log level', 'info')
@@ -58,7 +60,7 @@ async function mountCommand(dir: string, flags: MountFlags): Promise<void> {
   logStrayRejections(log)
   let handle
   try {
-    handle = await serveMount({ dir: target, namenode, nodeId: flags.node, timeoutMs, readOnly: flags.readOnly ?? false, log })
+    handle = await serveMount({ dir: target, namenode, nodeId: flags.node, timeoutMs, readOnly: flags.readOnly ?? false, volume: flags.volume, log })
   } catch (err) {
     notify({ error: toLoamError(err).message })
     throw err

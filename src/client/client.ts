@@ -19,6 +19,8 @@ export interface ClientOptions {
   nodeId?: string
   /** Read replicas on this machine straight from disk (default on). */
   shortCircuit?: boolean
+  /** The volume attachment this client writes under (a volume mount). */
+  epoch?: number
 }
 
 export interface CreateOptions {
@@ -48,7 +50,7 @@ export class LoamClient {
 
   constructor(opts: ClientOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? RPC_TIMEOUT_DEFAULT_MS
-    this.nn = new RpcClient(opts.namenode ?? namenodeAddress(), NamenodeService, { peerName: 'namenode', timeoutMs: this.timeoutMs })
+    this.nn = new RpcClient(opts.namenode ?? namenodeAddress(), NamenodeService, { peerName: 'namenode', timeoutMs: this.timeoutMs, epoch: opts.epoch })
     this.nodeId = opts.nodeId ?? process.env.LOAM_NODE_ID ?? ''
     this.shortCircuit = opts.shortCircuit ?? process.env.LOAM_SHORT_CIRCUIT !== '0'
   }

@@ -10,6 +10,7 @@ import type { BlockRef, FileStatus, LocatedBlock } from '../rpc/messages.js'
 import { BlockPipeline } from './block-pipeline.js'
 import type { LoamClient } from './client.js'
 import { FileReader } from './file-reader.js'
+import type { VolumeQuota } from '../volumes/quota.js'
 
 interface Extent {
   offset: number
@@ -68,6 +69,7 @@ export class OpenFile {
     public path: string,
     public status: FileStatus,
     located: LocatedBlock[],
+    private readonly quota?: VolumeQuota,
   ) {
     this.blocks = located.map((lb) => ({ ref: { ...lb.block! }, located: lb, fresh: false, sent: [], excluded: [], committedLength: lb.block!.lengthBytes, syncedSeqno: -1, usedAt: 0 }))
     this.lengthBytes = status.lengthBytes
@@ -117,6 +119,7 @@ export class OpenFile {
   }
 
   private buffer(offset: number, data: Buffer): void {
+    this.quota?.grow(offset + data.length - this.lengthBytes)
     this.windows.clear()
     const last = this.dirty[this.dirty.length - 1]
     if (last && last.offset + last.length === offset) {
@@ -201,6 +204,8 @@ export class OpenFile {
     this.checkWritable()
     if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 0) throw new LoamError('invalid-argument', `${this.path}: cannot truncate to ${lengthBytes}`)
     return this.serial(async () => {
+      this.quota?.grow(lengthBytes - this.lengthBytes)
+      this.quota?.shrink(this.lengthBytes - lengthBytes)
       await this.flushDirty()
       this.windows.clear()
       const bs = this.blockSizeBytes
@@ -261,7 +266,7 @@ export class OpenFile {
     this.queue = run.catch(() => undefined)
     return run.catch((err: unknown) => {
       // A failed pipeline leaves replicas in an unknown state: this handle stops writing, recovery settles them.
-      if (err instanceof LoamError && err.code !== 'invalid-argument') this.failure ??= err
+      if (err instanceof LoamError && err.code !== 'invalid-argument' && err.code !== 'quota') this.failure ??= err
       throw err
     })
   }

@@ -20,6 +20,8 @@ const ERRNO: Record<ErrorCode, number> = {
   io: 5, // EIO
   protocol: 5, // EIO
   'no-xattr': 61, // ENODATA
+  'stale-epoch': 116, // ESTALE: the volume was attached elsewhere since this mount began (fenced)
+  'cross-volume': 18, // EXDEV: mv falls back to copy and delete
 }
 
 /** The negative errno FUSE replies with for any thrown value. */

@@ -8,6 +8,7 @@ import { LoamError } from '../rpc/errors.js'
 import { InodeType, type FileStatus } from '../rpc/messages.js'
 import { FUSE_ATTR_CACHE_ENTRIES_MAX, FUSE_ATTR_CACHE_MS, FUSE_HANDLES_MAX, FUSE_PREFETCH_AFTER_MISSES, FUSE_PREFETCH_DIRS_MAX } from '../limits.js'
 import { Identities } from './identity.js'
+import type { VolumeQuota } from '../volumes/quota.js'
 
 export interface Stat {
   mode: number
@@ -67,23 +68,40 @@ export class LoamFilesystem {
   /** Per directory: attribute misses in the current second, and whether its listing is being fetched. */
   private readonly misses = new Map<string, { count: number; sinceMs: number; prefetching: boolean }>()
 
+  private readonly readOnly: boolean
+  /** The namespace directory the mount shows ('' for the whole filesystem, /volumes/NAME for a volume). */
+  private readonly root: string
+  private readonly quota: VolumeQuota | undefined
+
   constructor(
     private readonly client: LoamClient,
-    private readonly readOnly = false,
-  ) {}
+    opts: { readOnly?: boolean; root?: string; quota?: VolumeQuota } = {},
+  ) {
+    this.readOnly = opts.readOnly ?? false
+    this.root = opts.root === '/' ? '' : (opts.root ?? '')
+    this.quota = opts.quota
+  }
+
+  /** The namespace path of a path in the mount. */
+  private ns(path: string): string {
+    return path === '/' ? this.root || '/' : this.root + path
+  }
 
   async getattr(path: string): Promise<Stat> {
+    path = this.ns(path)
     return this.toStat(await this.status(path))
   }
 
   async fgetattr(path: string, fd: number): Promise<Stat> {
+    path = this.ns(path)
     const h = this.handles.get(fd)
-    if (!h) return this.getattr(path)
+    if (!h) return this.toStat(await this.status(path))
     h.file.path = path
     return this.toStat(h.file.status, h.file.size)
   }
 
   async readdir(path: string): Promise<string[]> {
+    path = this.ns(path)
     const names: string[] = []
     const now = Date.now()
     for await (const st of this.client.list(path)) {
@@ -94,6 +112,7 @@ export class LoamFilesystem {
   }
 
   async access(path: string): Promise<void> {
+    path = this.ns(path)
     await this.status(path)
   }
 
@@ -108,18 +127,23 @@ export class LoamFilesystem {
   }
 
   async open(path: string, flags: number): Promise<number> {
+    return this.openAt(this.ns(path), flags)
+  }
+
+  private async openAt(path: string, flags: number): Promise<number> {
     const writable = (flags & O_ACCMODE) !== O_RDONLY
     if (writable) this.checkWritable(path)
     const res = await this.client.getBlockLocations(path, 0, 0)
     const status = must(res.status, path)
     if (status.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${path}: is a directory`)
-    const entry = this.files.get(status.inodeId) ?? { file: new OpenFile(this.client, path, status, res.blocks), handles: 0, writers: 0 }
+    const entry = this.files.get(status.inodeId) ?? { file: new OpenFile(this.client, path, status, res.blocks, this.quota), handles: 0, writers: 0 }
     entry.file.path = path
     if (writable) await entry.file.openForWrite(false)
     return this.addHandle(status.inodeId, entry, writable)
   }
 
   async create(path: string, mode: number, caller?: Caller): Promise<number> {
+    path = this.ns(path)
     this.checkWritable(path)
     const res = await this.client.nn.call(
       'Create',
@@ -128,12 +152,13 @@ export class LoamFilesystem {
     )
     const status = must(res.status, path)
     this.remember(path, status, Date.now())
-    const entry = { file: new OpenFile(this.client, path, status, []), handles: 0, writers: 0 }
+    const entry = { file: new OpenFile(this.client, path, status, [], this.quota), handles: 0, writers: 0 }
     await entry.file.openForWrite(true, res.leaseLimitMs)
     return this.addHandle(status.inodeId, entry, true)
   }
 
   async read(path: string, fd: number, buf: Buffer, length: number, position: number): Promise<number> {
+    path = this.ns(path)
     const h = this.handle(fd, path)
     const data = await h.file.read(position, length)
     data.copy(buf, 0, 0, Math.min(length, data.length))
@@ -141,6 +166,7 @@ export class LoamFilesystem {
   }
 
   async write(path: string, fd: number, buf: Buffer, length: number, position: number): Promise<number> {
+    path = this.ns(path)
     const h = this.handle(fd, path)
     if (!h.writable) throw new LoamError('permission', `${path}: not open for writing`)
     // The kernel reuses its buffer once this call returns: keep a copy.
@@ -150,6 +176,7 @@ export class LoamFilesystem {
 
   /** Every close(2): what was written is durable before close returns. */
   async flush(path: string, fd: number): Promise<void> {
+    path = this.ns(path)
     const h = this.handle(fd, path)
     if (h.writable) await h.file.fsync()
   }
@@ -159,6 +186,10 @@ export class LoamFilesystem {
   }
 
   async release(path: string, fd: number): Promise<void> {
+    return this.releaseAt(this.ns(path), fd)
+  }
+
+  private async releaseAt(path: string, fd: number): Promise<void> {
     const h = this.handles.get(fd)
     if (!h) return
     this.handles.delete(fd)
@@ -176,6 +207,7 @@ export class LoamFilesystem {
   }
 
   async truncate(path: string, size: number): Promise<void> {
+    path = this.ns(path)
     this.checkWritable(path)
     const status = await this.status(path)
     const open = this.files.get(status.inodeId)
@@ -183,17 +215,18 @@ export class LoamFilesystem {
       await open.file.truncate(size)
     } else {
       // Not open here: take the lease just for the cut.
-      const fd = await this.open(path, 1)
+      const fd = await this.openAt(path, 1)
       try {
         await this.handle(fd, path).file.truncate(size)
       } finally {
-        await this.release(path, fd)
+        await this.releaseAt(path, fd)
       }
     }
     this.attrs.delete(path)
   }
 
   async ftruncate(path: string, fd: number, size: number): Promise<void> {
+    path = this.ns(path)
     const h = this.handle(fd, path)
     if (!h.writable) throw new LoamError('permission', `${path}: not open for writing`)
     await h.file.truncate(size)
@@ -201,6 +234,7 @@ export class LoamFilesystem {
   }
 
   async mkdir(path: string, mode: number, caller?: Caller): Promise<void> {
+    path = this.ns(path)
     this.checkWritable(path)
     await this.client.nn.call('Mkdirs', { path, mode: mode & 0o7777, parents: false }, this.as(caller))
     this.forget(path)
@@ -208,20 +242,28 @@ export class LoamFilesystem {
 
   /** The kernel sends unlink only for non-directories and rmdir only for directories. */
   async unlink(path: string): Promise<void> {
+    path = this.ns(path)
     this.checkWritable(path)
+    const freed = this.quota ? await this.bytesFreedByRemoving(path) : 0
     await this.client.delete(path, false)
+    this.quota?.shrink(freed)
     this.forget(path)
   }
 
   async rmdir(path: string): Promise<void> {
+    path = this.ns(path)
     this.checkWritable(path)
     await this.client.delete(path, false)
     this.forget(path)
   }
 
   async rename(src: string, dst: string): Promise<void> {
+    src = this.ns(src)
+    dst = this.ns(dst)
     this.checkWritable(src)
+    const freed = this.quota ? await this.bytesFreedByRemoving(dst) : 0
     await this.client.rename(src, dst, true)
+    this.quota?.shrink(freed)
     this.forget(src)
     this.forget(dst)
     // A directory's descendants moved too.
@@ -229,6 +271,8 @@ export class LoamFilesystem {
   }
 
   async link(src: string, dst: string): Promise<void> {
+    src = this.ns(src)
+    dst = this.ns(dst)
     this.checkWritable(dst)
     await this.client.nn.call('Link', { src, dst })
     this.attrs.delete(src)
@@ -236,24 +280,28 @@ export class LoamFilesystem {
   }
 
   async symlink(target: string, path: string, caller?: Caller): Promise<void> {
+    path = this.ns(path)
     this.checkWritable(path)
     await this.client.nn.call('Symlink', { target, path }, this.as(caller))
     this.forget(path)
   }
 
   async readlink(path: string): Promise<string> {
+    path = this.ns(path)
     const status = await this.status(path)
     if (status.type !== InodeType.SYMLINK) throw new LoamError('invalid-argument', `${path}: not a symbolic link`)
     return status.symlinkTarget
   }
 
   async chmod(path: string, mode: number): Promise<void> {
+    path = this.ns(path)
     this.checkWritable(path)
     await this.client.chmod(path, mode & 0o7777)
     this.attrs.delete(path)
   }
 
   async chown(path: string, uid: number, gid: number): Promise<void> {
+    path = this.ns(path)
     this.checkWritable(path)
     // -1 (as unsigned) leaves that one unchanged.
     const owner = uid === 0xffffffff || uid === -1 ? '' : this.ids.user(uid)
@@ -263,6 +311,7 @@ export class LoamFilesystem {
   }
 
   async utimens(path: string, atime: number, mtime: number): Promise<void> {
+    path = this.ns(path)
     this.checkWritable(path)
     // Bytes still buffered here would otherwise land later and move mtime past the one set now.
     const open = this.files.get((await this.status(path)).inodeId)
@@ -272,12 +321,14 @@ export class LoamFilesystem {
   }
 
   async setxattr(path: string, name: string, value: Buffer, flags: number): Promise<void> {
+    path = this.ns(path)
     this.checkWritable(path)
     await this.client.nn.call('SetXattr', { path, name, value, create: (flags & XATTR_CREATE) !== 0, replace: (flags & XATTR_REPLACE) !== 0 })
     this.attrs.delete(path)
   }
 
   async getxattr(path: string, name: string): Promise<Buffer> {
+    path = this.ns(path)
     // The kernel asks for security.capability before every write, and ls for ACLs on every entry: most files have none.
     if ((await this.status(path)).xattrCount === 0) throw new LoamError('no-xattr', `${path}: no xattr ${name}`)
     const { xattrs } = await this.client.nn.call('GetXattrs', { path })
@@ -287,11 +338,13 @@ export class LoamFilesystem {
   }
 
   async listxattr(path: string): Promise<string[]> {
+    path = this.ns(path)
     if ((await this.status(path)).xattrCount === 0) return []
     return Object.keys((await this.client.nn.call('GetXattrs', { path })).xattrs)
   }
 
   async removexattr(path: string, name: string): Promise<void> {
+    path = this.ns(path)
     this.checkWritable(path)
     await this.client.nn.call('RemoveXattr', { path, name })
     this.attrs.delete(path)
@@ -303,6 +356,13 @@ export class LoamFilesystem {
     for (const e of this.files.values()) e.file.abandon()
     this.files.clear()
     this.handles.clear()
+  }
+
+  /** The volume bytes a name's removal frees: its file's length when this is its last name. */
+  private async bytesFreedByRemoving(path: string): Promise<number> {
+    const st = await this.status(path).catch(() => undefined)
+    if (!st || st.type !== InodeType.FILE || st.nlink > 1) return 0
+    return this.files.get(st.inodeId)?.file.size ?? st.lengthBytes
   }
 
   private handle(fd: number, path: string): Handle {

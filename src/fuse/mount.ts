@@ -11,6 +11,9 @@ import type { Logger } from '../common/log.js'
 import { LoamError } from '../rpc/errors.js'
 import { FUSE_IO_BYTES_MAX } from '../limits.js'
 import { errnoOf } from './errno.js'
+import type { VolumeRecord } from '../rpc/messages.js'
+import { VolumeQuota } from '../volumes/quota.js'
+import { volumePath } from '../volumes/volume.js'
 import { LoamFilesystem, type Caller } from './filesystem.js'
 
 export interface MountOptions {
@@ -19,6 +22,8 @@ export interface MountOptions {
   nodeId?: string
   timeoutMs: number
   readOnly: boolean
+  /** Mount just this volume; writable only on the node it is attached to. */
+  volume?: string
   log: Logger
 }
 
@@ -34,15 +39,23 @@ export async function serveMount(opts: MountOptions): Promise<MountHandle> {
   const st = await stat(dir).catch(() => undefined)
   if (!st?.isDirectory()) throw new LoamError('not-found', `${dir}: no such directory to mount on; create it first`)
   await initChecksums()
-  const client = new LoamClient({ namenode: opts.namenode, nodeId: opts.nodeId, timeoutMs: opts.timeoutMs })
+  const base = { namenode: opts.namenode, nodeId: opts.nodeId, timeoutMs: opts.timeoutMs }
   // Fail now, with the namenode's own error, rather than serve a mount that answers EIO.
+  const probe = new LoamClient(base)
+  let vol: VolumeRecord | undefined
   try {
-    await client.stat('/')
-  } catch (err) {
-    client.close()
-    throw err
+    await probe.stat('/')
+    if (opts.volume) vol = mountableVolume((await probe.nn.call('GetVolume', { name: opts.volume })).volume, opts)
+  } finally {
+    probe.close()
   }
-  const fs = new LoamFilesystem(client, opts.readOnly)
+  // A volume mount writes under the attachment's epoch: once the volume moves on, its writes are refused.
+  const client = new LoamClient({ ...base, epoch: vol && !opts.readOnly ? vol.epoch : 0 })
+  const fs = new LoamFilesystem(client, {
+    readOnly: opts.readOnly,
+    root: vol ? volumePath(vol.name) : '',
+    quota: vol && !opts.readOnly ? new VolumeQuota(vol.name, vol.sizeBytes, vol.usedBytes) : undefined,
+  })
   const fuse: Fuse = new Fuse(dir, adapt(fs, () => fuse.context(), opts.log), {
     force: true,
     // The kernel checks mode bits, owner and group for the calling user against what getattr reports.
@@ -62,7 +75,7 @@ export async function serveMount(opts: MountOptions): Promise<MountHandle> {
     subtype: 'loam',
   })
   await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(new LoamError('io', `${dir}: ${err.message}`)) : resolve())))
-  opts.log.info({ dir, namenode: client.namenode, readOnly: opts.readOnly }, 'mounted')
+  opts.log.info({ dir, namenode: client.namenode, readOnly: opts.readOnly, volume: vol?.name, epoch: vol?.epoch }, 'mounted')
 
   let finish!: () => void
   const closed = new Promise<void>((resolve) => (finish = resolve))
@@ -84,6 +97,17 @@ export async function serveMount(opts: MountOptions): Promise<MountHandle> {
     })
   }, 500)
   return { dir, closed, unmount: () => stop(true) }
+}
+
+/** A volume may be mounted for writing only where it is attached. */
+function mountableVolume(vol: VolumeRecord | null, opts: MountOptions): VolumeRecord {
+  if (!vol) throw new LoamError('protocol', 'the namenode answered without the volume')
+  if (opts.readOnly) return vol
+  if (!vol.attachedNode) throw new LoamError('lease', `volume ${vol.name} is not attached: attach it first (loam volume attach ${vol.name} --node ID), or mount it --read-only`)
+  if (vol.attachedNode !== opts.nodeId) {
+    throw new LoamError('lease', `volume ${vol.name} is attached to ${vol.attachedNode}${opts.nodeId ? `, not ${opts.nodeId}` : ''}: mount it there (--node ${vol.attachedNode}), or --read-only`)
+  }
+  return vol
 }
 
 export async function isMounted(dir: string): Promise<boolean> {

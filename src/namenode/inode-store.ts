@@ -5,8 +5,9 @@
 //   'g' u64 id            -> a detached directory the collector still has to remove
 //   'd' node id           -> 'decommissioning' | 'decommissioned'
 //   'm' name              -> counters (u64)
+//   'v' name              -> VolumeRecord
 import { assert } from '../rpc/errors.js'
-import { InodeType, type InodeRecord } from '../rpc/messages.js'
+import { InodeType, type InodeRecord, type VolumeRecord } from '../rpc/messages.js'
 import { codecs } from '../rpc/schema.js'
 import type { KvOp, MetaStore } from './store.js'
 import { newInode, ROOT_ID, type NamespaceTxn } from './namespace.js'
@@ -44,6 +45,14 @@ export const keys = {
   counter(name: string): Buffer {
     return Buffer.from(`m${name}`)
   },
+  volume(name: string): Buffer {
+    return Buffer.from(`v${name}`)
+  },
+  volumePrefix: Buffer.from('v'),
+}
+
+export function decodeVolume(v: Buffer): VolumeRecord {
+  return codecs.VolumeRecord.decode(v)
 }
 
 function u64(n: number): Buffer {
@@ -94,6 +103,7 @@ export class Counters {
 export class StoreTxn implements NamespaceTxn {
   private readonly inodes = new Map<number, InodeRecord | null>()
   private readonly entries = new Map<string, number | null>()
+  private readonly volumes = new Map<string, VolumeRecord | null>()
   private readonly ops: KvOp[] = []
   private readonly countersBefore: Counters
 
@@ -141,6 +151,24 @@ export class StoreTxn implements NamespaceTxn {
     this.ops.push({ type: 'del', key: keys.entry(parentId, name) })
   }
 
+  volume(name: string): VolumeRecord | undefined {
+    const local = this.volumes.get(name)
+    if (local !== undefined) return local ?? undefined
+    const v = this.store.get(keys.volume(name))
+    if (!v) return undefined
+    const rec = decodeVolume(v)
+    this.volumes.set(name, rec)
+    return rec
+  }
+
+  putVolume(rec: VolumeRecord): void {
+    this.volumes.set(rec.name, rec)
+  }
+
+  deleteVolume(name: string): void {
+    this.volumes.set(name, null)
+  }
+
   collect(rootId: number): void {
     this.ops.push({ type: 'put', key: keys.collect(rootId), value: u64(rootId) })
   }
@@ -163,6 +191,10 @@ export class StoreTxn implements NamespaceTxn {
     for (const [id, rec] of this.inodes) {
       if (rec === null) out.push({ type: 'del', key: keys.inode(id) })
       else out.push({ type: 'put', key: keys.inode(id), value: Buffer.from(codecs.InodeRecord.encode(rec)) })
+    }
+    for (const [name, rec] of this.volumes) {
+      if (rec === null) out.push({ type: 'del', key: keys.volume(name) })
+      else out.push({ type: 'put', key: keys.volume(name), value: Buffer.from(codecs.VolumeRecord.encode(rec)) })
     }
     out.push(...this.counters.changedOps(this.countersBefore))
     return out

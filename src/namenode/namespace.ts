@@ -3,10 +3,11 @@
 // with respect to every other operation; the server then commits the
 // transaction's writes as one durable batch.
 import { assert, LoamError } from '../rpc/errors.js'
-import { InodeType, type BlockRef, type FileStatus, type InodeRecord } from '../rpc/messages.js'
+import { InodeType, type BlockRef, type FileStatus, type InodeRecord, type VolumeRecord } from '../rpc/messages.js'
 import { checkBlockSize, checkReplication } from '../common/validate.js'
 import { joinPath, parsePath } from './paths.js'
 import { SYMLINK_TARGET_BYTES_MAX, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX, XATTRS_PER_INODE_MAX } from '../limits.js'
+import { attached, charge, checkEpoch, checkVolumeName, checkVolumeSize, detached, resized, volumePath, VOLUMES_DIR } from '../volumes/volume.js'
 
 function checkXattrName(name: string): void {
   if (name.length === 0 || Buffer.byteLength(name) > XATTR_NAME_BYTES_MAX || name.includes('\0')) {
@@ -28,12 +29,17 @@ export interface NamespaceTxn {
   allocInodeId(): number
   allocBlockId(): number
   nextGenStamp(): number
+  volume(name: string): VolumeRecord | undefined
+  putVolume(rec: VolumeRecord): void
+  deleteVolume(name: string): void
 }
 
 export interface Caller {
   user: string
   group: string
   nowMs: number
+  /** The volume attachment the caller writes under (0: none). */
+  epoch?: number
 }
 
 export interface Defaults {
@@ -74,11 +80,16 @@ export function newInode(id: number, type: InodeType, caller: Caller, mode: numb
     parentId: 0,
     children: 0,
     updatingBlocks: [],
+    volume: '',
   }
 }
 
 export class Namespace {
-  constructor(private readonly txn: NamespaceTxn) {}
+  /** writer: who the write-path operations (addBlock, commitBlocks, ...) act for, for the volume epoch check. */
+  constructor(
+    private readonly txn: NamespaceTxn,
+    private readonly writer?: Caller,
+  ) {}
 
   /** Walks a path; the last component may be missing. */
   resolve(path: string): Resolved {
@@ -119,9 +130,11 @@ export class Namespace {
         continue
       }
       if (!last && !parents) throw new LoamError('not-found', `${prefix}: no such file or directory (use -p to create parents)`)
+      this.guard(dir, caller)
       const rec = newInode(this.txn.allocInodeId(), InodeType.DIRECTORY, caller, mode)
       rec.parentId = dir.id
       rec.nlink = 2
+      rec.volume = dir.volume
       this.txn.putInode(rec)
       this.addEntry(dir, name, rec.id, caller, true)
       dir = rec
@@ -137,10 +150,9 @@ export class Namespace {
     caller: Caller,
     leaseExpired: (holder: string) => boolean,
   ): { inode: InodeRecord; freed: Freed } {
-    const replication = opts.replication || defaults.replication
-    const blockSizeBytes = opts.blockSizeBytes || defaults.blockSizeBytes
-    checkReplication(replication)
-    checkBlockSize(blockSizeBytes)
+    // What the caller asked for is checked before anything is made (parents included).
+    if (opts.replication) checkReplication(opts.replication)
+    if (opts.blockSizeBytes) checkBlockSize(opts.blockSizeBytes)
     if (!opts.clientName) throw new LoamError('invalid-argument', 'create needs a client name')
     const parts = parsePath(path)
     if (parts.length === 0) throw new LoamError('is-a-directory', '/: is a directory')
@@ -154,6 +166,14 @@ export class Namespace {
       }
     }
     const r = this.resolve(path)
+    const parent = this.mustInode(r.parentId)
+    this.guard(parent, caller)
+    // A file in a volume takes the volume's replication and block size unless asked otherwise.
+    const vol = this.volumeOf(parent)
+    const replication = opts.replication || vol?.replication || defaults.replication
+    const blockSizeBytes = opts.blockSizeBytes || vol?.blockSizeBytes || defaults.blockSizeBytes
+    checkReplication(replication)
+    checkBlockSize(blockSizeBytes)
     let freed: Freed = { blocks: [] }
     if (r.id !== undefined) {
       const old = this.mustInode(r.id)
@@ -164,13 +184,13 @@ export class Namespace {
       }
       freed = this.removeEntry(r.parentId, r.name, old, caller)
     }
-    const parent = this.mustInode(r.parentId)
     const rec = newInode(this.txn.allocInodeId(), InodeType.FILE, caller, opts.mode)
     rec.replication = replication
     rec.blockSizeBytes = blockSizeBytes
     rec.leaseHolder = opts.clientName
+    rec.volume = parent.volume
     this.txn.putInode(rec)
-    this.addEntry(parent, r.name, rec.id, caller, false)
+    this.addEntry(this.mustInode(r.parentId), r.name, rec.id, caller, false)
     return { inode: rec, freed }
   }
 
@@ -179,6 +199,8 @@ export class Namespace {
     const rec = this.get(path)
     if (rec.type !== InodeType.FILE) throw new LoamError('is-a-directory', `${path}: is a directory`)
     if (inodeId && rec.id !== inodeId) throw new LoamError('not-found', `${path}: was replaced or removed while being written`)
+    // A fenced holder hears that first: its lease went with the attachment.
+    this.guard(rec, this.writer)
     if (rec.leaseHolder !== clientName) {
       throw new LoamError('lease', rec.leaseHolder ? `${path}: is open for writing by another client (${rec.leaseHolder})` : `${path}: is not open for writing; open it again`)
     }
@@ -233,7 +255,8 @@ export class Namespace {
     } else if (tail && (!last || last.id === tail.id)) {
       dropped = rec.blocks.pop()
     }
-    rec.lengthBytes = rec.blocks.reduce((sum, b) => sum + b.lengthBytes, 0)
+    // Recovery records what the replicas hold, quota or not: it is already written.
+    this.setLength(rec, rec.blocks.reduce((sum, b) => sum + b.lengthBytes, 0), true)
     rec.leaseHolder = ''
     rec.mtimeMs = nowMs
     this.txn.putInode(rec)
@@ -248,6 +271,7 @@ export class Namespace {
     if (rec.type !== InodeType.FILE) throw new LoamError('invalid-argument', `${path}: not a regular file`)
     // An expired holder's blocks are recovered first (within a second or two): until then the file stays theirs.
     if (rec.leaseHolder && rec.leaseHolder !== clientName) throw new LoamError('lease', `${path}: is open for writing by another client (${rec.leaseHolder})`)
+    this.guard(rec, this.writer)
     rec.leaseHolder = clientName
     this.txn.putInode(rec)
     return rec
@@ -306,7 +330,7 @@ export class Namespace {
     rec.blocks.forEach((b, i) => {
       if (i < rec.blocks.length - 1 && b.lengthBytes !== rec.blockSizeBytes) throw new LoamError('invalid-argument', `${req.path}: block ${b.id} is not full but is not the last`)
     })
-    rec.lengthBytes = rec.blocks.reduce((sum, b) => sum + b.lengthBytes, 0)
+    this.setLength(rec, rec.blocks.reduce((sum, b) => sum + b.lengthBytes, 0))
     // Closing without changes since the last commit keeps times set in between (utimens after write, as tar does).
     if (req.blocks.length > 0 || req.truncate) {
       rec.mtimeMs = req.mtimeMs || caller.nowMs
@@ -327,6 +351,9 @@ export class Namespace {
     if (rec.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${src}: hard links to directories are not allowed`)
     const d = this.resolve(dst)
     if (d.parts.length === 0 || d.id !== undefined) throw new LoamError('exists', `${dst}: exists`)
+    const dstParent = this.mustInode(d.parentId)
+    this.guard(dstParent, caller)
+    if (dstParent.volume !== rec.volume) throw new LoamError('cross-volume', `${src} -> ${dst}: a hard link cannot cross a volume's boundary`)
     rec.nlink++
     rec.ctimeMs = caller.nowMs
     this.txn.putInode(rec)
@@ -340,7 +367,10 @@ export class Namespace {
     if (target.includes('\0')) throw new LoamError('invalid-argument', `${path}: symlink target contains NUL`)
     const r = this.resolve(path)
     if (r.parts.length === 0 || r.id !== undefined) throw new LoamError('exists', `${path}: exists`)
+    const parent = this.mustInode(r.parentId)
+    this.guard(parent, caller)
     const rec = newInode(this.txn.allocInodeId(), InodeType.SYMLINK, caller, 0o777)
+    rec.volume = parent.volume
     rec.symlinkTarget = target
     rec.lengthBytes = Buffer.byteLength(target)
     this.txn.putInode(rec)
@@ -352,6 +382,7 @@ export class Namespace {
     checkXattrName(name)
     if (value.length > XATTR_VALUE_BYTES_MAX) throw new LoamError('invalid-argument', `${path}: xattr value is over ${XATTR_VALUE_BYTES_MAX} bytes`)
     const rec = this.get(path)
+    this.guard(rec, caller)
     const exists = Object.hasOwn(rec.xattrs, name)
     if (flags.create && exists) throw new LoamError('exists', `${path}: xattr ${name} exists`)
     if (flags.replace && !exists) throw new LoamError('no-xattr', `${path}: no xattr ${name}`)
@@ -364,10 +395,67 @@ export class Namespace {
   removeXattr(path: string, name: string, caller: Caller): void {
     checkXattrName(name)
     const rec = this.get(path)
+    this.guard(rec, caller)
     if (!Object.hasOwn(rec.xattrs, name)) throw new LoamError('no-xattr', `${path}: no xattr ${name}`)
     delete rec.xattrs[name]
     rec.ctimeMs = caller.nowMs
     this.txn.putInode(rec)
+  }
+
+  /** A volume: its record and its root directory, /volumes/NAME, owned by the caller. */
+  createVolume(req: { name: string; sizeBytes: number; replication: number; blockSizeBytes: number }, defaults: Defaults, capacityBytes: number, caller: Caller): VolumeRecord {
+    checkVolumeName(req.name)
+    checkVolumeSize(req.sizeBytes, capacityBytes)
+    const replication = req.replication || defaults.replication
+    const blockSizeBytes = req.blockSizeBytes || defaults.blockSizeBytes
+    checkReplication(replication)
+    checkBlockSize(blockSizeBytes)
+    if (this.txn.volume(req.name)) throw new LoamError('exists', `volume ${req.name} exists`)
+    const parent = this.mkdirs(`/${VOLUMES_DIR}`, 0o755, true, caller)
+    if (this.txn.child(parent.id, req.name) !== undefined) throw new LoamError('exists', `${volumePath(req.name)} exists and is not a volume; move it away first`)
+    const root = newInode(this.txn.allocInodeId(), InodeType.DIRECTORY, caller, 0o755)
+    root.parentId = parent.id
+    root.nlink = 2
+    root.volume = req.name
+    this.txn.putInode(root)
+    this.addEntry(parent, req.name, root.id, caller, true)
+    const vol: VolumeRecord = { name: req.name, sizeBytes: req.sizeBytes, usedBytes: 0, replication, blockSizeBytes, owner: caller.user, group: caller.group, createdMs: caller.nowMs, rootId: root.id, attachedNode: '', epoch: 0 }
+    this.txn.putVolume(vol)
+    return vol
+  }
+
+  volume(name: string): VolumeRecord {
+    checkVolumeName(name)
+    const vol = this.txn.volume(name)
+    if (!vol) throw new LoamError('not-found', `volume ${name}: no such volume (see 'loam volume ls')`)
+    return vol
+  }
+
+  /** Removes a volume and everything in it; refused while attached unless forced. */
+  deleteVolume(name: string, force: boolean, caller: Caller): Freed {
+    const vol = this.volume(name)
+    if (vol.attachedNode && !force) throw new LoamError('lease', `volume ${name} is attached to ${vol.attachedNode}; detach it first, or use --force`)
+    const root = this.mustInode(vol.rootId)
+    this.txn.deleteVolume(name)
+    return this.removeEntry(root.parentId, name, root, caller)
+  }
+
+  resizeVolume(name: string, sizeBytes: number, capacityBytes: number): VolumeRecord {
+    const vol = resized(this.volume(name), sizeBytes, capacityBytes)
+    this.txn.putVolume(vol)
+    return vol
+  }
+
+  attachVolume(name: string, nodeId: string, opts: { force: boolean; holderAlive: boolean }): VolumeRecord {
+    const vol = attached(this.volume(name), nodeId, opts)
+    this.txn.putVolume(vol)
+    return vol
+  }
+
+  detachVolume(name: string): VolumeRecord {
+    const vol = detached(this.volume(name))
+    this.txn.putVolume(vol)
+    return vol
   }
 
   /** A new generation stamp, for recovering a block. */
@@ -395,7 +483,7 @@ export class Namespace {
     if (last.genStamp < tail.genStamp && !newerGenerationWins) throw new LoamError('stale-generation', `block ${last.id} generation ${last.genStamp} is older than ${tail.genStamp}`)
     tail.lengthBytes = last.lengthBytes
     tail.genStamp = Math.max(tail.genStamp, last.genStamp)
-    rec.lengthBytes = rec.blocks.reduce((sum, b) => sum + b.lengthBytes, 0)
+    this.setLength(rec, rec.blocks.reduce((sum, b) => sum + b.lengthBytes, 0))
   }
 
   rename(src: string, dst: string, overwrite: boolean, caller: Caller): Freed {
@@ -413,6 +501,11 @@ export class Namespace {
         if (p === ROOT_ID) break
       }
     }
+    const srcParentRec = this.mustInode(s.parentId)
+    const dstParentRec = this.mustInode(d.parentId)
+    this.guard(srcParentRec, caller)
+    this.guard(dstParentRec, caller)
+    if (srcRec.volume !== dstParentRec.volume) throw new LoamError('cross-volume', `${src} -> ${dst}: a rename cannot cross a volume's boundary; copy instead`)
     let freed: Freed = { blocks: [] }
     if (d.id !== undefined) {
       if (d.id === s.id) return freed // two names of one hard-linked file
@@ -450,6 +543,10 @@ export class Namespace {
     if (rec.type === InodeType.DIRECTORY && rec.children > 0 && !recursive) {
       throw new LoamError('not-empty', `${path}: directory not empty (use -r to remove it and its contents)`)
     }
+    if (rec.type === InodeType.DIRECTORY && rec.volume && this.mustInode(r.parentId).volume !== rec.volume) {
+      throw new LoamError('invalid-argument', `${path}: is the volume ${rec.volume}; remove it with 'loam volume rm ${rec.volume}'`)
+    }
+    this.guard(this.mustInode(r.parentId), caller)
     return this.removeEntry(r.parentId, r.name, rec, caller)
   }
 
@@ -472,6 +569,7 @@ export class Namespace {
       this.txn.putInode(rec)
       return { blocks: [] }
     }
+    this.setLength(rec, 0)
     this.txn.deleteInode(rec.id)
     return { blocks: rec.blocks }
   }
@@ -485,9 +583,10 @@ export class Namespace {
     this.txn.putInode(parent)
   }
 
-  setReplication(path: string, replication: number): InodeRecord {
+  setReplication(path: string, replication: number, caller?: Caller): InodeRecord {
     checkReplication(replication)
     const rec = this.get(path)
+    if (caller) this.guard(rec, caller)
     if (rec.type !== InodeType.FILE) throw new LoamError('is-a-directory', `${path}: replication is set on files`)
     rec.replication = replication
     this.txn.putInode(rec)
@@ -497,6 +596,7 @@ export class Namespace {
   setPermission(path: string, mode: number, caller: Caller): InodeRecord {
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new LoamError('invalid-argument', `mode ${mode.toString(8)} is not an octal mode`)
     const rec = this.get(path)
+    this.guard(rec, caller)
     rec.mode = mode
     rec.ctimeMs = caller.nowMs
     this.txn.putInode(rec)
@@ -505,6 +605,7 @@ export class Namespace {
 
   setOwner(path: string, owner: string, group: string, caller: Caller): InodeRecord {
     const rec = this.get(path)
+    this.guard(rec, caller)
     if (owner) rec.owner = owner
     if (group) rec.group = group
     rec.ctimeMs = caller.nowMs
@@ -514,11 +615,33 @@ export class Namespace {
 
   setTimes(path: string, mtimeMs: number, atimeMs: number, caller: Caller): InodeRecord {
     const rec = this.get(path)
+    this.guard(rec, caller)
     if (mtimeMs) rec.mtimeMs = mtimeMs
     if (atimeMs) rec.atimeMs = atimeMs
     rec.ctimeMs = caller.nowMs
     this.txn.putInode(rec)
     return rec
+  }
+
+  private volumeOf(rec: InodeRecord): VolumeRecord | undefined {
+    return rec.volume ? this.txn.volume(rec.volume) : undefined
+  }
+
+  /** A change inside an attached volume needs the attachment's epoch: an older holder is fenced. */
+  private guard(rec: InodeRecord, caller: Caller | undefined): void {
+    const vol = this.volumeOf(rec)
+    if (vol) checkEpoch(vol, caller?.epoch ?? 0)
+  }
+
+  /** A file's new length, charged to its volume (refused past the volume's size unless force). */
+  private setLength(rec: InodeRecord, lengthBytes: number, force = false): void {
+    const vol = this.volumeOf(rec)
+    if (vol && lengthBytes !== rec.lengthBytes) {
+      const delta = lengthBytes - rec.lengthBytes
+      vol.usedBytes = force ? Math.max(0, vol.usedBytes + delta) : charge(vol, delta)
+      this.txn.putVolume(vol)
+    }
+    rec.lengthBytes = lengthBytes
   }
 
   private mustInode(id: number): InodeRecord {

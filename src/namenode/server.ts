@@ -5,20 +5,21 @@ import { Gauge } from 'prom-client'
 import type { Address } from '../common/address.js'
 import { startStatusServer, type StatusServer } from '../common/http.js'
 import type { Logger } from '../common/log.js'
-import { BLOCK_SIZE_DEFAULT_BYTES, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD } from '../limits.js'
+import { BLOCK_SIZE_DEFAULT_BYTES, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
-import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock } from '../rpc/messages.js'
+import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock, type VolumeInfo, type VolumeNodeBytes, type VolumeRecord } from '../rpc/messages.js'
 import { RpcClient } from '../rpc/client.js'
 import { RpcServer, type CallContext, type Handlers } from '../rpc/server.js'
 import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type NamenodeServiceSpec } from '../rpc/service.js'
 import { BlockMap, type BlockInfo } from './blockmap.js'
 import { Datanodes, sameHost, type DatanodeState } from './datanodes.js'
-import { Counters, decodeId, decodeInode, formatOps, keys, StoreTxn } from './inode-store.js'
+import { Counters, decodeId, decodeInode, decodeVolume, formatOps, keys, StoreTxn } from './inode-store.js'
 import { fileStatus, Namespace, ROOT_ID, type Caller } from './namespace.js'
 import { chooseTargets } from './placement.js'
 import { planReplication } from './replication.js'
 import { LevelStore, type KvOp } from './store.js'
 import { mkdirp } from '../common/mkdirp.js'
+import { checkVolumeCount, volumePath } from '../volumes/volume.js'
 
 export interface NamenodeOptions {
   dataDir: string
@@ -144,20 +145,21 @@ export class Namenode {
   }
 
   private caller(ctx: CallContext): Caller {
-    return { user: ctx.user || 'nobody', group: ctx.groups[0] || ctx.user || 'nobody', nowMs: Date.now() }
+    return { user: ctx.user || 'nobody', group: ctx.groups[0] || ctx.user || 'nobody', nowMs: Date.now(), epoch: ctx.epoch }
   }
 
-  private reader(): Namespace {
-    return new Namespace(new StoreTxn(this.store, this.counters))
+  /** ctx: the caller the write path acts for (its volume epoch is checked). */
+  private reader(ctx?: CallContext): Namespace {
+    return new Namespace(new StoreTxn(this.store, this.counters), ctx && this.caller(ctx))
   }
 
   /** Runs one namespace operation and commits its writes as one durable batch. */
-  private async mutate<T>(fn: (ns: Namespace) => T): Promise<T> {
+  private async mutate<T>(fn: (ns: Namespace) => T, ctx?: CallContext): Promise<T> {
     if (this.safemode) {
       throw new LoamError('safe-mode', `the namenode is in safe mode: ${this.blockMap.reportedCount()} of ${this.blockMap.blocks.size} blocks reported; it leaves by itself once the datanodes report (see 'loam report')`)
     }
     const txn = new StoreTxn(this.store, this.counters)
-    const result = fn(new Namespace(txn))
+    const result = fn(new Namespace(txn, ctx && this.caller(ctx)))
     await this.store.commit(txn.batch())
     return result
   }
@@ -216,21 +218,21 @@ export class Namenode {
         return { status: this.status(req.path, inode), leaseLimitMs: this.leaseLimitMs }
       },
       AddBlock: async (req, ctx) => {
-        const current = this.reader().underConstruction(req.path, req.inodeId, req.clientName)
+        const current = this.reader(ctx).underConstruction(req.path, req.inodeId, req.clientName)
         const targets = this.placeBlock(current, req.writerNode, req.excludedNodes, ctx.remoteAddress)
         const { inode, block } = await this.mutate((ns) => {
           const r = req.randomWrites ? ns.addUpdatingBlock(req.path, req.inodeId, req.clientName) : ns.addBlock(req.path, req.inodeId, req.clientName, req.previous)
           if (!req.randomWrites) this.afterBlockCommit(r.inode, req.previous)
           this.blockMap.add(r.block, r.inode.id, r.inode.replication, false).writers = new Set(targets.map((t) => t.id))
           return r
-        })
+        }, ctx)
         this.leases.set(req.clientName, Date.now())
         const offsetBytes = inode.blocks.slice(0, -1).reduce((s, b) => s + b.lengthBytes, 0)
         return { block, offsetBytes, locations: targets, corrupt: [], complete: false }
       },
       RecoverPipeline: async (req, ctx) => {
         if (!req.block) throw new LoamError('invalid-argument', 'RecoverPipeline names no block')
-        const current = this.reader().underConstruction(req.path, req.inodeId, req.clientName)
+        const current = this.reader(ctx).underConstruction(req.path, req.inodeId, req.clientName)
         const targets = this.placeBlock(current, req.writerNode, req.excludedNodes, ctx.remoteAddress)
         const blockId = req.block.id
         const { inode, block, last } = await this.mutate((ns) => {
@@ -241,7 +243,7 @@ export class Namenode {
           info?.replicas.clear()
           this.blockMap.add(r.block, r.inode.id, r.inode.replication, !r.last).writers = new Set(targets.map((t) => t.id))
           return r
-        })
+        }, ctx)
         this.leases.set(req.clientName, Date.now())
         this.opts.log.info({ path: req.path, block: blockId, genStamp: block.genStamp, excluded: req.excludedNodes, targets: targets.map((t) => t.id) }, 'write pipeline recovered')
         const index = inode.blocks.findIndex((b) => b.id === blockId)
@@ -253,7 +255,7 @@ export class Namenode {
           const r = ns.complete(req.path, req.inodeId, req.clientName, req.last, this.caller(ctx))
           this.afterBlockCommit(r, req.last)
           return r
-        })
+        }, ctx)
         this.underConstruction.delete(rec.id)
         return { status: this.status(req.path, rec) }
       },
@@ -304,8 +306,8 @@ export class Namenode {
         void this.collect()
         return {}
       },
-      SetReplication: async (req) => {
-        const rec = await this.mutate((ns) => ns.setReplication(req.path, req.replication))
+      SetReplication: async (req, ctx) => {
+        const rec = await this.mutate((ns) => ns.setReplication(req.path, req.replication, this.caller(ctx)))
         for (const b of rec.blocks) {
           const info = this.blockMap.blocks.get(b.id)
           if (info) info.replication = rec.replication
@@ -315,14 +317,14 @@ export class Namenode {
       SetPermission: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setPermission(req.path, req.mode, this.caller(ctx)))) }),
       SetOwner: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setOwner(req.path, req.owner, req.group, this.caller(ctx)))) }),
       SetTimes: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setTimes(req.path, req.mtimeMs, req.atimeMs, this.caller(ctx)))) }),
-      OpenForWrite: async (req) => {
-        const rec = await this.mutate((ns) => ns.openForWrite(req.path, req.clientName))
+      OpenForWrite: async (req, ctx) => {
+        const rec = await this.mutate((ns) => ns.openForWrite(req.path, req.clientName), ctx)
         this.leases.set(req.clientName, Date.now())
         this.underConstruction.set(rec.id, req.clientName)
         return { status: this.status(req.path, rec), leaseLimitMs: this.leaseLimitMs }
       },
-      UpdateBlock: async (req) => {
-        const current = this.reader().underConstruction(req.path, req.inodeId, req.clientName)
+      UpdateBlock: async (req, ctx) => {
+        const current = this.reader(ctx).underConstruction(req.path, req.inodeId, req.clientName)
         const info = this.blockMap.blocks.get(req.blockId)
         // A block already being updated continues on its pipeline; otherwise on its healthy replicas.
         const pool = current.updatingBlocks.includes(req.blockId) ? info?.writers : info?.replicas
@@ -342,7 +344,7 @@ export class Namenode {
           b.replicas.clear()
           b.writers = new Set(targets.map((t) => t.id))
           return u
-        })
+        }, ctx)
         this.leases.set(req.clientName, Date.now())
         const offsetBytes = r.inode.blocks.slice(0, r.index).reduce((sum, b) => sum + b.lengthBytes, 0)
         return { block: r.block, offsetBytes, locations: targets, corrupt: [], complete: false }
@@ -359,7 +361,7 @@ export class Namenode {
             if (info && !info.complete) Object.assign(info, { genStamp: ref.genStamp, lengthBytes: ref.lengthBytes })
           }
           return c
-        })
+        }, ctx)
         this.leases.set(req.clientName, Date.now())
         if (req.close) this.underConstruction.delete(r.inode.id)
         this.invalidate(r.freed.blocks)
@@ -376,6 +378,40 @@ export class Namenode {
         return {}
       },
       GetXattrs: (req) => ({ xattrs: this.reader().get(req.path).xattrs }),
+      CreateVolume: async (req, ctx) => {
+        const count = (await this.store.scan(keys.volumePrefix, undefined, VOLUMES_MAX + 1)).length
+        checkVolumeCount(count)
+        const vol = await this.mutate((ns) => ns.createVolume(req, this.defaults, this.liveCapacityBytes(), this.caller(ctx)))
+        return this.volumeInfo(vol)
+      },
+      ListVolumes: async () => {
+        const page = await this.store.scan(keys.volumePrefix, undefined, VOLUMES_MAX)
+        return { volumes: page.map(([, v]) => this.volumeInfo(decodeVolume(v))) }
+      },
+      GetVolume: async (req) => {
+        const vol = this.reader().volume(req.name)
+        return { ...this.volumeInfo(vol), nodes: await this.volumeNodeBytes(vol) }
+      },
+      DeleteVolume: async (req, ctx) => {
+        const freed = await this.mutate((ns) => ns.deleteVolume(req.name, req.force, this.caller(ctx)))
+        this.invalidate(freed.blocks)
+        void this.collect()
+        return {}
+      },
+      ResizeVolume: async (req) => this.volumeInfo(await this.mutate((ns) => ns.resizeVolume(req.name, req.sizeBytes, this.liveCapacityBytes()))),
+      AttachVolume: async (req) => {
+        const node = this.datanodes.nodes.get(req.nodeId)
+        if (!node) throw new LoamError('not-found', `datanode ${req.nodeId}: no such node (see 'loam report')`)
+        if (!node.alive) throw new LoamError('unavailable', `datanode ${req.nodeId} is dead: attach the volume to a live node`)
+        const before = this.reader().volume(req.name)
+        const holderAlive = this.datanodes.nodes.get(before.attachedNode)?.alive ?? false
+        const vol = await this.mutate((ns) => ns.attachVolume(req.name, req.nodeId, { force: req.force, holderAlive }))
+        // Fencing: files the old holder left open are recovered now (their pipelines end at the datanodes), not at lease expiry.
+        if (before.attachedNode && before.attachedNode !== vol.attachedNode) await this.recoverVolumeLeases(vol.name)
+        if (vol.epoch !== before.epoch) this.opts.log.info({ volume: vol.name, node: vol.attachedNode, epoch: vol.epoch, from: before.attachedNode }, 'volume attached')
+        return this.volumeInfo(vol)
+      },
+      DetachVolume: async (req) => this.volumeInfo(await this.mutate((ns) => ns.detachVolume(req.name))),
       ReportBadBlocks: (req) => {
         for (const r of req.replicas) {
           if (!r.block) continue
@@ -551,6 +587,56 @@ export class Namenode {
     return recovered
   }
 
+  private liveCapacityBytes(): number {
+    return this.datanodes.live().reduce((sum, n) => sum + n.capacityBytes, 0)
+  }
+
+  private volumeInfo(vol: VolumeRecord): VolumeInfo {
+    const live = this.datanodes.live().length
+    return {
+      volume: vol,
+      path: volumePath(vol.name),
+      state: vol.attachedNode ? 'attached' : 'detached',
+      nodes: [],
+      warning: vol.replication > live ? `replication ${vol.replication} is above the ${live} live datanodes: blocks stay under-replicated until more join` : '',
+      holderAlive: vol.attachedNode ? (this.datanodes.nodes.get(vol.attachedNode)?.alive ?? false) : false,
+    }
+  }
+
+  /** Where a volume's bytes are: replica bytes per datanode, walking its tree (bounded). */
+  private async volumeNodeBytes(vol: VolumeRecord): Promise<VolumeNodeBytes[]> {
+    const bytes = new Map<string, number>()
+    const dirs = [vol.rootId]
+    let seen = 0
+    while (dirs.length > 0 && seen < VOLUME_INSPECT_INODES_MAX) {
+      const dir = dirs.pop()!
+      let after: Buffer | undefined
+      for (;;) {
+        const page = await this.store.scan(keys.entryPrefix(dir), after, LIST_PAGE_ENTRIES_MAX)
+        for (const [, v] of page) {
+          const raw = this.store.get(keys.inode(decodeId(v)))
+          if (!raw || ++seen > VOLUME_INSPECT_INODES_MAX) continue
+          const rec = decodeInode(raw)
+          if (rec.type === InodeType.DIRECTORY) dirs.push(rec.id)
+          for (const b of rec.blocks) for (const node of this.blockMap.blocks.get(b.id)?.replicas ?? []) bytes.set(node, (bytes.get(node) ?? 0) + b.lengthBytes)
+        }
+        if (page.length < LIST_PAGE_ENTRIES_MAX) break
+        after = page[page.length - 1]![0]
+      }
+    }
+    return [...bytes.entries()].sort((a, b) => b[1] - a[1]).map(([nodeId, n]) => ({ nodeId, bytes: n }))
+  }
+
+  /** Recovers, now, every file of the volume left open for writing (the fenced holder's). */
+  private async recoverVolumeLeases(name: string): Promise<void> {
+    for (const [inodeId, holder] of [...this.underConstruction]) {
+      const raw = this.store.get(keys.inode(inodeId))
+      if (!raw || decodeInode(raw).volume !== name || this.recovering.has(inodeId)) continue
+      this.recovering.add(inodeId)
+      await this.recoverLease(inodeId, holder).finally(() => this.recovering.delete(inodeId))
+    }
+  }
+
   private datanodeReport(): DatanodeReportResponse {
     return {
       safemode: this.safemode,
@@ -723,6 +809,7 @@ export class Namenode {
       const entries = await this.store.scan(keys.entryPrefix(dirId), undefined, 512)
       const ops: KvOp[] = []
       const freed: BlockRef[] = []
+      const uncharge = new Map<string, number>()
       for (const [k, v] of entries) {
         ops.push({ type: 'del', key: k })
         const childId = decodeId(v)
@@ -739,7 +826,17 @@ export class Namenode {
         } else {
           ops.push({ type: 'del', key: keys.inode(childId) })
           freed.push(...rec.blocks)
+          if (rec.volume && rec.lengthBytes > 0) uncharge.set(rec.volume, (uncharge.get(rec.volume) ?? 0) + rec.lengthBytes)
         }
+      }
+      // A volume's usage drops with the files removed (a volume being removed has no record left to update).
+      for (const [name, bytes] of uncharge) {
+        const txn = new StoreTxn(this.store, this.counters)
+        const vol = txn.volume(name)
+        if (!vol) continue
+        vol.usedBytes = Math.max(0, vol.usedBytes - bytes)
+        txn.putVolume(vol)
+        ops.push(...txn.batch())
       }
       if (entries.length === 0) ops.push({ type: 'del', key: keys.inode(dirId) }, { type: 'del', key: keys.collect(dirId) })
       await this.store.commit(ops)

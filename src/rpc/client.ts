@@ -16,6 +16,8 @@ export interface RpcClientOptions {
   connectTimeoutMs?: number
   user?: string
   groups?: string[]
+  /** The volume attachment every call is made under (fencing; 0: none). */
+  epoch?: number
 }
 
 interface PendingCall {
@@ -40,6 +42,7 @@ export class RpcClient<S extends ServiceSpec> {
   private readonly connectTimeoutMs: number
   private readonly user: string
   private readonly groups: string[]
+  private readonly epoch: number
   private closed = false
 
   constructor(
@@ -52,6 +55,7 @@ export class RpcClient<S extends ServiceSpec> {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? Math.min(this.timeoutMs, 10_000)
     this.user = opts.user ?? safeUserName()
     this.groups = opts.groups ?? []
+    this.epoch = opts.epoch ?? 0
   }
 
   async call<K extends keyof S & string>(method: K, request: RequestOf<S[K]>, opts: CallOptions = {}): Promise<ResponseOf<S[K]>> {
@@ -105,7 +109,7 @@ export class RpcClient<S extends ServiceSpec> {
   }
 
   private requestHeader(id: number, method: string, body: Uint8Array, timeoutMs: number, as: { user?: string; groups?: string[] } = {}): FrameHeader {
-    return { id, kind: FrameKind.REQUEST, method, timeoutMs, body, user: as.user ?? this.user, groups: as.groups ?? this.groups }
+    return { id, kind: FrameKind.REQUEST, method, timeoutMs, body, user: as.user ?? this.user, groups: as.groups ?? this.groups, epoch: this.epoch }
   }
 
   private connect(timeoutMs: number): Promise<FramedSocket> {

@@ -20,6 +20,8 @@ export const ERROR_CODES = [
   'io',
   'protocol',
   'no-xattr',
+  'stale-epoch',
+  'cross-volume',
 ] as const
 
 export type ErrorCode = (typeof ERROR_CODES)[number]

@@ -16,6 +16,7 @@ export interface FrameHeader {
   error?: RpcErrorMsg | null
   user?: string
   groups?: string[]
+  epoch?: number
 }
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type
 export interface Empty {}
@@ -69,7 +70,37 @@ export interface InodeRecord {
   parentId: number
   children: number
   updatingBlocks: number[]
+  volume: string
 }
+
+export interface VolumeRecord {
+  name: string
+  sizeBytes: number
+  usedBytes: number
+  replication: number
+  blockSizeBytes: number
+  owner: string
+  group: string
+  createdMs: number
+  rootId: number
+  attachedNode: string
+  epoch: number
+}
+export interface CreateVolumeRequest { name: string; sizeBytes: number; replication: number; blockSizeBytes: number }
+export interface VolumeNameRequest { name: string }
+export interface DeleteVolumeRequest { name: string; force: boolean }
+export interface ResizeVolumeRequest { name: string; sizeBytes: number }
+export interface AttachVolumeRequest { name: string; nodeId: string; force: boolean }
+export interface VolumeNodeBytes { nodeId: string; bytes: number }
+export interface VolumeInfo {
+  volume: VolumeRecord | null
+  path: string
+  state: string
+  nodes: VolumeNodeBytes[]
+  warning: string
+  holderAlive: boolean
+}
+export interface ListVolumesResponse { volumes: VolumeInfo[] }
 
 export interface MkdirsRequest { path: string; mode: number; parents: boolean }
 export interface CreateRequest {

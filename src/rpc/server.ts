@@ -14,6 +14,8 @@ export interface CallContext {
   method: string
   user: string
   groups: string[]
+  /** The volume attachment the caller writes under (0: none). */
+  epoch: number
   remoteAddress: string
   deadlineMs: number
   /** Present for stream methods: the frames exchanged between request and response. */
@@ -106,6 +108,7 @@ export class RpcServer<S extends ServiceSpec> {
       method,
       user: header.user ?? '',
       groups: header.groups ?? [],
+      epoch: header.epoch ?? 0,
       remoteAddress: conn.socket.remoteAddress,
       deadlineMs: Date.now() + timeoutMs,
     }
