@@ -46,12 +46,17 @@ export const FUSE_PREFETCH_AFTER_MISSES = 16
 export const FUSE_PREFETCH_DIRS_MAX = 1024
 /** The largest read or write the kernel sends a mount in one request. */
 export const FUSE_IO_BYTES_MAX = 128 * 1024
+/** How long a mount's open for writing waits for another client's lease to be given back before EBUSY. */
+export const FUSE_LEASE_WAIT_MS = 1_000
 /** Open file handles on one mount. */
 export const FUSE_HANDLES_MAX = 65_536
 
 /** Volumes one cluster holds, and the largest size one may have. */
 export const VOLUMES_MAX = 10_000
 export const VOLUME_SIZE_MAX_BYTES = 2 ** 50
+/** Snapshots one volume keeps, and the inodes one snapshot (or restore) copies. */
+export const SNAPSHOTS_PER_VOLUME_MAX = 64
+export const SNAPSHOT_INODES_MAX = 1_000_000
 /** Inodes `volume inspect` walks to tell where a volume's bytes are. */
 export const VOLUME_INSPECT_INODES_MAX = 1_000_000
 

@@ -4,6 +4,10 @@
 // replica read back from its datanode over TCP. The namenode's side of an
 // update (UpdateBlock) is not used: gen stamps are made here (old + 1000).
 //
+// A copy-on-write update (BlockPipeline.open with copyFrom) goes the same way to
+// a new block id made up here too, each datanode copying its replica of the old
+// block first; the old block is read back as well, unchanged.
+//
 // The namenode does not yet know the new gen stamps and lengths, and may order
 // a replica whose length changed deleted; its heartbeats are slow here so each
 // test reads its replicas back well before such an order arrives.
@@ -241,4 +245,78 @@ test.serial('a new block created with a resize starts as zeros', async (t) => {
   const parts: Buffer[] = []
   for await (const piece of (await client.open(remote)).read()) parts.push(piece)
   t.true(Buffer.concat(parts).equals(want), 'read back through the client')
+})
+
+// ---- copy-on-write: a new block made on every datanode as a copy of a shared one, then updated ----
+
+/** Block ids the namenode never hands out here (its ids count up from 1): the new blocks of copy-on-write. */
+const COPY_ID_BASE = 2 ** 40
+
+/** A copy-on-write pipeline: a new block, under a new gen stamp, copied from located's block on each of its datanodes, then packets and the last one. */
+async function copyUpdate(located: LocatedBlock, packets: Packet[], resizeBytes?: number): Promise<BlockRef> {
+  const old = located.block!
+  const copy: LocatedBlock = { ...located, block: { id: COPY_ID_BASE + old.id, genStamp: old.genStamp + GEN_STEP, lengthBytes: old.lengthBytes } }
+  const pipeline = await BlockPipeline.open(copy, 'test-client', TIMEOUT_MS, { oldGenStamp: old.genStamp, copyFrom: old, resizeBytes })
+  try {
+    for (const p of packets) await pipeline.send(p.offset, p.data)
+    await pipeline.finish(await pipeline.send(0, Buffer.alloc(0), { last: true, sync: true }))
+  } catch (err) {
+    pipeline.abort(err as Error)
+    throw err
+  }
+  return pipeline.block
+}
+
+/** Every datanode holds the new block as `want`, finalized, and the old block exactly as it was. */
+async function checkCopies(t: ExecutionContext, located: LocatedBlock, copied: BlockRef, oldData: Buffer, want: Buffer): Promise<void> {
+  const old = located.block!
+  for (const dn of located.locations) {
+    const got = await readReplica(dn, { ...copied, lengthBytes: want.length })
+    t.is(got.length, want.length, `${dn.id}: new block length`)
+    t.true(got.equals(want), `${dn.id}: new block bytes`)
+    t.deepEqual(await datanode(dn).call('InspectReplica', { blockId: copied.id }), { genStamp: copied.genStamp, lengthBytes: want.length, verifiedBytes: want.length, finalized: true }, `${dn.id}: new block inspected`)
+    t.true((await readReplica(dn, old)).equals(oldData), `${dn.id}: old block unchanged`)
+    t.deepEqual(await datanode(dn).call('InspectReplica', { blockId: old.id }), { genStamp: old.genStamp, lengthBytes: oldData.length, verifiedBytes: oldData.length, finalized: true }, `${dn.id}: old block inspected`)
+  }
+}
+
+test.serial('a copy-on-write pipeline makes a new block on every datanode as a copy of the old one and updates it at unaligned offsets; the old block stays as it was', async (t) => {
+  const data = pattern(3 * CHUNK_BYTES + 1000, 71)
+  const located = await writeFile('/update/cow', data)
+  const packets: Packet[] = [
+    { offset: 10, data: pattern(100, 72) }, // inside chunk 0
+    { offset: CHUNK_BYTES - 500, data: pattern(CHUNK_BYTES, 73) }, // across chunks 0 and 1
+    { offset: 2 * CHUNK_BYTES + 7, data: pattern(CHUNK_BYTES, 74) }, // whole-chunk packets at an unaligned offset
+    { offset: 3 * CHUNK_BYTES + 7, data: pattern(CHUNK_BYTES, 75) }, // ...following each other, past the end
+    { offset: 3, data: pattern(7, 76) }, // back near the start
+    { offset: 6 * CHUNK_BYTES + 1, data: pattern(300, 77) }, // past the end: the gap reads as zeros
+  ]
+  const copied = await copyUpdate(located, packets)
+  t.not(copied.id, located.block!.id)
+  t.is(copied.genStamp, located.block!.genStamp + GEN_STEP)
+  await checkCopies(t, located, copied, data, packets.reduce(applyWrite, data))
+  // The old block is still served at its own gen stamp, and short-circuited (it is finalized and unchanged).
+  for (const dn of located.locations) t.like(await datanode(dn).call('ShortCircuit', { block: located.block! }), { genStamp: located.block!.genStamp, lengthBytes: data.length })
+})
+
+test.serial('a copy-on-write pipeline resizes the copy, not the old block, before its packets', async (t) => {
+  const data = pattern(2 * CHUNK_BYTES + 50, 81)
+  const located = await writeFile('/update/cow-resize', data)
+  const cutBytes = CHUNK_BYTES + 10
+  const packets: Packet[] = [{ offset: 5, data: pattern(300, 82) }]
+  const copied = await copyUpdate(located, packets, cutBytes)
+  await checkCopies(t, located, copied, data, packets.reduce(applyWrite, applyResize(data, cutBytes)))
+})
+
+test.serial('a copy-on-write from a wrong gen stamp is refused at the first datanode and makes no block anywhere', async (t) => {
+  const data = pattern(CHUNK_BYTES + 5, 91)
+  const located = await writeFile('/update/cow-refused', data)
+  const wrong: LocatedBlock = { ...located, block: { ...located.block!, genStamp: located.block!.genStamp - 1 } }
+  const err = await t.throwsAsync(copyUpdate(wrong, [{ offset: 1, data: pattern(10, 92) }]))
+  t.regex(err?.message ?? '', /gen stamp/)
+  for (const dn of located.locations) {
+    const missing = await t.throwsAsync(datanode(dn).call('InspectReplica', { blockId: COPY_ID_BASE + located.block!.id }), { instanceOf: LoamError })
+    t.is(missing?.code, 'not-found', `${dn.id}: no replica of the new block`)
+    t.true((await readReplica(dn, located.block!)).equals(data), `${dn.id}: old block untouched`)
+  }
 })

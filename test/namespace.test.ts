@@ -1032,3 +1032,57 @@ test('an attached volume takes changes only under its epoch; renames and links c
   t.deepEqual(admin.deleteVolume('vol', true, CALLER).blocks, [])
   t.is(txn.volume('vol'), undefined)
 })
+
+/** Every directory below rootId with its entries, as the namenode reads it before a snapshot. */
+function treeOf(txn: MemTxn, rootId: number): Map<number, Array<[string, number]>> {
+  const tree = new Map<number, Array<[string, number]>>()
+  const walk = (dir: number): void => {
+    const entries = [...(txn.entries.get(dir) ?? new Map<string, number>()).entries()]
+    tree.set(dir, entries)
+    for (const [, id] of entries) if (txn.inodes.get(id)?.type === InodeType.DIRECTORY) walk(id)
+  }
+  walk(rootId)
+  return tree
+}
+
+test('a snapshot copies the tree read-only, naming the same blocks; copyOnWrite gives the live file a new block; restore makes a volume', (t) => {
+  const env = fresh()
+  const { ns, txn } = env
+  const vol = ns.createVolume(VOL, DEFAULTS, 100 * BLOCK, CALLER)
+  ns.mkdirs('/volumes/vol/d', 0o755, false, CALLER)
+  const f = writeFile(ns, '/volumes/vol/d/f', [BLOCK, 10])
+  ns.link('/volumes/vol/d/f', '/volumes/vol/g', CALLER)
+  const { snapshot, blocks } = ns.snapshotVolume('vol', 's1', treeOf(txn, vol.rootId), LATER)
+  t.deepEqual(blocks.map((b) => b.id), f.blocks.map((b) => b.id), 'the hard-linked file is copied once')
+  t.is(snapshot.usedBytes, BLOCK + 10)
+  const copy = ns.get('/.snapshots/vol/s1/d/f')
+  t.true(copy.readOnly)
+  t.is(copy.nlink, 2)
+  t.is(ns.get('/.snapshots/vol/s1/g').id, copy.id)
+  t.deepEqual(copy.blocks, f.blocks)
+  refuses(t, env, () => ns.create('/.snapshots/vol/s1/new', createOpts('c'), DEFAULTS, CALLER, neverExpired), 'read-only')
+  refuses(t, env, () => ns.delete('/.snapshots/vol/s1/g', false, CALLER), 'read-only')
+  refuses(t, env, () => ns.setPermission('/.snapshots/vol/s1/g', 0o777, CALLER), 'read-only')
+  refuses(t, env, () => ns.snapshotVolume('vol', 's1', treeOf(txn, vol.rootId), LATER), 'exists')
+  checkTree(t, txn)
+
+  ns.openForWrite('/volumes/vol/d/f', 'm1')
+  const cow = ns.copyOnWrite('/volumes/vol/d/f', f.id, 'm1', f.blocks[1]!.id)
+  t.not(cow.block.id, f.blocks[1]!.id)
+  t.is(cow.block.lengthBytes, 10)
+  t.deepEqual(ns.get('/volumes/vol/d/f').blocks.map((b) => b.id), [f.blocks[0]!.id, cow.block.id])
+  t.deepEqual(ns.get('/.snapshots/vol/s1/d/f').blocks.map((b) => b.id), f.blocks.map((b) => b.id), 'the snapshot keeps the old block')
+  refuses(t, env, () => ns.snapshotVolume('vol', 's2', treeOf(txn, vol.rootId), LATER), 'lease')
+  ns.commitBlocks({ path: '/volumes/vol/d/f', inodeId: f.id, clientName: 'm1', blocks: [], truncate: false, blockCount: 0, close: true, mtimeMs: 0 }, LATER)
+
+  const restored = ns.restoreSnapshot({ volume: 'vol', snapshot: 's1', to: 'back' }, treeOf(txn, snapshot.rootId), DEFAULTS, 100 * BLOCK, LATER)
+  t.is(restored.volume.usedBytes, BLOCK + 10)
+  const back = ns.get('/volumes/back/d/f')
+  t.false(back.readOnly)
+  t.is(back.volume, 'back')
+  t.deepEqual(back.blocks.map((b) => b.id), f.blocks.map((b) => b.id))
+  const freed = ns.deleteSnapshot('vol', 's1', LATER)
+  t.deepEqual(freed.blocks, [], 'a snapshot with contents goes to the collector')
+  t.deepEqual(ns.volume('vol').snapshots, [])
+  checkTree(t, txn)
+})

@@ -1,7 +1,9 @@
 // Updating a replica in place (ReplicaStore.openForUpdate, ReplicaWriter.write
-// at any offset and resize): every step is checked byte for byte against a
-// shadow Buffer, and every chunk checksum against the bytes on disk.
+// at any offset and resize), or a copy of one made for an update
+// (ReplicaStore.cloneForUpdate, copy-on-write): every step is checked byte for
+// byte against a shadow Buffer, and every chunk checksum against the bytes on disk.
 import test, { type ExecutionContext } from 'ava'
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import fs from 'node:fs/promises'
 import path from 'node:path'
@@ -444,4 +446,336 @@ test('concurrent aligned writes in order of offset land as one sequential stream
   await Promise.all(writes)
   await writer.finalize(data.length)
   await checkReplica(t, store, 18, 1, data, 'concurrent sequential writes')
+})
+
+// ---- copy-on-write: ReplicaStore.cloneForUpdate ----
+
+/** A file's bytes, to show a source replica is untouched byte for byte, header included. */
+async function filesOf(store: ReplicaStore, id: number): Promise<{ data: Buffer; meta: Buffer }> {
+  const info = store.get(id)
+  return { data: await fs.readFile(info?.dataPath ?? ''), meta: await fs.readFile(info?.metaPath ?? '') }
+}
+
+/** The source replica as it was: same place, state, gen stamp and files, and it verifies and reads back. */
+async function checkSource(t: ExecutionContext, store: ReplicaStore, id: number, genStamp: number, want: { data: Buffer; meta: Buffer }, path0: string, step: string): Promise<void> {
+  t.like(store.get(id), { state: 'finalized', genStamp, lengthBytes: want.data.length, dataPath: path0 }, `${step}: source entry`)
+  const files = await filesOf(store, id)
+  t.true(files.data.equals(want.data), `${step}: source data file byte for byte`)
+  t.true(files.meta.equals(want.meta), `${step}: source meta file byte for byte`)
+  await checkReplica(t, store, id, genStamp, want.data, `${step}: source`)
+}
+
+function replicaBytesOf(lengthBytes: number): number {
+  return lengthBytes + META_HEADER_BYTES + Math.ceil(lengthBytes / CHUNK_BYTES) * CHECKSUM_BYTES
+}
+
+const rbwDir = (dir: string): string => path.join(dir, 'current', 'rbw')
+const tmpDir = (dir: string): string => path.join(dir, 'current', 'tmp')
+
+test('a clone starts as a copy of its source under a new id and gen stamp; updates to it leave the source byte for byte as it was', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, [dir])
+  const data = randomBytes(3 * CHUNK_BYTES + 500)
+  await writeReplica(store, 30, 10, data)
+  const source = await filesOf(store, 30)
+  const sourcePath = store.get(30)?.dataPath ?? ''
+  const usedBytes = store.usage().usedBytes
+
+  const writer = await store.cloneForUpdate(30, 10, 31, 1010)
+  t.like(writer, { id: 31, genStamp: 1010, lengthBytes: data.length, update: true })
+  const clone = store.get(31)
+  t.like(clone, { state: 'rbw', genStamp: 1010, lengthBytes: data.length, dataPath: path.join(rbwDir(dir), 'blk_31') })
+  t.is(store.usage().usedBytes, usedBytes + replicaBytesOf(data.length), 'the copy is counted in full')
+  t.deepEqual(store.list().map((r) => [r.id, r.state, r.genStamp]).sort(), [[30, 'finalized', 10], [31, 'rbw', 1010]])
+  const meta = await fs.readFile(clone?.metaPath ?? '')
+  t.is(meta.readBigUInt64BE(16), 1010n, 'the copy\'s meta header carries the new gen stamp')
+  t.true(meta.subarray(META_HEADER_BYTES).equals(source.meta.subarray(META_HEADER_BYTES)), 'and the source\'s checksums')
+  t.is(await loamCode(t, drain(store.readChunks(31, 10, 0, 0))), 'stale-generation', 'the copy is not served at the source\'s gen stamp')
+  await checkReplica(t, store, 31, 1010, data, 'cloned')
+  await checkSource(t, store, 30, 10, source, sourcePath, 'after the clone')
+  t.deepEqual(await fs.readdir(tmpDir(dir)), [], 'nothing left in tmp/')
+
+  // Writes at any offset, past the end, resizes: the source sees none of them.
+  const shadow = await randomSteps(t, store, writer, 31, data, 5, 25)
+  await checkSource(t, store, 30, 10, source, sourcePath, 'after updates of the clone')
+  const info = await writer.finalize(shadow.length)
+  t.like(info, { id: 31, state: 'finalized', genStamp: 1010, lengthBytes: shadow.length })
+  await checkReplica(t, store, 31, 1010, shadow, 'clone finalized')
+  await store.close()
+
+  const again = await openStore(t, [dir])
+  await checkSource(t, again, 30, 10, source, sourcePath, 'after a restart')
+  await checkReplica(t, again, 31, 1010, shadow, 'clone after a restart')
+  t.deepEqual(await fs.readdir(rbwDir(dir)), [])
+})
+
+test('a clone of an empty replica, and a clone of a clone, are replicas like any other', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, [dir])
+  await writeReplica(store, 32, 1, Buffer.alloc(0))
+  const empty = await store.cloneForUpdate(32, 1, 33, 2)
+  t.is(empty.lengthBytes, 0)
+  const p = randomBytes(CHUNK_BYTES + 3)
+  await empty.write(7, p, chunkChecksums(p))
+  await empty.finalize(empty.lengthBytes)
+  const want = shadowWrite(Buffer.alloc(0), 7, p)
+  await checkReplica(t, store, 33, 2, want, 'clone of an empty replica')
+  await checkReplica(t, store, 32, 1, Buffer.alloc(0), 'the empty source')
+  // Ids in either order: the locks are taken lower first.
+  const again = await store.cloneForUpdate(33, 2, 3, 3)
+  await again.resize(10)
+  await again.finalize(10)
+  await checkReplica(t, store, 3, 3, want.subarray(0, 10), 'clone of a clone')
+  await checkReplica(t, store, 33, 2, want, 'its source')
+})
+
+test('clones run beside reads of their source and beside each other', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, [dir])
+  const data = randomBytes(2 * MiB + 77)
+  await writeReplica(store, 34, 4, data)
+  const source = await filesOf(store, 34)
+  const sourcePath = store.get(34)?.dataPath ?? ''
+  const clones = [35, 36, 37].map(async (id) => {
+    const w = await store.cloneForUpdate(34, 4, id, 5)
+    const p = randomBytes(1000)
+    await w.write(id * 1000, p, chunkChecksums(p))
+    await w.finalize(w.lengthBytes)
+    return { id, want: shadowWrite(data, id * 1000, p) }
+  })
+  const reads = [0, 1].map(async () => t.true((await readAll(t, store, 34, 4)).equals(data), 'the source reads whole during the copies'))
+  const done = await Promise.all(clones)
+  await Promise.all(reads)
+  // The same copy asked twice at once: one wins, the other is told it exists.
+  const twice = await Promise.allSettled([store.cloneForUpdate(34, 4, 38, 6), store.cloneForUpdate(34, 4, 38, 6)])
+  t.deepEqual(twice.map((r) => r.status).sort(), ['fulfilled', 'rejected'])
+  const lost = twice.find((r) => r.status === 'rejected')
+  t.is(lost?.status === 'rejected' ? (lost.reason as LoamError).code : undefined, 'exists')
+  for (const r of twice) if (r.status === 'fulfilled') await r.value.abort()
+  for (const { id, want } of done) await checkReplica(t, store, id, 5, want, `clone ${id}`)
+  await checkSource(t, store, 34, 4, source, sourcePath, 'after concurrent clones')
+})
+
+test('bad clones give typed errors, leave the source whole and make no replica', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, [dir])
+  const data = randomBytes(2 * CHUNK_BYTES + 9)
+  await writeReplica(store, 40, 20, data)
+  await writeReplica(store, 42, 3, randomBytes(100))
+  const source = await filesOf(store, 40)
+  const sourcePath = store.get(40)?.dataPath ?? ''
+  const usedBytes = store.usage().usedBytes
+  const nothingMade = async (step: string): Promise<void> => {
+    t.is(store.get(41), undefined, `${step}: no replica of the new id`)
+    t.deepEqual(await fs.readdir(tmpDir(dir)), [], `${step}: nothing left in tmp/`)
+    t.deepEqual(await fs.readdir(rbwDir(dir)), [], `${step}: nothing in rbw/`)
+    t.is(store.usage().usedBytes, usedBytes, `${step}: nothing counted`)
+    await checkSource(t, store, 40, 20, source, sourcePath, step)
+  }
+
+  t.is(await loamCode(t, store.cloneForUpdate(39, 20, 41, 21)), 'not-found', 'no source')
+  t.is(await loamCode(t, store.cloneForUpdate(40, 19, 41, 21)), 'stale-generation', 'an older source gen stamp')
+  t.is(await loamCode(t, store.cloneForUpdate(40, 21, 41, 22)), 'stale-generation', 'a newer source gen stamp')
+  t.is(await loamCode(t, store.cloneForUpdate(40, 20, 40, 21)), 'invalid-argument', 'onto itself')
+  t.is(await loamCode(t, store.cloneForUpdate(-1, 20, 41, 21)), 'invalid-argument')
+  t.is(await loamCode(t, store.cloneForUpdate(40, 20, 2 ** 53, 21)), 'invalid-argument')
+  t.is(await loamCode(t, store.cloneForUpdate(40, 20, 41, 0.5)), 'invalid-argument')
+  t.is(await loamCode(t, store.cloneForUpdate(40, 20, 42, 21)), 'exists', 'a finalized replica of the new id')
+  t.is(await loamCode(t, store.cloneForUpdate(40, 20, 42, 2)), 'exists', 'even an older one')
+  t.deepEqual(await store.verify(42), { ok: true, badChunk: -1 }, 'the replica of the new id is untouched')
+  await nothingMade('refused arguments')
+
+  // Only a finalized source is copied: an unfinished one awaits block recovery.
+  const open = await store.createRbw(43, 7)
+  await open.write(0, data, chunkChecksums(data))
+  t.is(await loamCode(t, store.cloneForUpdate(43, 7, 41, 8)), 'not-found', 'a source being written')
+  await open.release()
+  t.is(await loamCode(t, store.cloneForUpdate(43, 7, 41, 8)), 'not-found', 'an unfinished source')
+  t.is(store.get(41), undefined)
+  await store.delete(43)
+
+  // The new id being written here (any gen stamp), or unfinished at one not older: refused, and left as it is.
+  const live = await store.createRbw(41, 5)
+  t.is(await loamCode(t, store.cloneForUpdate(40, 20, 41, 21)), 'exists', 'a live writer of the new id')
+  await live.release()
+  t.is(await loamCode(t, store.cloneForUpdate(40, 20, 41, 5)), 'exists', 'an unfinished replica at the same gen stamp')
+  t.is(await loamCode(t, store.cloneForUpdate(40, 20, 41, 4)), 'exists', 'an unfinished replica at a newer gen stamp')
+  t.like(store.get(41), { state: 'rbw', genStamp: 5, lengthBytes: 0 })
+  await store.delete(41)
+
+  // A source whose files disagree with its length (damage, or a crash's debris) is not copied.
+  await fs.appendFile(sourcePath, randomBytes(10))
+  t.is(await loamCode(t, store.cloneForUpdate(40, 20, 41, 21)), 'corrupt')
+  await fs.truncate(sourcePath, data.length)
+  await nothingMade('refused source')
+
+  // No room for the copy.
+  await store.close()
+  const full = await openStore(t, [dir], { capacityBytes: usedBytes + replicaBytesOf(data.length) - 1 })
+  t.is(await loamCode(t, full.cloneForUpdate(40, 20, 41, 21)), 'no-space')
+  t.is(full.get(41), undefined)
+  t.deepEqual(await fs.readdir(tmpDir(dir)), [])
+  await full.close()
+  const roomy = await openStore(t, [dir], { capacityBytes: usedBytes + replicaBytesOf(data.length) })
+  const w = await roomy.cloneForUpdate(40, 20, 41, 21)
+  t.is(roomy.usage().remainingBytes, 0, 'a copy that just fits')
+  await w.finalize(w.lengthBytes)
+  await checkReplica(t, roomy, 41, 21, data, 'the copy that fits')
+})
+
+test('a clone whose pipeline failed is kept for block recovery, and replaced by a later attempt at a newer gen stamp', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, [dir])
+  const data = randomBytes(2 * CHUNK_BYTES + 1)
+  await writeReplica(store, 50, 1, data)
+  const source = await filesOf(store, 50)
+  const sourcePath = store.get(50)?.dataPath ?? ''
+  const first = await store.cloneForUpdate(50, 1, 51, 2)
+  const p = randomBytes(3000)
+  await first.write(CHUNK_BYTES - 1000, p, chunkChecksums(p))
+  await first.abort() // an update's abort releases: the replica stays
+  const patched = shadowWrite(data, CHUNK_BYTES - 1000, p)
+  t.deepEqual(await store.inspect(51), { genStamp: 2, lengthBytes: patched.length, verifiedBytes: patched.length, state: 'rbw' })
+  t.is(await loamCode(t, first.write(0, p, chunkChecksums(p))), 'invalid-argument', 'the released writer takes no more')
+  const usedBytes = store.usage().usedBytes
+
+  // A later attempt of the same copy starts again from the source: the earlier rbw is replaced, counted once.
+  const second = await store.cloneForUpdate(50, 1, 51, 3)
+  t.is(store.usage().usedBytes, usedBytes - replicaBytesOf(patched.length) + replicaBytesOf(data.length))
+  await checkReplica(t, store, 51, 3, data, 'a fresh copy')
+  await second.finalize(second.lengthBytes)
+  t.deepEqual(await fs.readdir(rbwDir(dir)), [])
+
+  // Or block recovery finalizes what the failed attempt wrote.
+  const third = await store.cloneForUpdate(50, 1, 52, 2)
+  await third.write(CHUNK_BYTES - 1000, p, chunkChecksums(p))
+  await third.release()
+  t.like(await store.recover(52, 4, patched.length), { state: 'finalized', genStamp: 4 })
+  await checkReplica(t, store, 52, 4, patched, 'recovered copy')
+  await checkSource(t, store, 50, 1, source, sourcePath, 'after all attempts')
+})
+
+test('a clone cut short at any step leaves the source whole, and no replica of the new id but a complete rbw', async (t) => {
+  const data = randomBytes(3 * CHUNK_BYTES + 333)
+  // Disk states a kill -9 can leave, step by step: the copy in tmp/ (partial, then whole and re-stamped), renamed into rbw/.
+  const setup = async (): Promise<{ dir: string; source: { data: Buffer; meta: Buffer }; sourcePath: string; copy: { data: Buffer; meta: Buffer } }> => {
+    const dir = await tempDir(t)
+    const first = await ReplicaStore.open([dir])
+    await writeReplica(first, 60, 8, data)
+    const source = await filesOf(first, 60)
+    const sourcePath = first.get(60)?.dataPath ?? ''
+    await first.close()
+    const meta = Buffer.from(source.meta)
+    meta.writeBigUInt64BE(9n, 16)
+    return { dir, source, sourcePath, copy: { data: source.data, meta } }
+  }
+  const tmpData = (dir: string): string => path.join(tmpDir(dir), 'blk_61')
+  const rbwData = (dir: string): string => path.join(rbwDir(dir), 'blk_61')
+  const restart = async (dir: string, source: { data: Buffer; meta: Buffer }, sourcePath: string, step: string): Promise<ReplicaStore> => {
+    const store = await openStore(t, [dir])
+    await checkSource(t, store, 60, 8, source, sourcePath, step)
+    t.deepEqual(await fs.readdir(tmpDir(dir)), [], `${step}: tmp/ emptied at startup`)
+    return store
+  }
+  const cases: Array<{ step: string; files: Array<[(dir: string) => string, 'data' | 'meta', number?]> }> = [
+    { step: 'killed while copying the data', files: [[tmpData, 'data', CHUNK_BYTES + 5]] },
+    { step: 'killed while copying the meta', files: [[tmpData, 'data'], [(d) => `${tmpData(d)}.meta`, 'meta', META_HEADER_BYTES + 3]] },
+    { step: 'killed before the renames', files: [[tmpData, 'data'], [(d) => `${tmpData(d)}.meta`, 'meta']] },
+    { step: 'killed between the renames', files: [[rbwData, 'data'], [(d) => `${tmpData(d)}.meta`, 'meta']] },
+    { step: 'the meta rename alone reached the disk', files: [[tmpData, 'data'], [(d) => `${rbwData(d)}.meta`, 'meta']] },
+  ]
+  for (const { step, files } of cases) {
+    const { dir, source, sourcePath, copy } = await setup()
+    for (const [at, kind, lengthBytes] of files) await fs.writeFile(at(dir), copy[kind].subarray(0, lengthBytes))
+    const store = await restart(dir, source, sourcePath, step)
+    t.is(store.get(61), undefined, `${step}: no replica of the new id`)
+    t.deepEqual(await fs.readdir(rbwDir(dir)), [], `${step}: nothing named in rbw/`)
+    // The copy can be made again.
+    const w = await store.cloneForUpdate(60, 8, 61, 9)
+    await w.finalize(w.lengthBytes)
+    await checkReplica(t, store, 61, 9, data, `${step}: copied again`)
+  }
+
+  // Both renames done, not yet returned: a whole rbw at the new gen stamp, which block recovery finalizes.
+  const { dir, source, sourcePath, copy } = await setup()
+  await fs.writeFile(rbwData(dir), copy.data)
+  await fs.writeFile(`${rbwData(dir)}.meta`, copy.meta)
+  const store = await restart(dir, source, sourcePath, 'killed after the renames')
+  t.like(store.get(61), { state: 'rbw', genStamp: 9, lengthBytes: data.length })
+  t.deepEqual(await store.inspect(61), { genStamp: 9, lengthBytes: data.length, verifiedBytes: data.length, state: 'rbw' })
+  t.like(await store.recover(61, 10, data.length), { state: 'finalized', genStamp: 10 })
+  await checkReplica(t, store, 61, 10, data, 'recovered after the renames')
+})
+
+test('clones killed (kill -9) at arbitrary moments leave the source whole, and every copy finalized or verifying as far as it goes', async (t) => {
+  const dir = await tempDir(t)
+  const first = await ReplicaStore.open([dir])
+  const data = randomBytes(8 * MiB + 5)
+  await writeReplica(first, 70, 1, data)
+  const source = await filesOf(first, 70)
+  const sourcePath = first.get(70)?.dataPath ?? ''
+  await first.close()
+  const patchAt = 3 * MiB - 100
+  const patch = Buffer.alloc(5000, 0xab)
+  const patched = shadowWrite(data, patchAt, patch)
+  // A datanode's store in another process, copying, patching and finalizing clones one after another (keeping two).
+  const child = `
+    const { ReplicaStore } = await import(${JSON.stringify(new URL('../src/datanode/replica-store.js', import.meta.url).href)})
+    const { chunkChecksums } = await import(${JSON.stringify(new URL('../src/common/checksum.js', import.meta.url).href)})
+    const [dir, start] = process.argv.slice(-2)
+    const store = await ReplicaStore.open([dir])
+    const patch = Buffer.alloc(5000, 0xab)
+    process.stdout.write('ready\\n')
+    for (let id = Number(start); ; id++) {
+      const w = await store.cloneForUpdate(70, 1, id, 2)
+      await w.write(${patchAt}, patch, chunkChecksums(patch))
+      await w.finalize(w.lengthBytes)
+      await store.delete(id - 2)
+    }
+  `
+  for (const [round, delayMs] of [0, 1, 3, 6, 10, 15, 25, 40].entries()) {
+    const step = `killed ${delayMs} ms into round ${round}`
+    const proc = spawn(process.execPath, ['--input-type=module', '-e', child, dir, String(1000 * (round + 1))], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stderr = ''
+    proc.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
+    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
+    await new Promise<void>((resolve, reject) => {
+      proc.stdout.once('data', () => resolve())
+      proc.once('exit', (code) => reject(new Error(`the store process exited (${code}) before it was ready: ${stderr}`)))
+    })
+    await new Promise((resolve) => setTimeout(resolve, delayMs))
+    proc.kill('SIGKILL')
+    await exited
+    t.is(stderr, '', `${step}: the store process failed on its own`)
+
+    // Where the kill landed, for the record: mid-copy (tmp/), mid-update (rbw/), or between clones.
+    t.log(`${step}: left tmp/ [${(await fs.readdir(tmpDir(dir))).join(' ')}], rbw/ [${(await fs.readdir(rbwDir(dir))).join(' ')}]`)
+    const store = await ReplicaStore.open([dir])
+    try {
+      await checkSource(t, store, 70, 1, source, sourcePath, step)
+      t.deepEqual(await fs.readdir(tmpDir(dir)), [], `${step}: tmp/ emptied`)
+      for (const r of store.list()) {
+        if (r.id === 70) continue
+        t.is(r.genStamp, 2, `${step}: blk_${r.id} gen stamp`)
+        if (r.state === 'finalized') {
+          await checkReplica(t, store, r.id, 2, patched, `${step}: finalized blk_${r.id}`)
+          await store.delete(r.id)
+          continue
+        }
+        // Unfinished: every chunk that verifies is the source's or the patched one, never a mix or garbage.
+        const inspected = await store.inspect(r.id)
+        const got = Buffer.alloc(inspected.verifiedBytes)
+        const fh = await fs.open(r.dataPath, 'r')
+        await fh.read(got, 0, got.length, 0)
+        await fh.close()
+        for (let at = 0; at < got.length; at += CHUNK_BYTES) {
+          const chunk = got.subarray(at, at + CHUNK_BYTES)
+          t.true(chunk.equals(data.subarray(at, at + chunk.length)) || chunk.equals(patched.subarray(at, at + chunk.length)), `${step}: blk_${r.id} chunk at ${at}`)
+        }
+        await store.delete(r.id)
+      }
+    } finally {
+      await store.close()
+    }
+  }
 })

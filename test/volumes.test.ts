@@ -1,9 +1,11 @@
 // Persistent volumes through real processes: the `loam volume` commands, the
 // quota at its edge through a volume mount, exclusive attach, fencing of an
 // old holder, and a database that survives its node's death.
+import { writeFile } from 'node:fs/promises'
+import path from 'node:path'
 import test from 'ava'
 import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
-import { MiB, reportJson } from './helpers/data.js'
+import { localTempDir, MiB, reportJson } from './helpers/data.js'
 import { mountCluster, sh, type TestMount } from './helpers/mount.js'
 
 interface VolumeJson {
@@ -134,43 +136,53 @@ test('fencing: after a forced takeover every write of the old holder is refused;
   await mustLoam(c, ['volume', 'create', 'fence', '--size', '32MiB', '--replication', '2'])
   await mustLoam(c, ['volume', 'attach', 'fence', '--node', 'dn1'])
   const old = await volumeMount(t, c, 'fence', 'dn1')
-  // The old holder writes and fsyncs page after page, and reports which succeeded.
+  // The old holder writes and fsyncs page after page until told the volume moved, then tries a fresh file too.
+  const moved = path.join(await localTempDir(t), 'moved')
   const writer = sh(`python3 - <<'PY'
 import os, time, json
 fd = os.open('${old.dir}/log', os.O_RDWR | os.O_CREAT, 0o644)
-results = []
-start = time.time()
-while time.time() - start < 40:
-    i = len(results)
+results, after = [], []
+def page(i):
     try:
         os.pwrite(fd, (b'%08d' % i) * 512, i * 4096)
         os.fsync(fd)
-        results.append('ok')
+        return 'ok'
     except OSError as e:
-        results.append(e.errno)
+        return e.errno
+start = time.time()
+while not os.path.exists('${moved}') and time.time() - start < 60:
+    results.append(page(len(results)))
     time.sleep(0.02)
-    refused = [r for r in results if r != 'ok']
-    if len(refused) >= 10:
-        break
-print(json.dumps(results))
+for _ in range(5):
+    after.append(page(len(results) + len(after)))
+try:
+    fresh = os.open('${old.dir}/fresh', os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(fresh, b'x'); os.fsync(fresh)
+    created = 'ok'
+except OSError as e:
+    created = e.errno
+print(json.dumps({'results': results, 'after': after, 'created': created}))
 PY`)
   await waitFor(async () => ((await c.client().stat('/volumes/fence/log').catch(() => undefined))?.lengthBytes ?? 0) > 20 * 4096, 30_000, 'the old holder to have written')
   await t.throwsAsync(c.loam(['volume', 'attach', 'fence', '--node', 'dn2', '--force']).then((r) => (r.code === 0 ? Promise.resolve() : Promise.reject(new Error(r.stderr)))), { message: /alive and holds its lease/ })
   await c.killNode(0) // dn1 dies; its mount process goes on writing
   await waitFor(async () => (await reportJson(c)).datanodes.some((d) => d.id === 'dn1' && d.state === 'dead'), 30_000, 'dn1 to be dead')
   await mustLoam(c, ['volume', 'attach', 'fence', '--node', 'dn2', '--force'])
+  await writeFile(moved, '')
   const v = await inspect(c, 'fence')
   t.is(v.epoch, 2)
-  const results = JSON.parse((await writer).stdout) as Array<'ok' | number>
+  const { results, after, created } = JSON.parse((await writer).stdout) as { results: Array<'ok' | number>; after: Array<'ok' | number>; created: 'ok' | number }
   const firstRefused = results.findIndex((r) => r !== 'ok')
-  t.true(firstRefused > 20, `writes went through before the takeover: ${firstRefused}`)
-  t.true(results.slice(firstRefused).every((r) => r !== 'ok'), `no write of the old holder succeeds after the first refusal: ${JSON.stringify(results.slice(firstRefused, firstRefused + 10))}`)
-  t.true(results.slice(firstRefused).some((r) => r === 116), 'ESTALE tells the old holder it was fenced')
+  const synced = firstRefused < 0 ? results.length : firstRefused
+  t.true(synced > 20, `writes went through before the takeover: ${synced}`)
+  t.true([...results.slice(synced), ...after].every((r) => r !== 'ok'), `no write of the old holder succeeds once one was refused: ${JSON.stringify(after)}`)
+  t.true(after.every((r) => r !== 'ok'), 'every write after the takeover is refused')
+  t.is(created, 116, 'a fresh file of the old holder is refused with ESTALE: it was fenced')
   // Every page synced before is there, as written, read on the new holder's node.
   const fresh = await volumeMount(t, c, 'fence', 'dn2')
   const check = await py(`
 data = open('${fresh.dir}/log', 'rb').read()
-bad = [i for i in range(${firstRefused}) if data[i * 4096:(i + 1) * 4096] != (b'%08d' % i) * 512]
+bad = [i for i in range(${synced}) if data[i * 4096:(i + 1) * 4096] != (b'%08d' % i) * 512]
 print(len(bad))
 `)
   t.is(check.trim(), '0')
@@ -231,4 +243,87 @@ test('a volume survives a namenode restart: record, attachment, usage and data',
   await waitFor(async () => (await c.loam(['fs', 'cat', '/volumes/keep/blob'])).code === 0, 30_000, 'the data to be readable (safe mode over)')
   const again = await volumeMount(t, c, 'keep', 'dn1')
   t.is((await sh(`sha256sum < ${again.dir}/blob`)).stdout, digest)
+})
+
+test('snapshots: a point-in-time, read-only copy sharing blocks; later writes copy only what they change; restore makes a new volume', async (t) => {
+  const c = await startCluster(t, { nodes: 3 })
+  await mustLoam(c, ['volume', 'create', 'snap', '--size', '64MiB', '--replication', '2', '--block-size', '1MiB'])
+  await mustLoam(c, ['volume', 'attach', 'snap', '--node', 'dn1'])
+  const m = await volumeMount(t, c, 'snap', 'dn1')
+  await sh(`head -c 3500000 /dev/urandom > ${m.dir}/big && echo small > ${m.dir}/small && mkdir ${m.dir}/d && echo deep > ${m.dir}/d/deep && ln ${m.dir}/small ${m.dir}/d/hard && ln -s ../small ${m.dir}/d/soft && sync`)
+  const before = (await sh(`cd ${m.dir} && sha256sum big small d/deep d/hard && readlink d/soft`)).stdout
+  const liveBlocks = (await c.client().getBlockLocations('/volumes/snap/big', 0, 0)).blocks.map((b) => b.block!.id)
+
+  t.regex(await mustLoam(c, ['volume', 'snapshot', 'snap', 's1']), /snap@s1: .*read-only under \/\.snapshots\/snap\/s1/)
+  const snapBlocks = (await c.client().getBlockLocations('/.snapshots/snap/s1/big', 0, 0)).blocks.map((b) => b.block!.id)
+  t.deepEqual(snapBlocks, liveBlocks, 'the snapshot names the same blocks: nothing was copied')
+
+  // Later writes: in place in one block, an append, a truncate of another file, a removal, a new file.
+  await py(`
+import os
+fd = os.open('${m.dir}/big', os.O_RDWR)
+os.pwrite(fd, b'X' * 5000, 1024 * 1024 + 100)
+os.pwrite(fd, b'tail', 3500000)
+os.fsync(fd); os.close(fd)
+os.truncate('${m.dir}/d/deep', 2)
+os.remove('${m.dir}/d/hard')
+open('${m.dir}/new', 'w').write('new')
+`)
+  const after = (await c.client().getBlockLocations('/volumes/snap/big', 0, 0)).blocks.map((b) => b.block!.id)
+  t.is(after[0], liveBlocks[0], 'an untouched block stays shared')
+  t.not(after[1], liveBlocks[1], 'a changed block was copied first')
+  t.is(after[2], liveBlocks[2])
+
+  // The snapshot, read through a whole-filesystem mount, is as it was, and read-only.
+  const whole = await mountCluster(t, c)
+  const s1 = `${whole.dir}/.snapshots/snap/s1`
+  t.is((await sh(`cd ${s1} && sha256sum big small d/deep d/hard && readlink d/soft`)).stdout, before)
+  t.is((await sh(`ls ${s1}`)).stdout.split('\n').filter(Boolean).sort().join(','), 'big,d,small')
+  t.is((await sh(`stat -c %h ${s1}/small`)).stdout.trim(), '2', 'hard links stay links in the snapshot')
+  await t.throwsAsync(sh(`echo x > ${s1}/small`), { message: /Read-only file system/ })
+  await t.throwsAsync(sh(`rm ${s1}/big`), { message: /Read-only file system/ })
+  const listed = JSON.parse(await mustLoam(c, ['volume', 'snapshots', 'snap', '--json'])) as Array<{ name: string; usedBytes: number }>
+  t.deepEqual(listed.map((x) => x.name), ['s1'])
+  t.is(listed[0]!.usedBytes, 3500000 + 6 + 5)
+
+  // Restore into a new volume: the snapshot's contents, writable there, the snapshot unchanged.
+  await mustLoam(c, ['volume', 'restore', 'snap', 's1', '--to', 'snap-copy'])
+  await mustLoam(c, ['volume', 'attach', 'snap-copy', '--node', 'dn2'])
+  const copy = await volumeMount(t, c, 'snap-copy', 'dn2')
+  t.is((await sh(`cd ${copy.dir} && sha256sum big small d/deep d/hard && readlink d/soft`)).stdout, before)
+  await sh(`echo changed > ${copy.dir}/small`)
+  t.is((await sh(`cat ${s1}/small`)).stdout, 'small\n')
+  t.is((await inspect(c, 'snap-copy')).usedBytes, 3500000 + 8 + 5)
+
+  // Removing the snapshot frees what only it named; the live volume keeps its blocks.
+  await mustLoam(c, ['volume', 'snapshot', 'rm', 'snap', 's1'])
+  t.deepEqual(JSON.parse(await mustLoam(c, ['volume', 'snapshots', 'snap', '--json'])), [])
+  t.is((await c.loam(['fs', 'cat', '/volumes/snap/small'])).stdout.toString(), 'small\n')
+  const fsck = await c.loam(['fsck', '/volumes', '--json'])
+  t.is(fsck.code, 0, fsck.stderr)
+})
+
+test('a snapshot is refused while a file of the volume is being written, and for bad names', async (t) => {
+  const c = await startCluster(t, { nodes: 3 })
+  await mustLoam(c, ['volume', 'create', 'busy', '--size', '16MiB', '--replication', '2'])
+  await mustLoam(c, ['volume', 'attach', 'busy', '--node', 'dn1'])
+  const m = await volumeMount(t, c, 'busy', 'dn1')
+  const holder = sh(`python3 -c "
+import os, sys, time
+fd = os.open('${m.dir}/open', os.O_RDWR | os.O_CREAT, 0o644)
+os.write(fd, b'x' * 100000); os.fsync(fd)
+print('ready', flush=True)
+time.sleep(6)
+os.close(fd)
+"`)
+  await waitFor(async () => (await c.client().stat('/volumes/busy/open').catch(() => undefined))?.lengthBytes === 100000, 20_000, 'the file to be written')
+  const refused = await c.loam(['volume', 'snapshot', 'busy', 's'])
+  t.is(refused.code, 1)
+  t.regex(refused.stderr, /open is being written/)
+  await holder
+  await mustLoam(c, ['volume', 'snapshot', 'busy', 's'])
+  const bad = await c.loam(['volume', 'snapshot', 'busy', 'Bad Name'])
+  t.regex(bad.stderr, /snapshot name 'Bad Name' must match/)
+  const again = await c.loam(['volume', 'snapshot', 'busy', 's'])
+  t.regex(again.stderr, /volume busy has a snapshot s/)
 })

@@ -125,6 +125,51 @@ export function registerVolumeCommands(program: Command): void {
       }),
     )
 
+  const snapshot = clientOptions(volume.command('snapshot').argument('<name>', 'the volume').argument('<snapshot>', 'a name for the snapshot'))
+    .description('take a read-only, point-in-time copy of a volume (copy-on-write: no data is copied now); `snapshot rm NAME SNAP` removes one')
+    .action(
+      action(async (name: string, snap: string, flags: ClientFlags) => {
+        await withClient(flags, async (client) => {
+          const { snapshots } = await client.nn.call('SnapshotVolume', { volume: name, snapshot: snap })
+          const s = snapshots.find((x) => x.name === snap)!
+          process.stdout.write(`${name}@${snap}: ${formatBytes(s.usedBytes)}, read-only under /.snapshots/${name}/${snap}\n`)
+        })
+      }),
+    )
+  clientOptions(snapshot.command('rm').argument('<name>', 'the volume').argument('<snapshot>', 'the snapshot'))
+    .description('remove a snapshot (blocks only it still names are freed)')
+    .action(
+      action(async (name: string, snap: string, flags: ClientFlags) => {
+        await withClient(flags, async (client) => {
+          await client.nn.call('DeleteSnapshot', { volume: name, snapshot: snap })
+        })
+      }),
+    )
+
+  clientOptions(volume.command('snapshots').argument('<name>', 'the volume'))
+    .description("a volume's snapshots")
+    .option('--json', 'print JSON')
+    .action(
+      action(async (name: string, flags: ClientFlags & { json?: boolean }) => {
+        await withClient(flags, async (client) => {
+          const { snapshots } = await client.nn.call('ListSnapshots', { name })
+          if (flags.json) return printJson(snapshots.map((x) => ({ name: x.name, createdMs: x.createdMs, usedBytes: x.usedBytes, path: `/.snapshots/${name}/${x.name}` })))
+          for (const x of snapshots) process.stdout.write(`${x.name}  ${new Date(x.createdMs).toISOString()}  ${formatBytes(x.usedBytes)}\n`)
+        })
+      }),
+    )
+
+  clientOptions(volume.command('restore').argument('<name>', 'the volume').argument('<snapshot>', 'the snapshot'))
+    .description('make a new volume from a snapshot (sharing its blocks until they change)')
+    .requiredOption('--to <new>', 'the new volume')
+    .action(
+      action(async (name: string, snap: string, flags: ClientFlags & { to: string }) => {
+        await withClient(flags, async (client) => {
+          process.stdout.write(line(await client.nn.call('RestoreSnapshot', { volume: name, snapshot: snap, to: flags.to })) + '\n')
+        })
+      }),
+    )
+
   clientOptions(volume.command('detach').argument('<name>', 'the volume'))
     .description('release the volume from its node')
     .action(

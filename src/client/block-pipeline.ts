@@ -3,7 +3,7 @@
 import { PIPELINE_PACKETS_IN_FLIGHT_MAX } from '../limits.js'
 import { RpcClient, type ClientStream } from '../rpc/client.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
-import { FrameKind, type BlockRef, type LocatedBlock, type WriteBlockResponse } from '../rpc/messages.js'
+import { FrameKind, type BlockRef, type LocatedBlock, type WriteBlockRequest, type WriteBlockResponse } from '../rpc/messages.js'
 import { codecs } from '../rpc/schema.js'
 import { DatanodeService, type DatanodeServiceSpec } from '../rpc/service.js'
 import { chunkChecksums } from '../common/checksum.js'
@@ -43,20 +43,34 @@ export class BlockPipeline {
     this.ackLoop = this.readAcks()
   }
 
-  /** mode.oldGenStamp: update the existing replicas in place; mode.resizeBytes: cut or zero-extend them first. */
-  static async open(located: LocatedBlock, clientName: string, timeoutMs: number, mode: { oldGenStamp?: number; resizeBytes?: number } = {}): Promise<BlockPipeline> {
+  /**
+   * mode.oldGenStamp: update the existing replicas in place. mode.copyFrom
+   * (copy-on-write, located.block a new block id): each node first makes the
+   * block's replica as a copy of its own finalized replica of copyFrom, which
+   * stays as it is, then updates the copy. mode.resizeBytes: cut or
+   * zero-extend the replicas first.
+   */
+  static async open(
+    located: LocatedBlock,
+    clientName: string,
+    timeoutMs: number,
+    mode: { oldGenStamp?: number; copyFrom?: BlockRef | null; resizeBytes?: number } = {},
+  ): Promise<BlockPipeline> {
     const first = located.locations[0]
+    const copyFrom = mode.copyFrom ?? undefined
     if (!located.block || !first) throw new LoamError('no-space', 'the namenode gave no datanode for the new block')
     const client = new RpcClient({ host: first.host, port: first.rpcPort }, DatanodeService, { peerName: `datanode ${first.id}`, timeoutMs })
     try {
-      const request = {
+      const request: WriteBlockRequest = {
         block: located.block,
         downstream: located.locations.slice(1),
         clientName,
-        update: mode.oldGenStamp !== undefined,
-        oldGenStamp: mode.oldGenStamp ?? 0,
+        update: mode.oldGenStamp !== undefined || copyFrom !== undefined,
+        oldGenStamp: mode.oldGenStamp ?? copyFrom?.genStamp ?? 0,
         resize: mode.resizeBytes !== undefined,
         resizeBytes: mode.resizeBytes ?? 0,
+        copyFromBlock: copyFrom?.id ?? 0,
+        copyFromGenStamp: copyFrom?.genStamp ?? 0,
       }
       const stream = await client.openStream('WriteBlock', request, timeoutMs)
       return new BlockPipeline(located.block, client, stream, located.locations.map((l) => l.id))

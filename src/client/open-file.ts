@@ -182,7 +182,10 @@ export class OpenFile {
   /** Durable on every live replica of each pipeline, lengths recorded at the namenode. */
   fsync(): Promise<void> {
     return this.serial(async () => {
-      if (!this.writable) return
+      if (!this.writable) {
+        if (this.dirty.length > 0) throw new LoamError('io', `${this.path}: buffered writes after the file was closed`)
+        return
+      }
       if (this.failure) throw this.failure
       await this.flushDirty()
       // Only pipelines with packets since their last sync: the others' data is durable already.
@@ -360,9 +363,15 @@ export class OpenFile {
       const lb = await this.client.nn.call('UpdateBlock', { path: this.path, inodeId: this.status.inodeId, clientName: this.client.clientName, blockId: b.ref.id, excludedNodes: b.excluded })
       assert(lb.block, 'UpdateBlock names its block')
       const oldGenStamp = b.ref.genStamp
+      // A block a snapshot shares comes back as a new block, made on each datanode as a copy of the old one.
+      if (lb.copiedFrom) {
+        this.changed.delete(b.ref.id)
+        b.ref = { ...lb.block, lengthBytes: b.ref.lengthBytes }
+      }
       b.ref.genStamp = lb.block.genStamp
       b.located = lb
-      b.pipeline = await BlockPipeline.open(lb, this.client.clientName, this.client.timeoutMs, resizeBytes === undefined ? { oldGenStamp } : { oldGenStamp, resizeBytes })
+      const mode = { oldGenStamp, copyFrom: lb.copiedFrom, ...(resizeBytes === undefined ? {} : { resizeBytes }) }
+      b.pipeline = await BlockPipeline.open(lb, this.client.clientName, this.client.timeoutMs, mode)
     }
     if (resizeBytes !== undefined) b.ref.lengthBytes = resizeBytes
     // A resize happened at open and is not durable until a sync packet follows.

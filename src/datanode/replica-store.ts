@@ -7,6 +7,7 @@
 //   D/current/finalized/subdir<NN>/blk_<id>.meta
 //   D/current/rbw/blk_<id>[.meta]               replicas being written
 //   D/current/quarantine/                       replicas set aside at startup
+//   D/current/tmp/blk_<id>[.meta]               copies being made (cloneForUpdate); emptied at startup
 // Meta file: 32-byte header (magic "LOAMMETA", u32 version, u32 chunk bytes,
 // u64 gen stamp, u64 reserved), then 8 bytes per chunk of the data file.
 //
@@ -84,6 +85,7 @@ interface DataDir {
   rbw: string
   finalized: string
   quarantine: string
+  tmp: string
   /** Filesystem device: dirs on one filesystem share its free space. */
   device: number
   totalBytes: number
@@ -297,6 +299,7 @@ async function openDataDir(root: string): Promise<DataDir> {
     rbw: path.join(current, 'rbw'),
     finalized: path.join(current, 'finalized'),
     quarantine: path.join(current, 'quarantine'),
+    tmp: path.join(current, 'tmp'),
     device: 0,
     totalBytes: 0,
     freeBytes: 0,
@@ -305,7 +308,9 @@ async function openDataDir(root: string): Promise<DataDir> {
   }
   await mkdirp(root, DIR_MODE)
   dir.storageId = await readOrCreateVersion(root)
-  for (const d of [current, dir.rbw, dir.finalized, dir.quarantine]) await mkdirp(d, DIR_MODE)
+  for (const d of [current, dir.rbw, dir.finalized, dir.quarantine, dir.tmp]) await mkdirp(d, DIR_MODE)
+  // Copies a crash cut short (cloneForUpdate): never named as replicas, and their sources are whole.
+  await Promise.all((await fs.readdir(dir.tmp)).map((name) => fs.rm(path.join(dir.tmp, name), { recursive: true, force: true })))
   // All subdirs up front, so finalize never needs a mkdir.
   await Promise.all(
     Array.from({ length: SUBDIRS }, (_, i) => mkdirp(path.join(dir.finalized, subdirName(i)), DIR_MODE)),
@@ -513,6 +518,39 @@ export class ReplicaStore {
       this.writers.set(id, updated)
       return updated
     })
+  }
+
+  /**
+   * Copy-on-write (a block a snapshot shares changes under a new block id):
+   * makes the replica newId, under newGenStamp, as a copy of the finalized
+   * replica srcId here at srcGenStamp, and opens the copy as openForUpdate
+   * does (its bytes kept, writes at any offset, resizes; an abort releases it
+   * for block recovery). The source is only ever read: it stays as it is,
+   * still served (and reported) at srcGenStamp.
+   *
+   * newId must not be here, but for an unfinished replica at an older gen
+   * stamp that no writer holds open (left by an earlier attempt at this copy
+   * whose pipeline failed): that one is replaced. The copy shares the source's
+   * extents where the filesystem can reflink (else it is a plain copy), lies
+   * in the source's data dir when that has room, and counts in full against
+   * this node's space.
+   *
+   * Crash safety: the copy is made in current/tmp/ (emptied at startup),
+   * re-stamped and synced there, and only then renamed into rbw/ (data, then
+   * meta) and the dir synced before this returns. rbw/ never holds a partial
+   * copy under a replica's name: a crash between the renames leaves a data or
+   * a meta file alone there, which the startup scan sets aside.
+   */
+  async cloneForUpdate(srcId: number, srcGenStamp: number, newId: number, newGenStamp: number): Promise<ReplicaWriter> {
+    this.checkOpen()
+    checkId(srcId)
+    checkGenStamp(srcGenStamp)
+    checkId(newId)
+    checkGenStamp(newGenStamp)
+    if (srcId === newId) throw new LoamError('invalid-argument', `blk_${newId}: a copy-on-write makes a new block, not a copy of blk_${srcId} onto itself`)
+    // Both ids locked, the lower first (nothing else holds two), so no update, recovery or delete of the source runs during the copy.
+    const [lower, higher] = srcId < newId ? [srcId, newId] : [newId, srcId]
+    return this.locked(lower, () => this.locked(higher, () => this.cloneLocked(srcId, srcGenStamp, newId, newGenStamp)))
   }
 
   async delete(id: number): Promise<boolean> {
@@ -829,13 +867,106 @@ export class ReplicaStore {
     if (this.closed) throw new LoamError('unavailable', 'replica store is closed')
   }
 
+  /** cloneForUpdate with both ids' locks held. */
+  private async cloneLocked(srcId: number, srcGenStamp: number, newId: number, newGenStamp: number): Promise<ReplicaWriter> {
+    this.checkOpen()
+    const into = `blk_${srcId}: copying it into blk_${newId}`
+    const src = this.replicas.get(srcId)
+    if (src === undefined) throw new LoamError('not-found', `${into}: no replica here (expected a finalized one at gen stamp ${srcGenStamp})`)
+    if (src.genStamp !== srcGenStamp) {
+      throw new LoamError('stale-generation', `${into}: the replica here has gen stamp ${src.genStamp}, the copy expects ${srcGenStamp}`)
+    }
+    if (src.state !== 'finalized') {
+      throw new LoamError('not-found', `${into}: the replica here at gen stamp ${srcGenStamp} is unfinished (it awaits block recovery); only a finalized one is copied`)
+    }
+    const writer = this.writers.get(newId)
+    if (writer !== undefined) {
+      throw new LoamError('exists', `blk_${newId}: a write with gen stamp ${writer.genStamp} is in progress here; a copy of blk_${srcId} into it is refused`)
+    }
+    const existing = this.replicas.get(newId)
+    if (existing !== undefined && (existing.state === 'finalized' || existing.genStamp >= newGenStamp)) {
+      const what = existing.state === 'finalized' ? 'a finalized replica' : 'an unfinished replica'
+      throw new LoamError('exists', `blk_${newId}: ${what} with gen stamp ${existing.genStamp} is already here; a copy of blk_${srcId} into it at gen stamp ${newGenStamp} is refused`)
+    }
+    const [dataBytes, metaFileBytes] = await Promise.all([fileSize(src.dataPath), fileSize(src.metaPath)]).catch((err: unknown) => {
+      throw fsError(err, `${into}: reading the replica's size`)
+    })
+    // Files that disagree (damage, or debris of a crash) are not copied: the copy would pass them on as a new replica.
+    if (dataBytes !== src.lengthBytes || metaFileBytes !== metaBytes(src.lengthBytes)) {
+      throw new LoamError('corrupt', `${into}: its files hold ${dataBytes ?? 'no'} data and ${metaFileBytes ?? 'no'} meta bytes for ${src.lengthBytes} bytes`)
+    }
+    const needBytes = replicaBytes(src.lengthBytes)
+    const freedBytes = existing === undefined ? 0 : replicaBytes(existing.lengthBytes)
+    if (needBytes > this.remainingBytes() + freedBytes) {
+      throw new LoamError('no-space', `${into}: no space left on this datanode for a copy of ${needBytes} bytes`)
+    }
+    // The source's dir when it has room: on one filesystem the copy can share the source's extents.
+    const dirIndex = this.dirFreeBytes(src.dirIndex) >= needBytes ? src.dirIndex : this.pickDir()
+    const dir = this.dirs[dirIndex]
+    assert(dir !== undefined, 'picked dir exists')
+    const tmpData = path.join(dir.tmp, `blk_${newId}`)
+    const tmpMeta = `${tmpData}.meta`
+    const dataPath = path.join(dir.rbw, `blk_${newId}`)
+    const metaPath = `${dataPath}.meta`
+    const handles: FileHandle[] = []
+    let renamed = false
+    try {
+      // COPYFILE_FICLONE: a reflink where the filesystem has them, a plain copy where not.
+      await Promise.all([
+        fs.copyFile(src.dataPath, tmpData, fsConstants.COPYFILE_FICLONE),
+        fs.copyFile(src.metaPath, tmpMeta, fsConstants.COPYFILE_FICLONE),
+      ])
+      handles.push(await fs.open(tmpData, 'r+'))
+      handles.push(await fs.open(tmpMeta, 'r+'))
+      const [data, meta] = handles as [FileHandle, FileHandle]
+      const header = Buffer.alloc(META_HEADER_BYTES)
+      const decoded = decodeMetaHeader(header.subarray(0, await readFully(meta, header, 0)))
+      const [dataStat, metaStat] = await Promise.all([data.stat(), meta.stat()])
+      if (!('genStamp' in decoded) || decoded.genStamp !== srcGenStamp || dataStat.size !== src.lengthBytes || metaStat.size !== metaBytes(src.lengthBytes)) {
+        const problem = 'problem' in decoded ? decoded.problem : `gen stamp ${decoded.genStamp} in its meta header`
+        throw new LoamError('corrupt', `${into}: the copy does not match the replica (${problem}, ${dataStat.size} data and ${metaStat.size} meta bytes)`)
+      }
+      await writeFully(meta, encodeMetaHeader(newGenStamp), 0)
+      await Promise.all([data.sync(), meta.sync()])
+      if (existing !== undefined) {
+        // Gone for good before the copy takes its name, so a crash never pairs the copy with the old replica's files.
+        await this.removeReplica(existing)
+        const existingDir = this.dirs[existing.dirIndex]
+        assert(existingDir !== undefined, 'replaced replica dir exists')
+        await fsyncDir(existingDir.rbw)
+      }
+      renamed = true // from here a failure may leave either file in rbw/
+      await fs.rename(tmpData, dataPath)
+      await fs.rename(tmpMeta, metaPath)
+      await Promise.all([fsyncDir(dir.rbw), fsyncDir(dir.tmp)])
+      this.checkOpen()
+    } catch (err) {
+      await Promise.allSettled(handles.map((h) => h.close()))
+      await Promise.allSettled([tmpData, tmpMeta, ...(renamed ? [dataPath, metaPath] : [])].map((p) => fs.rm(p, { force: true })))
+      throw fsError(err, into)
+    }
+    const replica: Replica = { id: newId, genStamp: newGenStamp, lengthBytes: src.lengthBytes, state: 'rbw', dataPath, metaPath, dir: dir.root, dirIndex }
+    this.replicas.set(newId, replica)
+    this.account(replica, 1)
+    const cloned = new ReplicaWriter(this, replica, handles[0] as FileHandle, handles[1] as FileHandle, dir.rbw, true)
+    this.writers.set(newId, cloned)
+    return cloned
+  }
+
+  /** A data dir's free space, counting what we wrote since the last statfs. */
+  private dirFreeBytes(dirIndex: number): number {
+    const d = this.dirs[dirIndex]
+    assert(d !== undefined, 'dir exists')
+    return d.freeBytes - (d.usedBytes - d.usedAtRefreshBytes)
+  }
+
   /** The data dir with most free space, counting what we wrote since the last statfs. */
   private pickDir(): number {
     let best = 0
     let bestFree = -Infinity
     let bestUsed = Infinity
     this.dirs.forEach((d, i) => {
-      const free = d.freeBytes - (d.usedBytes - d.usedAtRefreshBytes)
+      const free = this.dirFreeBytes(i)
       // Ties (dirs on one filesystem) go to the dir holding fewer of our bytes, so all dirs fill.
       if (free > bestFree || (free === bestFree && d.usedBytes < bestUsed)) {
         best = i
@@ -1084,8 +1215,9 @@ type WriterState = 'open' | 'closing' | 'failed' | 'finalized' | 'aborted'
 
 /**
  * Writes one replica being written (rbw): one FileHandle each for data and
- * meta, positional writes. A new replica (createRbw) or one reopened for an
- * update (openForUpdate); either takes writes at any offset and resizes.
+ * meta, positional writes. A new replica (createRbw), one reopened for an
+ * update (openForUpdate) or a copy of another made for one (cloneForUpdate);
+ * each takes writes at any offset and resizes.
  */
 export class ReplicaWriter {
   readonly id: number
@@ -1100,7 +1232,7 @@ export class ReplicaWriter {
   /** Settles when the last exclusive operation (a merging write, a resize, a consistent read) has; later writes wait for it. */
   private barrier: Promise<void> | undefined
 
-  /** @internal made by ReplicaStore.createRbw and openForUpdate (update: the bytes predate this writer). */
+  /** @internal made by ReplicaStore.createRbw, openForUpdate and cloneForUpdate (update: the bytes predate this writer). */
   constructor(
     private readonly store: ReplicaStore,
     private readonly replica: Replica,

@@ -5,8 +5,11 @@
 //
 // A pipeline either creates a replica or, with req.update, reopens the one
 // here at req.oldGenStamp under the block's new gen stamp and writes into it
-// in place: packets at any offset, in arrival order. req.resize cuts or
-// zero-extends the replica before the first packet.
+// in place: packets at any offset, in arrival order. With req.copyFromBlock as
+// well (copy-on-write for a block a snapshot shares), the block is a new one:
+// its replica is first made here as a copy of this node's finalized replica of
+// req.copyFromBlock, which stays as it is, and the copy is updated. req.resize
+// cuts or zero-extends the replica before the first packet.
 import { RpcClient, type ClientStream } from '../rpc/client.js'
 import { CHUNK_BYTES, DISK_WRITE_BYTES_MAX, WRITE_BEHIND_BYTES } from '../limits.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
@@ -14,7 +17,7 @@ import { FrameKind, type BlockRef, type Packet, type PacketAck, type WriteBlockR
 import { codecs } from '../rpc/schema.js'
 import type { CallContext } from '../rpc/server.js'
 import { DatanodeService, type DatanodeServiceSpec } from '../rpc/service.js'
-import type { ReplicaStore } from './replica-store.js'
+import type { ReplicaStore, ReplicaWriter } from './replica-store.js'
 
 export interface PipelineNode {
   readonly id: string
@@ -33,13 +36,23 @@ function batchLength(pieces: Buffer[]): number {
   return pieces.reduce((sum, p) => sum + p.length, 0)
 }
 
+/** The replica this pipeline writes: a new one, the one here reopened for an update, or a copy of another made for one. */
+async function openReplica(store: ReplicaStore, req: WriteBlockRequest, block: BlockRef): Promise<ReplicaWriter> {
+  if (!req.update) {
+    if (req.copyFromBlock) throw new LoamError('invalid-argument', `block ${block.id}: a copy of block ${req.copyFromBlock} is made only for an update`)
+    return store.createRbw(block.id, block.genStamp)
+  }
+  if (req.copyFromBlock) return store.cloneForUpdate(req.copyFromBlock, req.copyFromGenStamp, block.id, block.genStamp)
+  return store.openForUpdate(block.id, req.oldGenStamp, block.genStamp)
+}
+
 export async function runWritePipeline(node: PipelineNode, req: WriteBlockRequest, ctx: CallContext): Promise<BlockRef> {
   const upstream = ctx.stream
   if (!upstream) throw new LoamError('protocol', 'WriteBlock is a stream')
   if (!req.block || req.block.id <= 0) throw new LoamError('invalid-argument', 'WriteBlock names no block')
   const block = req.block
-  const writer = req.update ? await node.store.openForUpdate(block.id, req.oldGenStamp, block.genStamp) : await node.store.createRbw(block.id, block.genStamp)
-  // A failed start leaves an updated replica for block recovery (its bytes predate us), and removes a new one.
+  const writer = await openReplica(node.store, req, block)
+  // A failed start leaves an updated (or copied) replica for block recovery (its bytes predate us), and removes a new one.
   const giveUp = (): Promise<void> => (req.update ? writer.release() : writer.abort())
   if (req.resize) {
     try {

@@ -22,6 +22,7 @@ const ERRNO: Record<ErrorCode, number> = {
   'no-xattr': 61, // ENODATA
   'stale-epoch': 116, // ESTALE: the volume was attached elsewhere since this mount began (fenced)
   'cross-volume': 18, // EXDEV: mv falls back to copy and delete
+  'read-only': 30, // EROFS: a snapshot, or a mount made --read-only
 }
 
 /** The negative errno FUSE replies with for any thrown value. */

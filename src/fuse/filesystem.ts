@@ -6,7 +6,7 @@ import type { LoamClient } from '../client/client.js'
 import { OpenFile } from '../client/open-file.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, type FileStatus } from '../rpc/messages.js'
-import { FUSE_ATTR_CACHE_ENTRIES_MAX, FUSE_ATTR_CACHE_MS, FUSE_HANDLES_MAX, FUSE_PREFETCH_AFTER_MISSES, FUSE_PREFETCH_DIRS_MAX } from '../limits.js'
+import { FUSE_ATTR_CACHE_ENTRIES_MAX, FUSE_ATTR_CACHE_MS, FUSE_HANDLES_MAX, FUSE_LEASE_WAIT_MS, FUSE_PREFETCH_AFTER_MISSES, FUSE_PREFETCH_DIRS_MAX } from '../limits.js'
 import { Identities } from './identity.js'
 import type { VolumeQuota } from '../volumes/quota.js'
 
@@ -67,6 +67,8 @@ export class LoamFilesystem {
   private nextHandle = 1
   /** Per directory: attribute misses in the current second, and whether its listing is being fetched. */
   private readonly misses = new Map<string, { count: number; sinceMs: number; prefetching: boolean }>()
+  /** Per inode: the close of its last writer, still finishing after close(2) returned. */
+  private readonly closing = new Map<number, Promise<void>>()
 
   private readonly readOnly: boolean
   /** The namespace directory the mount shows ('' for the whole filesystem, /volumes/NAME for a volume). */
@@ -133,13 +135,35 @@ export class LoamFilesystem {
   private async openAt(path: string, flags: number): Promise<number> {
     const writable = (flags & O_ACCMODE) !== O_RDONLY
     if (writable) this.checkWritable(path)
-    const res = await this.client.getBlockLocations(path, 0, 0)
-    const status = must(res.status, path)
+    let res = await this.client.getBlockLocations(path, 0, 0)
+    let status = must(res.status, path)
     if (status.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${path}: is a directory`)
+    // The kernel releases a closed handle after close(2) returns: a reopen waits for that close to finish, then looks again.
+    const closing = this.closing.get(status.inodeId)
+    if (closing) {
+      await closing.catch(() => undefined)
+      res = await this.client.getBlockLocations(path, 0, 0)
+      status = must(res.status, path)
+    }
+    // Fresh attributes for the kernel's check at open (close-to-open: a changed file drops its cached pages).
+    this.remember(path, status, Date.now())
     const entry = this.files.get(status.inodeId) ?? { file: new OpenFile(this.client, path, status, res.blocks, this.quota), handles: 0, writers: 0 }
     entry.file.path = path
-    if (writable) await entry.file.openForWrite(false)
+    if (writable) await this.takeLease(entry.file)
     return this.addHandle(status.inodeId, entry, writable)
+  }
+
+  /** Another mount's close may still be releasing the file (its release trails its close): wait briefly, then EBUSY. */
+  private async takeLease(file: OpenFile): Promise<void> {
+    const deadline = Date.now() + FUSE_LEASE_WAIT_MS
+    for (;;) {
+      try {
+        return await file.openForWrite(false)
+      } catch (err) {
+        if (!(err instanceof LoamError) || err.code !== 'lease' || Date.now() >= deadline) throw err
+        await new Promise((r) => setTimeout(r, 20))
+      }
+    }
   }
 
   async create(path: string, mode: number, caller?: Caller): Promise<number> {
@@ -179,6 +203,8 @@ export class LoamFilesystem {
     path = this.ns(path)
     const h = this.handle(fd, path)
     if (h.writable) await h.file.fsync()
+    // What stat shows after close(2) is what the commit recorded.
+    this.attrs.delete(path)
   }
 
   async fsync(path: string, fd: number): Promise<void> {
@@ -198,11 +224,14 @@ export class LoamFilesystem {
     if (!entry) return
     entry.handles--
     if (h.writable) entry.writers--
-    try {
-      if (h.writable && entry.writers === 0) await entry.file.close()
-    } finally {
-      if (entry.handles === 0) this.files.delete(id)
-      this.attrs.delete(path)
+    if (entry.handles === 0) this.files.delete(id)
+    this.attrs.delete(path)
+    if (h.writable && entry.writers === 0) {
+      const closing = entry.file.close().finally(() => {
+        if (this.closing.get(id) === closing) this.closing.delete(id)
+      })
+      this.closing.set(id, closing)
+      await closing
     }
   }
 
@@ -210,6 +239,7 @@ export class LoamFilesystem {
     path = this.ns(path)
     this.checkWritable(path)
     const status = await this.status(path)
+    await this.closing.get(status.inodeId)?.catch(() => undefined)
     const open = this.files.get(status.inodeId)
     if (open?.writers) {
       await open.file.truncate(size)
@@ -383,7 +413,7 @@ export class LoamFilesystem {
   }
 
   private checkWritable(path: string): void {
-    if (this.readOnly) throw new LoamError('permission', `${path}: the mount is read-only`)
+    if (this.readOnly) throw new LoamError('read-only', `${path}: the mount is read-only`)
   }
 
   private as(caller: Caller | undefined): CallOptions {

@@ -63,6 +63,8 @@ export async function serveMount(opts: MountOptions): Promise<MountHandle> {
     defaultPermissions: true,
     // The page cache is kept while size and mtime stay the same: close-to-open between mounts.
     autoCache: true,
+    // ...checked against fresh attributes at every open, not ones up to a second old.
+    acAttrTimeout: 0,
     attrTimeout: 1,
     entryTimeout: 1,
     useIno: true,

@@ -15,6 +15,8 @@ export interface BlockInfo {
   writers: Set<string>
   /** When the writer committed its length (0 for blocks loaded at start). */
   committedMs: number
+  /** Inodes whose block lists name this block: more than one once a snapshot shares it. */
+  refs: number
 }
 
 export type ReplicaVerdict = 'ok' | 'unknown' | 'stale'
@@ -31,16 +33,26 @@ export class BlockMap {
       existing.complete = complete
       return existing
     }
-    const info: BlockInfo = { ...block, inodeId, replication, complete, replicas: new Set(), corrupt: new Set(), writers: new Set(), committedMs: 0 }
+    const info: BlockInfo = { ...block, inodeId, replication, complete, replicas: new Set(), corrupt: new Set(), writers: new Set(), committedMs: 0, refs: 1 }
     this.blocks.set(block.id, info)
     return info
   }
 
-  remove(id: number): BlockInfo | undefined {
+  /** One more inode names the block (a snapshot's copy, or another at load). */
+  ref(id: number): void {
     const info = this.blocks.get(id)
-    this.blocks.delete(id)
-    return info
+    if (info) info.refs++
   }
+
+  /** One inode less names the block; true (and the block is forgotten) when none is left. */
+  unref(id: number): boolean {
+    const info = this.blocks.get(id)
+    if (!info) return false
+    if (--info.refs > 0) return false
+    this.blocks.delete(id)
+    return true
+  }
+
 
   /** Records that node holds a replica; says whether that replica should be kept. */
   addReplica(nodeId: string, replica: BlockRef): ReplicaVerdict {

@@ -3,11 +3,11 @@
 // with respect to every other operation; the server then commits the
 // transaction's writes as one durable batch.
 import { assert, LoamError } from '../rpc/errors.js'
-import { InodeType, type BlockRef, type FileStatus, type InodeRecord, type VolumeRecord } from '../rpc/messages.js'
+import { InodeType, type BlockRef, type FileStatus, type InodeRecord, type SnapshotRecord, type VolumeRecord } from '../rpc/messages.js'
 import { checkBlockSize, checkReplication } from '../common/validate.js'
 import { joinPath, parsePath } from './paths.js'
-import { SYMLINK_TARGET_BYTES_MAX, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX, XATTRS_PER_INODE_MAX } from '../limits.js'
-import { attached, charge, checkEpoch, checkVolumeName, checkVolumeSize, detached, resized, volumePath, VOLUMES_DIR } from '../volumes/volume.js'
+import { SNAPSHOTS_PER_VOLUME_MAX, SYMLINK_TARGET_BYTES_MAX, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX, XATTRS_PER_INODE_MAX } from '../limits.js'
+import { attached, charge, checkEpoch, checkSnapshotName, checkVolumeName, checkVolumeSize, detached, resized, SNAPSHOTS_DIR, volumePath, VOLUMES_DIR } from '../volumes/volume.js'
 
 function checkXattrName(name: string): void {
   if (name.length === 0 || Buffer.byteLength(name) > XATTR_NAME_BYTES_MAX || name.includes('\0')) {
@@ -47,6 +47,9 @@ export interface Defaults {
   blockSizeBytes: number
 }
 
+/** Every directory of a subtree: its entries (name, inode id), read before a copy. */
+export type Tree = Map<number, Array<[string, number]>>
+
 /** What an operation freed: blocks whose replicas can be deleted. */
 export interface Freed {
   blocks: BlockRef[]
@@ -81,6 +84,7 @@ export function newInode(id: number, type: InodeType, caller: Caller, mode: numb
     children: 0,
     updatingBlocks: [],
     volume: '',
+    readOnly: false,
   }
 }
 
@@ -419,7 +423,7 @@ export class Namespace {
     root.volume = req.name
     this.txn.putInode(root)
     this.addEntry(parent, req.name, root.id, caller, true)
-    const vol: VolumeRecord = { name: req.name, sizeBytes: req.sizeBytes, usedBytes: 0, replication, blockSizeBytes, owner: caller.user, group: caller.group, createdMs: caller.nowMs, rootId: root.id, attachedNode: '', epoch: 0 }
+    const vol: VolumeRecord = { name: req.name, sizeBytes: req.sizeBytes, usedBytes: 0, replication, blockSizeBytes, owner: caller.user, group: caller.group, createdMs: caller.nowMs, rootId: root.id, attachedNode: '', epoch: 0, snapshots: [] }
     this.txn.putVolume(vol)
     return vol
   }
@@ -437,7 +441,13 @@ export class Namespace {
     if (vol.attachedNode && !force) throw new LoamError('lease', `volume ${name} is attached to ${vol.attachedNode}; detach it first, or use --force`)
     const root = this.mustInode(vol.rootId)
     this.txn.deleteVolume(name)
-    return this.removeEntry(root.parentId, name, root, caller)
+    const freed = this.removeEntry(root.parentId, name, root, caller)
+    // Its snapshots go with it.
+    for (const snap of vol.snapshots) {
+      const s = this.mustInode(snap.rootId)
+      freed.blocks.push(...this.removeEntry(s.parentId, snap.name, s, caller).blocks)
+    }
+    return freed
   }
 
   resizeVolume(name: string, sizeBytes: number, capacityBytes: number): VolumeRecord {
@@ -456,6 +466,147 @@ export class Namespace {
     const vol = detached(this.volume(name))
     this.txn.putVolume(vol)
     return vol
+  }
+
+  /**
+   * A read-only, point-in-time copy of a volume's tree under
+   * /.snapshots/VOLUME/NAME, naming the same blocks (the caller counts the
+   * new references). tree: every directory's entries, read beforehand.
+   */
+  snapshotVolume(volume: string, name: string, tree: Tree, caller: Caller): { snapshot: SnapshotRecord; blocks: BlockRef[] } {
+    checkSnapshotName(name)
+    const vol = this.volume(volume)
+    if (vol.snapshots.some((x) => x.name === name)) throw new LoamError('exists', `volume ${volume} has a snapshot ${name}`)
+    if (vol.snapshots.length >= SNAPSHOTS_PER_VOLUME_MAX) throw new LoamError('no-space', `volume ${volume} has ${SNAPSHOTS_PER_VOLUME_MAX} snapshots, the most it may have; remove one first`)
+    for (const entries of tree.values()) {
+      for (const [entry, id] of entries) {
+        const rec = this.txn.inode(id)
+        if (rec?.leaseHolder && rec.updatingBlocks.length > 0) {
+          throw new LoamError('lease', `volume ${volume}: ${entry} is being written (by ${rec.leaseHolder}); take the snapshot once it is closed`)
+        }
+      }
+    }
+    const snapshots = this.specialDir(this.specialDir(this.mustInode(ROOT_ID), SNAPSHOTS_DIR, caller), volume, caller)
+    const source = this.mustInode(vol.rootId)
+    const root = this.copyInode(source, { volume: '', readOnly: true })
+    root.parentId = snapshots.id
+    this.txn.link(snapshots.id, name, root.id)
+    snapshots.children++
+    snapshots.nlink++
+    this.txn.putInode(snapshots)
+    const { blocks, bytes } = this.copyChildren(source.id, root, tree, { volume: '', readOnly: true })
+    const snapshot: SnapshotRecord = { name, createdMs: caller.nowMs, rootId: root.id, usedBytes: bytes }
+    vol.snapshots.push(snapshot)
+    this.txn.putVolume(vol)
+    return { snapshot, blocks }
+  }
+
+  deleteSnapshot(volume: string, name: string, caller: Caller): Freed {
+    const vol = this.volume(volume)
+    const i = vol.snapshots.findIndex((x) => x.name === name)
+    if (i < 0) throw new LoamError('not-found', `volume ${volume} has no snapshot ${name} (see 'loam volume snapshots ${volume}')`)
+    const root = this.mustInode(vol.snapshots[i]!.rootId)
+    vol.snapshots.splice(i, 1)
+    this.txn.putVolume(vol)
+    return this.removeEntry(root.parentId, name, root, caller)
+  }
+
+  /** A new volume holding a snapshot's tree, naming the same blocks (the caller counts them). */
+  restoreSnapshot(req: { volume: string; snapshot: string; to: string }, tree: Tree, defaults: Defaults, capacityBytes: number, caller: Caller): { volume: VolumeRecord; blocks: BlockRef[] } {
+    const src = this.volume(req.volume)
+    const snap = src.snapshots.find((x) => x.name === req.snapshot)
+    if (!snap) throw new LoamError('not-found', `volume ${req.volume} has no snapshot ${req.snapshot} (see 'loam volume snapshots ${req.volume}')`)
+    const sizeBytes = Math.max(src.sizeBytes, snap.usedBytes)
+    const vol = this.createVolume({ name: req.to, sizeBytes, replication: src.replication, blockSizeBytes: src.blockSizeBytes }, defaults, Math.max(capacityBytes, sizeBytes), caller)
+    const root = this.mustInode(vol.rootId)
+    const { blocks, bytes } = this.copyChildren(snap.rootId, root, tree, { volume: vol.name, readOnly: false })
+    vol.usedBytes = bytes
+    this.txn.putVolume(vol)
+    return { volume: vol, blocks }
+  }
+
+  /**
+   * Starts a change of a block that a snapshot shares: the file gets a new
+   * block in its place (copied on the datanodes, then changed); the old one
+   * stays the snapshot's.
+   */
+  copyOnWrite(path: string, inodeId: number, clientName: string, blockId: number): { inode: InodeRecord; block: BlockRef; old: BlockRef; index: number } {
+    const rec = this.underConstruction(path, inodeId, clientName)
+    const index = rec.blocks.findIndex((b) => b.id === blockId)
+    const old = rec.blocks[index]
+    if (!old) throw new LoamError('invalid-argument', `${path}: block ${blockId} is not a block of this file`)
+    const block: BlockRef = { id: this.txn.allocBlockId(), genStamp: this.txn.nextGenStamp(), lengthBytes: old.lengthBytes }
+    rec.blocks[index] = block
+    rec.updatingBlocks = [...rec.updatingBlocks.filter((id) => id !== blockId), block.id]
+    this.txn.putInode(rec)
+    return { inode: rec, block: { ...block }, old: { ...old }, index }
+  }
+
+  /** A directory made by the system (/.snapshots and below): read-only to everyone else. */
+  private specialDir(parent: InodeRecord, name: string, caller: Caller): InodeRecord {
+    const id = this.txn.child(parent.id, name)
+    if (id !== undefined) return this.mustInode(id)
+    const dir = newInode(this.txn.allocInodeId(), InodeType.DIRECTORY, caller, 0o755)
+    dir.parentId = parent.id
+    dir.nlink = 2
+    dir.readOnly = true
+    this.txn.putInode(dir)
+    this.txn.link(parent.id, name, dir.id)
+    parent.children++
+    parent.nlink++
+    this.txn.putInode(parent)
+    return dir
+  }
+
+  private copyInode(src: InodeRecord, as: { volume: string; readOnly: boolean }): InodeRecord {
+    return {
+      ...src,
+      id: this.txn.allocInodeId(),
+      blocks: src.blocks.map((b) => ({ ...b })),
+      xattrs: { ...src.xattrs },
+      leaseHolder: '',
+      updatingBlocks: [],
+      volume: as.volume,
+      readOnly: as.readOnly,
+      children: 0,
+      nlink: src.type === InodeType.DIRECTORY ? 2 : 0,
+    }
+  }
+
+  /** Copies what lies below fromDir into intoDir; hard links stay links. Returns the blocks named and the logical bytes. */
+  private copyChildren(fromDir: number, intoDir: InodeRecord, tree: Tree, as: { volume: string; readOnly: boolean }): { blocks: BlockRef[]; bytes: number } {
+    const copies = new Map<number, InodeRecord>()
+    const blocks: BlockRef[] = []
+    let bytes = 0
+    const queue: Array<[number, InodeRecord]> = [[fromDir, intoDir]]
+    while (queue.length > 0) {
+      const [from, into] = queue.shift()!
+      for (const [name, id] of tree.get(from) ?? []) {
+        const src = this.txn.inode(id)
+        if (!src) continue // removed since the tree was read
+        let copy = copies.get(id)
+        if (!copy) {
+          copy = this.copyInode(src, as)
+          copies.set(id, copy)
+          if (src.type === InodeType.FILE) {
+            blocks.push(...copy.blocks)
+            bytes += copy.lengthBytes
+          }
+        }
+        if (src.type === InodeType.DIRECTORY) {
+          copy.parentId = into.id
+          into.nlink++
+          queue.push([id, copy])
+        } else {
+          copy.nlink++
+        }
+        this.txn.link(into.id, name, copy.id)
+        into.children++
+        this.txn.putInode(copy)
+      }
+      this.txn.putInode(into)
+    }
+    return { blocks, bytes }
   }
 
   /** A new generation stamp, for recovering a block. */
@@ -629,6 +780,7 @@ export class Namespace {
 
   /** A change inside an attached volume needs the attachment's epoch: an older holder is fenced. */
   private guard(rec: InodeRecord, caller: Caller | undefined): void {
+    if (rec.readOnly) throw new LoamError('read-only', 'a snapshot is read-only: restore it into a new volume to change it (loam volume restore)')
     const vol = this.volumeOf(rec)
     if (vol) checkEpoch(vol, caller?.epoch ?? 0)
   }

@@ -5,7 +5,7 @@ import { Gauge } from 'prom-client'
 import type { Address } from '../common/address.js'
 import { startStatusServer, type StatusServer } from '../common/http.js'
 import type { Logger } from '../common/log.js'
-import { BLOCK_SIZE_DEFAULT_BYTES, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
+import { BLOCK_SIZE_DEFAULT_BYTES, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock, type VolumeInfo, type VolumeNodeBytes, type VolumeRecord } from '../rpc/messages.js'
 import { RpcClient } from '../rpc/client.js'
@@ -14,7 +14,7 @@ import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type Nameno
 import { BlockMap, type BlockInfo } from './blockmap.js'
 import { Datanodes, sameHost, type DatanodeState } from './datanodes.js'
 import { Counters, decodeId, decodeInode, decodeVolume, formatOps, keys, StoreTxn } from './inode-store.js'
-import { fileStatus, Namespace, ROOT_ID, type Caller } from './namespace.js'
+import { fileStatus, Namespace, ROOT_ID, type Caller, type Tree } from './namespace.js'
 import { chooseTargets } from './placement.js'
 import { planReplication } from './replication.js'
 import { LevelStore, type KvOp } from './store.js'
@@ -137,7 +137,11 @@ export class Namenode {
         const rec = decodeInode(v)
         if (rec.type !== InodeType.FILE) continue
         if (rec.leaseHolder) this.underConstruction.set(rec.id, rec.leaseHolder)
-        rec.blocks.forEach((b, i) => this.blockMap.add(b, rec.id, rec.replication, !rec.leaseHolder || i < rec.blocks.length - 1))
+        rec.blocks.forEach((b, i) => {
+          // A block named by several inodes (a snapshot shares it) is counted, not reset.
+          if (this.blockMap.blocks.has(b.id)) this.blockMap.ref(b.id)
+          else this.blockMap.add(b, rec.id, rec.replication, !rec.leaseHolder || i < rec.blocks.length - 1)
+        })
       }
       after = page[page.length - 1]![0]
     }
@@ -172,8 +176,9 @@ export class Namenode {
   /** Forgets blocks whose files are gone (after the removal is durable) and queues their replicas for deletion. */
   private invalidate(blocks: BlockRef[]): void {
     for (const b of blocks) {
-      const info = this.blockMap.remove(b.id)
-      if (!info) continue
+      const info = this.blockMap.blocks.get(b.id)
+      // A block a snapshot still names stays.
+      if (!info || !this.blockMap.unref(b.id)) continue
       for (const nodeId of [...info.replicas, ...info.corrupt]) this.queueDelete(nodeId, b)
     }
   }
@@ -334,6 +339,18 @@ export class Namenode {
           .filter((n): n is DatanodeState => n !== undefined && n.alive)
           .map((n) => n.info)
         if (targets.length === 0) throw new LoamError('unavailable', `${req.path}: no live datanode holds block ${req.blockId}; wait for a datanode to come back (see 'loam fsck ${req.path}')`)
+        // A block a snapshot shares is not changed in place: the file gets a copy (made by each target datanode) to change.
+        if ((info?.refs ?? 1) > 1) {
+          const c = await this.mutate((ns) => {
+            const cow = ns.copyOnWrite(req.path, req.inodeId, req.clientName, req.blockId)
+            this.blockMap.unref(req.blockId)
+            this.blockMap.add(cow.block, cow.inode.id, cow.inode.replication, false).writers = new Set(targets.map((t) => t.id))
+            return cow
+          }, ctx)
+          this.leases.set(req.clientName, Date.now())
+          const offsetBytes = c.inode.blocks.slice(0, c.index).reduce((sum, b) => sum + b.lengthBytes, 0)
+          return { block: c.block, offsetBytes, locations: targets, corrupt: [], complete: false, copiedFrom: { ...c.old, genStamp: info?.genStamp ?? c.old.genStamp } }
+        }
         const r = await this.mutate((ns) => {
           const u = ns.updateBlock(req.path, req.inodeId, req.clientName, req.blockId)
           // Replicas that are not in the new pipeline keep the old generation: stale, deleted.
@@ -412,6 +429,37 @@ export class Namenode {
         return this.volumeInfo(vol)
       },
       DetachVolume: async (req) => this.volumeInfo(await this.mutate((ns) => ns.detachVolume(req.name))),
+      SnapshotVolume: async (req, ctx) => {
+        const vol = this.reader().volume(req.volume)
+        const tree = await this.readTree(vol.rootId)
+        for (const entries of tree.values()) {
+          for (const [name, id] of entries) {
+            const raw = this.store.get(keys.inode(id))
+            const rec = raw ? decodeInode(raw) : undefined
+            const tail = rec?.leaseHolder ? this.blockMap.blocks.get(rec.blocks[rec.blocks.length - 1]?.id ?? 0) : undefined
+            if (tail && !tail.complete) throw new LoamError('lease', `volume ${req.volume}: ${name} is being written (by ${rec!.leaseHolder}); take the snapshot once it is closed`)
+          }
+        }
+        const { blocks } = await this.mutate((ns) => ns.snapshotVolume(req.volume, req.snapshot, tree, this.caller(ctx)))
+        for (const b of blocks) this.blockMap.ref(b.id)
+        this.opts.log.info({ volume: req.volume, snapshot: req.snapshot, blocks: blocks.length }, 'snapshot taken')
+        return { snapshots: this.reader().volume(req.volume).snapshots }
+      },
+      ListSnapshots: (req) => ({ snapshots: this.reader().volume(req.name).snapshots }),
+      DeleteSnapshot: async (req, ctx) => {
+        const freed = await this.mutate((ns) => ns.deleteSnapshot(req.volume, req.snapshot, this.caller(ctx)))
+        this.invalidate(freed.blocks)
+        void this.collect()
+        return { snapshots: this.reader().volume(req.volume).snapshots }
+      },
+      RestoreSnapshot: async (req, ctx) => {
+        const snap = this.reader().volume(req.volume).snapshots.find((x) => x.name === req.snapshot)
+        if (!snap) throw new LoamError('not-found', `volume ${req.volume} has no snapshot ${req.snapshot} (see 'loam volume snapshots ${req.volume}')`)
+        const tree = await this.readTree(snap.rootId)
+        const { volume, blocks } = await this.mutate((ns) => ns.restoreSnapshot(req, tree, this.defaults, this.liveCapacityBytes(), this.caller(ctx)))
+        for (const b of blocks) this.blockMap.ref(b.id)
+        return this.volumeInfo(volume)
+      },
       ReportBadBlocks: (req) => {
         for (const r of req.replicas) {
           if (!r.block) continue
@@ -625,6 +673,32 @@ export class Namenode {
       }
     }
     return [...bytes.entries()].sort((a, b) => b[1] - a[1]).map(([nodeId, n]) => ({ nodeId, bytes: n }))
+  }
+
+  /** Every directory below rootId with its entries (bounded), for a snapshot or a restore. */
+  private async readTree(rootId: number): Promise<Tree> {
+    const tree: Tree = new Map()
+    const dirs = [rootId]
+    let seen = 0
+    while (dirs.length > 0) {
+      const dir = dirs.pop()!
+      const entries: Array<[string, number]> = []
+      let after: Buffer | undefined
+      for (;;) {
+        const page = await this.store.scan(keys.entryPrefix(dir), after, LIST_PAGE_ENTRIES_MAX)
+        for (const [k, v] of page) {
+          if (++seen > SNAPSHOT_INODES_MAX) throw new LoamError('no-space', `more than ${SNAPSHOT_INODES_MAX} entries: too many to copy at once`)
+          const id = decodeId(v)
+          entries.push([keys.entryName(k), id])
+          const raw = this.store.get(keys.inode(id))
+          if (raw && decodeInode(raw).type === InodeType.DIRECTORY) dirs.push(id)
+        }
+        if (page.length < LIST_PAGE_ENTRIES_MAX) break
+        after = page[page.length - 1]![0]
+      }
+      tree.set(dir, entries)
+    }
+    return tree
   }
 
   /** Recovers, now, every file of the volume left open for writing (the fenced holder's). */

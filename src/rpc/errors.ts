@@ -22,6 +22,7 @@ export const ERROR_CODES = [
   'no-xattr',
   'stale-epoch',
   'cross-volume',
+  'read-only',
 ] as const
 
 export type ErrorCode = (typeof ERROR_CODES)[number]

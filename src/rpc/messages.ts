@@ -29,6 +29,7 @@ export interface LocatedBlock {
   locations: DatanodeInfo[]
   corrupt: DatanodeInfo[]
   complete: boolean
+  copiedFrom?: BlockRef | null
 }
 export interface FileStatus {
   inodeId: number
@@ -71,6 +72,7 @@ export interface InodeRecord {
   children: number
   updatingBlocks: number[]
   volume: string
+  readOnly: boolean
 }
 
 export interface VolumeRecord {
@@ -85,7 +87,12 @@ export interface VolumeRecord {
   rootId: number
   attachedNode: string
   epoch: number
+  snapshots: SnapshotRecord[]
 }
+export interface SnapshotRecord { name: string; createdMs: number; rootId: number; usedBytes: number }
+export interface SnapshotRequest { volume: string; snapshot: string }
+export interface RestoreSnapshotRequest { volume: string; snapshot: string; to: string }
+export interface ListSnapshotsResponse { snapshots: SnapshotRecord[] }
 export interface CreateVolumeRequest { name: string; sizeBytes: number; replication: number; blockSizeBytes: number }
 export interface VolumeNameRequest { name: string }
 export interface DeleteVolumeRequest { name: string; force: boolean }
@@ -210,6 +217,8 @@ export interface WriteBlockRequest {
   oldGenStamp: number
   resize: boolean
   resizeBytes: number
+  copyFromBlock: number
+  copyFromGenStamp: number
 }
 export interface Packet { seqno: number; offsetBytes: number; checksums: Uint8Array; last: boolean; sync: boolean }
 export interface PacketAck { seqno: number; ok: boolean; failedNode: string; message: string }

@@ -5,6 +5,8 @@ import type { VolumeRecord } from '../rpc/messages.js'
 import { VOLUME_SIZE_MAX_BYTES, VOLUMES_MAX } from '../limits.js'
 
 export const VOLUMES_DIR = 'volumes'
+/** Where snapshots live: /.snapshots/VOLUME/NAME, read-only. */
+export const SNAPSHOTS_DIR = '.snapshots'
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/
 
 export function volumePath(name: string): string {
@@ -13,6 +15,10 @@ export function volumePath(name: string): string {
 
 export function checkVolumeName(name: string): void {
   if (!NAME.test(name)) throw new LoamError('invalid-argument', `volume name '${name.slice(0, 80)}' must match [a-z0-9][a-z0-9-]{0,62}`)
+}
+
+export function checkSnapshotName(name: string): void {
+  if (!NAME.test(name)) throw new LoamError('invalid-argument', `snapshot name '${name.slice(0, 80)}' must match [a-z0-9][a-z0-9-]{0,62}`)
 }
 
 /** A size for a volume: positive, within the limit and, when known, what the cluster can hold. */

@@ -119,7 +119,10 @@ export class TestCluster {
     for (const c of this.clients) c.close()
     if (this.up.exitCode === null && this.up.signalCode === null) {
       this.up.kill('SIGTERM')
-      await Promise.race([new Promise((r) => this.up.once('exit', r)), sleep(15_000)])
+      // A bounded wait whose timer does not keep the test process alive once the cluster is gone.
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([new Promise((r) => this.up.once('exit', r)), new Promise((r) => (timer = setTimeout(r, 15_000)))])
+      clearTimeout(timer)
     }
     // Whatever is still running (restarted roles, or a cluster up that did not stop them) goes now.
     const pids = [this.record.namenode.pid, ...this.record.nodes.map((n) => n.pid), ...this.extra.map((c) => c.pid ?? 0)]

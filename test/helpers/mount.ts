@@ -127,6 +127,6 @@ export async function python(program: string, args: string[] = [], opts: ShOptio
   } catch (err) {
     // Not execFile's message: it repeats the whole program.
     const e = err as { code?: unknown; signal?: string | null; stdout?: string; stderr?: string }
-    throw new Error(`python3 ${args.join(' ')} failed (${e.signal ? `killed by ${e.signal}` : `exit ${String(e.code)}`}): ${e.stderr ?? ''}${e.stdout ? `\nstdout: ${e.stdout}` : ''}`)
+    throw new Error(`python3 ${args.join(' ')} failed (${e.signal ? `killed by ${e.signal}` : `exit ${String(e.code)}`}): ${e.stderr ?? ''}${e.stdout ? `\nstdout: ${e.stdout}` : ''}`, { cause: err })
   }
 }
