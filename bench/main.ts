@@ -1,6 +1,6 @@
-// `npm run bench -- <dfsio|nnbench|recovery|fuse|all> [options]`: benchmarks against a real
+// `npm run bench -- <dfsio|nnbench|recovery|fuse|volume|sched|all> [options]`: benchmarks against a real
 // multi-process cluster started for the run and always torn down, even on
-// error or Ctrl-C. Each prints a table and writes JSON under bench/results/.
+// error or Ctrl-C (sched: a simulated one). Each prints a table and writes JSON under bench/results/.
 import { parseArgs } from 'node:util'
 import { parseSize } from '../src/common/units.js'
 import { runDfsio } from './dfsio.js'
@@ -8,8 +8,10 @@ import { runFuse } from './fuse.js'
 import { Cleanup } from './lib.js'
 import { runNnbench } from './nnbench.js'
 import { runRecovery } from './recovery.js'
+import { runSched } from './sched.js'
+import { runVolume } from './volume.js'
 
-const USAGE = `usage: npm run bench -- <dfsio|nnbench|recovery|fuse|all> [options]
+const USAGE = `usage: npm run bench -- <dfsio|nnbench|recovery|fuse|volume|sched|all> [options]
 
   dfsio     write and read one file at replication 1 and 3, beside the local disk
     --size SIZE          file size (default 1GiB)
@@ -44,7 +46,24 @@ const USAGE = `usage: npm run bench -- <dfsio|nnbench|recovery|fuse|all> [option
     --size SIZE          sequential write and read (default 1GiB)
     --files N            files created, stat'ed and unlinked; entries listed (default 10000)
     --fio-seconds S      length of each fio run (default 10)
-  all       dfsio, nnbench, recovery, then fuse, each with a cluster of its own
+  volume    a volume (replication 3) attached to dn1 and mounted there, beside a local
+            directory, in child processes: SQLite transactions of 5 inserts (tx/s) and
+            point selects (queries/s) at its defaults (rollback journal,
+            synchronous=FULL), and 4 KiB random writes with an fsync each with fio
+            (IOPS); needs fio and python3
+    --volume-size SIZE   the volume's size (default 4GiB)
+    --transactions N     SQLite transactions (default 2000)
+    --queries N          SQLite point selects (default 20000)
+    --sql-seconds S      each SQLite phase stops after S seconds and counts those done
+                         (default 60)
+    --fio-seconds S      length of the fio run (default 10)
+  sched     the scheduler core on a simulated cluster, no processes: share of NODE_LOCAL
+            tasks with delay scheduling beside FIFO without delay (same workload),
+            placement decisions/s, and DRF's share error for two roles
+    --nodes LIST         simulated cluster sizes (default 100,1000)
+    --sim-seconds S      simulated time jobs arrive over (default 600)
+  all       dfsio, nnbench, recovery, fuse, volume (each with a cluster of its own),
+            then sched
 `
 
 function positiveInt(text: string, flag: string): number {
@@ -71,11 +90,17 @@ async function main(): Promise<number> {
       'keep-logs': { type: 'string' },
       files: { type: 'string', default: '10000' },
       'fio-seconds': { type: 'string', default: '10' },
+      'volume-size': { type: 'string', default: '4GiB' },
+      transactions: { type: 'string', default: '2000' },
+      queries: { type: 'string', default: '20000' },
+      'sql-seconds': { type: 'string', default: '60' },
+      nodes: { type: 'string', default: '100,1000' },
+      'sim-seconds': { type: 'string', default: '600' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
   const which = positionals[0]
-  if (values.help || !which || positionals.length > 1 || !['dfsio', 'nnbench', 'recovery', 'fuse', 'all'].includes(which)) {
+  if (values.help || !which || positionals.length > 1 || !['dfsio', 'nnbench', 'recovery', 'fuse', 'volume', 'sched', 'all'].includes(which)) {
     ;(values.help ? process.stdout : process.stderr).write(USAGE)
     return values.help ? 0 : 2
   }
@@ -123,6 +148,20 @@ async function main(): Promise<number> {
     }
     if (which === 'fuse' || which === 'all') {
       await runFuse(cleanup, { sizeBytes, files: positiveInt(values.files, '--files'), fioSeconds: positiveInt(values['fio-seconds'], '--fio-seconds') })
+      await cleanup.run()
+    }
+    if (which === 'volume' || which === 'all') {
+      await runVolume(cleanup, {
+        volumeSizeBytes: parseSize(values['volume-size'], '--volume-size'),
+        transactions: positiveInt(values.transactions, '--transactions'),
+        queries: positiveInt(values.queries, '--queries'),
+        sqlSeconds: positiveInt(values['sql-seconds'], '--sql-seconds'),
+        fioSeconds: positiveInt(values['fio-seconds'], '--fio-seconds'),
+      })
+      await cleanup.run()
+    }
+    if (which === 'sched' || which === 'all') {
+      await runSched({ nodes: values.nodes.split(',').map((s) => positiveInt(s.trim(), '--nodes')), simSeconds: positiveInt(values['sim-seconds'], '--sim-seconds') })
     }
     return 0
   } finally {
