@@ -4,16 +4,16 @@
 // (fio), create, stat and unlink of many empty files, and `ls -l` of a large
 // directory. Every workload runs in a child process with ordinary tools (python3,
 // fio, ls), as a user's program would; this process only times and reports.
-import { execFile, execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import os from 'node:os'
+import { mkdir, rm } from 'node:fs/promises'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import type { LoamClient } from '../src/client/client.js'
 import { startCluster } from '../test/helpers/cluster.js'
 import { mountCluster } from '../test/helpers/mount.js'
-import { CpuMeter, fixed, formatCpu, log, mbPerS, noteLoad, table, thousands, writeResults, type Cleanup, type CpuGroups } from './lib.js'
+import { fixed, log, mbPerS, noteLoad, table, thousands, writeResults, type Cleanup } from './lib.js'
+import {
+  CPU_HEADERS, FIO_BLOCK_BYTES, FIO_FILE_BYTES, childRun, cpuCells, dropCaches, fio as fioJob, measurer, mountGroups, py as pyTool, recordSide, requireTools, sync, workDir,
+  type Measured, type SideFigures, type Where,
+} from './tools.js'
 
 export interface FuseOptions {
   /** Sequential write and read. */
@@ -24,20 +24,15 @@ export interface FuseOptions {
   fioSeconds: number
 }
 
-/** The file fio reads and writes at random: big enough that 4 KiB offsets rarely repeat in a run. */
-const FIO_FILE_BYTES = 256 * 1024 * 1024
-const FIO_BLOCK_BYTES = 4096
 /** Longer than the kernel's entry and attribute timeouts (1 s) and the mount's own attribute cache (FUSE_ATTR_CACHE_MS). */
 const STAT_AFTER_CREATE_MS = 2500
 /** The local disk swings from one write to the next (see dfsio): its sequential write is the median of this many. */
 const LOCAL_WRITE_RUNS = 3
 /** Files the client library creates at once when filling the directory `ls -l` lists. */
 const FILL_CONCURRENCY = 32
-const CHILD_OUTPUT_BYTES_MAX = 64 * 1024 * 1024
+/** What the fuse benchmark runs, and the package each comes in. */
+const TOOLS = [['fio', 'fio'], ['python3', 'python3'], ['ls', 'coreutils'], ['fusermount', 'fuse']] as const
 
-const run = promisify(execFile)
-
-type Where = 'mount' | 'local'
 type Unit = 'MB/s' | 'IOPS' | 'files/s' | 's'
 
 interface Target {
@@ -46,19 +41,11 @@ interface Target {
   value: number
 }
 
-interface Workload {
+interface Workload extends SideFigures<Record<string, number>> {
   key: string
   name: string
   unit: Unit
   target?: Target
-  mount?: number
-  local?: number
-  /** What else the run reported, per side: bytes, seconds, latencies. */
-  detail: Partial<Record<Where, Record<string, number>>>
-  /** Cores busy on average during the mount's run: the mount process, the namenode, the datanodes, everything else (the tool itself). */
-  cpu?: Record<string, number>
-  /** What the mount process read and wrote during its run (/proc/PID/io: rchar and wchar count files and sockets, readBytes the disk). */
-  mountIo?: ProcessIo
 }
 
 const WORKLOADS: Array<Omit<Workload, 'detail'>> = [
@@ -146,15 +133,10 @@ dict(write=write, read=read, create=create, stat=stat, unlink=unlink)[cmd](targe
 
 export async function runFuse(cleanup: Cleanup, opts: FuseOptions): Promise<void> {
   const startedAt = new Date()
-  requireTools()
+  requireTools('fuse', TOOLS)
   const loadAtStart = noteLoad('at the start')
-  const work = await mkdtemp(path.join(os.tmpdir(), 'loam-bench-fuse-'))
-  cleanup.teardown(() => rm(work, { recursive: true, force: true }))
-  const tool = path.join(work, 'tool.py')
-  await writeFile(tool, TOOL)
-  // Same filesystem as the cluster's replicas (os.tmpdir()), so both sides share one disk.
-  const localDir = path.join(work, 'local')
-  await mkdir(localDir)
+  const { tool, localDir } = await workDir(cleanup, 'fuse', TOOL)
+  const py = (cmd: string, target: string, count: number): Promise<{ seconds: number }> => pyTool(tool, [cmd, target, String(count)])
   const cold = await dropCaches()
   if (!cold) log('fuse: cannot drop the page cache (needs root): reads are from the page cache, not cold')
 
@@ -164,7 +146,6 @@ export async function runFuse(cleanup: Cleanup, opts: FuseOptions): Promise<void
   const nodeId = cluster.record.nodes[0]?.id ?? ''
   const mount = await mountCluster(cleanup, cluster, { nodeId })
   const client = cluster.client({ nodeId })
-  const groups: CpuGroups = { mount: [mount.child.pid ?? 0], namenode: [cluster.record.namenode.pid], datanodes: cluster.record.nodes.map((n) => n.pid) }
   await client.mkdirs('/fuse')
   const roots: Record<Where, { dir: string; ns?: string }> = { local: { dir: localDir }, mount: { dir: path.join(mount.dir, 'fuse'), ns: '/fuse' } }
   log(`fuse: mount ${mount.dir} (node ${nodeId}), local ${localDir}`)
@@ -173,23 +154,11 @@ export async function runFuse(cleanup: Cleanup, opts: FuseOptions): Promise<void
   const mountPid = mount.child.pid ?? 0
   const record = (key: string, where: Where, value: number, detail: Record<string, number>, m: Measured<unknown>): void => {
     const w = workloads.get(key)!
-    w[where] = value
-    w.detail[where] = detail
-    if (where === 'mount') {
-      w.cpu = m.cpu
-      w.mountIo = m.io
-    }
+    recordSide(w, where, value, detail, m)
     log(`  ${where} ${w.name}: ${formatValue(value, w.unit)} ${w.unit}`)
   }
   // Runs a measurement with the CPU meter on; the mount's figures carry its CPU and I/O.
-  const measured = async <T>(fn: () => Promise<T>): Promise<Measured<T>> => {
-    const meter = new CpuMeter(groups)
-    const io0 = processIo(mountPid)
-    const value = await fn()
-    const cpu = meter.stop()
-    const io1 = processIo(mountPid)
-    return { value, cpu, io: { rchar: io1.rchar - io0.rchar, wchar: io1.wchar - io0.wchar, readBytes: io1.readBytes - io0.readBytes } }
-  }
+  const measured = measurer(mountGroups(cluster, mountPid), mountPid)
   const tryDrop = async (): Promise<void> => {
     if (cold) await dropCaches()
   }
@@ -201,13 +170,13 @@ export async function runFuse(cleanup: Cleanup, opts: FuseOptions): Promise<void
     const runs: Array<Measured<{ seconds: number }>> = []
     for (let i = 0; i < (where === 'local' ? LOCAL_WRITE_RUNS : 1); i++) {
       await sync()
-      runs.push(await measured(() => py(tool, 'write', seq, opts.sizeBytes)))
+      runs.push(await measured(() => py('write', seq, opts.sizeBytes)))
     }
     if (runs.length > 1) log(`  local write runs: ${runs.map((x) => fixed(mbPerS(opts.sizeBytes, x.value.seconds * 1000))).join(', ')} MB/s; the median is the baseline`)
     let r = runs.sort((a, b) => a.value.seconds - b.value.seconds)[Math.floor(runs.length / 2)]!
     record('seqWrite', where, mbPerS(opts.sizeBytes, r.value.seconds * 1000), { bytes: opts.sizeBytes, seconds: r.value.seconds, runs: runs.length }, r)
     await tryDrop()
-    r = await measured(() => py(tool, 'read', seq, opts.sizeBytes))
+    r = await measured(() => py('read', seq, opts.sizeBytes))
     record('seqRead', where, mbPerS(opts.sizeBytes, r.value.seconds * 1000), { bytes: opts.sizeBytes, seconds: r.value.seconds, cold: cold ? 1 : 0 }, r)
     await rm(seq)
   }
@@ -216,7 +185,7 @@ export async function runFuse(cleanup: Cleanup, opts: FuseOptions): Promise<void
     const { dir } = roots[where]
     log(`fuse: ${where}: fio, 4 KiB at random in a ${FIO_FILE_BYTES / 2 ** 20} MiB file, ${opts.fioSeconds} s each`)
     const file = path.join(dir, 'fio.bin')
-    await py(tool, 'write', file, FIO_FILE_BYTES)
+    await py('write', file, FIO_FILE_BYTES)
     await tryDrop()
     let r = await measured(() => fio(file, 'randread', opts.fioSeconds))
     record('randRead', where, r.value.iops, r.value.detail, r)
@@ -231,13 +200,13 @@ export async function runFuse(cleanup: Cleanup, opts: FuseOptions): Promise<void
     log(`fuse: ${where}: create, stat and unlink of ${opts.files} empty files, one at a time`)
     const files = path.join(dir, 'files')
     await mkdir(files)
-    let r = await measured(() => py(tool, 'create', files, opts.files))
+    let r = await measured(() => py('create', files, opts.files))
     record('create', where, opts.files / r.value.seconds, { files: opts.files, seconds: r.value.seconds }, r)
     // Past every cache of what create just made: each stat asks the mount, which asks the namenode.
     await sleep(STAT_AFTER_CREATE_MS)
-    r = await measured(() => py(tool, 'stat', files, opts.files))
+    r = await measured(() => py('stat', files, opts.files))
     record('stat', where, opts.files / r.value.seconds, { files: opts.files, seconds: r.value.seconds }, r)
-    r = await measured(() => py(tool, 'unlink', files, opts.files))
+    r = await measured(() => py('unlink', files, opts.files))
     record('unlink', where, opts.files / r.value.seconds, { files: opts.files, seconds: r.value.seconds }, r)
     await rm(files, { recursive: true })
   }
@@ -249,7 +218,7 @@ export async function runFuse(cleanup: Cleanup, opts: FuseOptions): Promise<void
     if (ns) await fillThroughClient(client, `${ns}/listed`, opts.files)
     else {
       await mkdir(listed)
-      await py(tool, 'create', listed, opts.files)
+      await py('create', listed, opts.files)
     }
     await tryDrop()
     const r = await measured(() => lsLong(listed, opts.files))
@@ -261,9 +230,9 @@ export async function runFuse(cleanup: Cleanup, opts: FuseOptions): Promise<void
   const results = [...workloads.values()]
   const rows = results.map((w) => {
     const ratio = w.mount !== undefined && w.local !== undefined ? ratioOf(w) : NaN
-    return [w.name, w.unit, formatValue(w.mount, w.unit), formatValue(w.local, w.unit), fixed(ratio, 2), targetText(w.target, w.unit), metText(w), formatCpu(w.cpu?.mount), formatCpu(w.cpu?.namenode), formatCpu(w.cpu?.datanodes)]
+    return [w.name, w.unit, formatValue(w.mount, w.unit), formatValue(w.local, w.unit), fixed(ratio, 2), targetText(w.target, w.unit), metText(w), ...cpuCells(w.cpu)]
   })
-  const out = table(['workload', 'unit', 'mount', 'local', 'x local', 'target', 'met?', 'cpu mount', 'cpu nn', 'cpu dns'], rows, [false, false, true, true, true, true, false, true, true, true])
+  const out = table(['workload', 'unit', 'mount', 'local', 'x local', 'target', 'met?', ...CPU_HEADERS], rows, [false, false, true, true, true, true, false, true, true, true])
   const read = workloads.get('seqRead')!
   const amplification = read.mountIo ? read.mountIo.rchar / opts.sizeBytes : NaN
   process.stdout.write(
@@ -313,91 +282,13 @@ function formatValue(v: number | undefined, unit: Unit): string {
   return thousands(v)
 }
 
-function requireTools(): void {
-  const missing: string[] = []
-  for (const [tool, pkg] of [['fio', 'fio'], ['python3', 'python3'], ['ls', 'coreutils'], ['fusermount', 'fuse']] as const) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' })
-    } catch {
-      missing.push(pkg)
-    }
-  }
-  if (missing.length > 0) throw new Error(`the fuse benchmark needs ${missing.join(', ')}: install with 'apt-get install -y ${missing.join(' ')}'`)
-}
-
-interface ProcessIo {
-  rchar: number
-  wchar: number
-  readBytes: number
-}
-
-interface Measured<T> {
-  value: T
-  cpu: Record<string, number>
-  io: ProcessIo
-}
-
-/** A process's I/O counters so far, NaN where /proc cannot tell. */
-function processIo(pid: number): ProcessIo {
-  try {
-    const fields = new Map(readFileSync(`/proc/${pid}/io`, 'utf8').split('\n').map((l) => l.split(': ') as [string, string]))
-    return { rchar: Number(fields.get('rchar')), wchar: Number(fields.get('wchar')), readBytes: Number(fields.get('read_bytes')) }
-  } catch {
-    return { rchar: NaN, wchar: NaN, readBytes: NaN }
-  }
-}
-
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms))
 }
 
-async function sync(): Promise<void> {
-  await run('sync')
-}
-
-/** Empties the page cache (and the kernel's dentry and inode caches) so the next read comes from disk; false where that is not allowed (not root). */
-async function dropCaches(): Promise<boolean> {
-  try {
-    await sync()
-    await writeFile('/proc/sys/vm/drop_caches', '3\n')
-    return true
-  } catch {
-    return false
-  }
-}
-
-async function py(tool: string, cmd: string, target: string, count: number): Promise<{ seconds: number }> {
-  const { stdout } = await childRun('python3', [tool, cmd, target, String(count)], `python3 ${cmd} ${target}`)
-  return JSON.parse(stdout) as { seconds: number }
-}
-
-interface FioSide {
-  runtime: number
-  io_bytes: number
-  iops: number
-  clat_ns?: { mean: number; percentile?: Record<string, number> }
-  lat_ns?: { mean: number; percentile?: Record<string, number> }
-}
-
-interface FioReport {
-  jobs: Array<{ error: number; read: FioSide; write: FioSide; sync?: { lat_ns?: { mean: number; percentile?: Record<string, number> } } }>
-}
-
-/** One fio job: 4 KiB at random offsets, one at a time (psync, iodepth 1), for a bounded time. */
+/** One fio job (4 KiB at random offsets, one at a time, for a bounded time): its IOPS, and its latencies in µs. */
 async function fio(file: string, rw: 'randread' | 'randwrite', seconds: number): Promise<{ iops: number; detail: Record<string, number> }> {
-  const args = [
-    `--name=${rw}`, `--filename=${file}`, `--rw=${rw}`, `--bs=${FIO_BLOCK_BYTES}`, `--size=${FIO_FILE_BYTES}`,
-    '--ioengine=psync', '--iodepth=1', '--numjobs=1', '--time_based', `--runtime=${seconds}`,
-    // The file is laid out already; never preallocate (fallocate on a mount would write zeros through it).
-    '--fallocate=none', '--output-format=json',
-  ]
-  if (rw === 'randwrite') args.push('--fsync=1')
-  const { stdout } = await childRun('fio', args, `fio ${rw} on ${file}`)
-  // fio may print notes before its JSON.
-  const report = JSON.parse(stdout.slice(stdout.indexOf('{'))) as FioReport
-  const job = report.jobs[0]
-  if (!job) throw new Error(`fio ${rw} on ${file}: no job in its report`)
-  if (job.error !== 0) throw new Error(`fio ${rw} on ${file}: error ${job.error}`)
+  const job = await fioJob(file, rw, seconds)
   const side = rw === 'randread' ? job.read : job.write
   const lat = side.clat_ns ?? side.lat_ns
   const detail: Record<string, number> = { ops: side.io_bytes / FIO_BLOCK_BYTES, seconds: side.runtime / 1000, meanLatencyUs: (lat?.mean ?? NaN) / 1000 }
@@ -434,14 +325,4 @@ async function fillThroughClient(client: LoamClient, dir: string, files: number)
     }
   }
   await Promise.all(Array.from({ length: Math.min(FILL_CONCURRENCY, files) }, worker))
-}
-
-async function childRun(file: string, args: string[], what: string): Promise<{ stdout: string }> {
-  try {
-    const { stdout } = await run(file, args, { maxBuffer: CHILD_OUTPUT_BYTES_MAX })
-    return { stdout }
-  } catch (err) {
-    const e = err as { stderr?: string; message: string }
-    throw new Error(`${what} failed: ${(e.stderr ?? '').trim() || e.message}`, { cause: err })
-  }
 }

@@ -5,17 +5,17 @@
 // (python3's sqlite3, its defaults: rollback journal, synchronous=FULL), and
 // fio's 4 KiB random writes with an fsync after each. Every workload runs in a
 // child process, as the service would; this process only times and reports.
-import { execFile, execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import os from 'node:os'
+import { execFileSync } from 'node:child_process'
 import path from 'node:path'
-import { promisify } from 'node:util'
 import { formatBytes } from '../src/common/units.js'
 import { BLOCK_SIZE_DEFAULT_BYTES } from '../src/limits.js'
 import { startCluster, type TestCluster } from '../test/helpers/cluster.js'
 import { mountCluster } from '../test/helpers/mount.js'
-import { CpuMeter, fixed, formatCpu, log, noteLoad, table, thousands, writeResults, type Cleanup, type CpuGroups } from './lib.js'
+import { fixed, log, noteLoad, table, thousands, writeResults, type Cleanup } from './lib.js'
+import {
+  CPU_HEADERS, FIO_BLOCK_BYTES, FIO_FILE_BYTES, cpuCells, dropCaches, fio as fioJob, measurer, mountGroups, py, recordSide, requireTools, sync, workDir,
+  type FioLat, type Measured, type SideFigures, type Where,
+} from './tools.js'
 
 export interface VolumeOptions {
   /** The volume's size (its quota on logical bytes). */
@@ -35,35 +35,22 @@ const VOLUME_REPLICATION = 3
 const ROWS_PER_TRANSACTION = 5
 /** Bytes of the random value in every row (its key is 16 hex digits). */
 const ROW_VALUE_BYTES = 100
-/** The file fio writes at random: laid out in full first, as in bench/fuse.ts. */
-const FIO_FILE_BYTES = 256 * 1024 * 1024
-const FIO_BLOCK_BYTES = 4096
-const CHILD_OUTPUT_BYTES_MAX = 64 * 1024 * 1024
 /** A child that takes this much longer than its own bound is hung (on the mount, most likely): it is killed and the run fails. */
 const CHILD_GRACE_MS = 300_000
+/** What the volume benchmark runs, and the package each comes in. */
+const TOOLS = [['fio', 'fio'], ['python3', 'python3'], ['fusermount', 'fuse']] as const
 
-const run = promisify(execFile)
-
-type Where = 'mount' | 'local'
 type Unit = 'tx/s' | 'queries/s' | 'IOPS'
 
 /** Latency percentiles in microseconds: p50, p90, p99, p99.9, max, mean. */
 type Latency = Record<'p50' | 'p90' | 'p99' | 'p999' | 'max' | 'mean', number>
 
-interface Workload {
+interface Workload extends SideFigures<Record<string, unknown>> {
   key: string
   name: string
   unit: Unit
-  mount?: number
-  local?: number
-  /** What each side's run reported: counts, seconds, latencies (µs). */
-  detail: Partial<Record<Where, Record<string, unknown>>>
   /** The latency shown in the table, per side. */
   latency: Partial<Record<Where, Latency>>
-  /** Cores busy on average during the mount's run: the mount process, the namenode, the datanodes, the tool (other). */
-  cpu?: Record<string, number>
-  /** What the mount process read and wrote during its run (/proc/PID/io: rchar and wchar count files and sockets, readBytes the disk). */
-  mountIo?: ProcessIo
 }
 
 const WORKLOADS: Array<Omit<Workload, 'detail' | 'latency'>> = [
@@ -196,15 +183,10 @@ interface VolumeJson {
 
 export async function runVolume(cleanup: Cleanup, opts: VolumeOptions): Promise<void> {
   const startedAt = new Date()
-  requireTools()
+  requireTools('volume', TOOLS)
+  requireSqlite()
   const loadAtStart = noteLoad('at the start')
-  const work = await mkdtemp(path.join(os.tmpdir(), 'loam-bench-volume-'))
-  cleanup.teardown(() => rm(work, { recursive: true, force: true }))
-  const tool = path.join(work, 'tool.py')
-  await writeFile(tool, TOOL)
-  // Same filesystem as the cluster's replicas (os.tmpdir()), so both sides share one disk.
-  const localDir = path.join(work, 'local')
-  await mkdir(localDir)
+  const { tool, localDir } = await workDir(cleanup, 'volume', TOOL)
   const cold = await dropCaches()
   if (!cold) log('volume: cannot drop the page cache (needs root): the read phase starts warm')
 
@@ -215,30 +197,17 @@ export async function runVolume(cleanup: Cleanup, opts: VolumeOptions): Promise<
   await loam(cluster, ['volume', 'attach', VOLUME_NAME, '--node', nodeId])
   const mount = await mountCluster(cleanup, cluster, { nodeId, extraArgs: ['--volume', VOLUME_NAME] })
   const mountPid = mount.child.pid ?? 0
-  const groups: CpuGroups = { mount: [mountPid], namenode: [cluster.record.namenode.pid], datanodes: cluster.record.nodes.map((n) => n.pid) }
   const roots: Record<Where, string> = { local: localDir, mount: mount.dir }
   log(`volume: mount ${mount.dir} (volume ${VOLUME_NAME}, node ${nodeId}), local ${localDir}`)
 
   const workloads = new Map(WORKLOADS.map((w) => [w.key, { ...w, detail: {}, latency: {} } as Workload]))
   const record = (key: string, where: Where, value: number, detail: Record<string, unknown>, lat: Latency | null | undefined, m: Measured<unknown>): void => {
     const w = workloads.get(key)!
-    w[where] = value
-    w.detail[where] = detail
+    recordSide(w, where, value, detail, m)
     if (lat) w.latency[where] = lat
-    if (where === 'mount') {
-      w.cpu = m.cpu
-      w.mountIo = m.io
-    }
     log(`  ${where} ${w.name}: ${thousands(value)} ${w.unit}${lat ? `, p50 ${thousands(lat.p50)} µs, p99 ${thousands(lat.p99)} µs` : ''}`)
   }
-  const measured = async <T>(fn: () => Promise<T>): Promise<Measured<T>> => {
-    const meter = new CpuMeter(groups)
-    const io0 = processIo(mountPid)
-    const value = await fn()
-    const cpu = meter.stop()
-    const io1 = processIo(mountPid)
-    return { value, cpu, io: { rchar: io1.rchar - io0.rchar, wchar: io1.wchar - io0.wchar, readBytes: io1.readBytes - io0.readBytes } }
-  }
+  const measured = measurer(mountGroups(cluster, mountPid), mountPid)
   const sqlLimitMs = opts.sqlSeconds * 1000 + CHILD_GRACE_MS
 
   for (const where of ['local', 'mount'] as const) {
@@ -275,10 +244,10 @@ export async function runVolume(cleanup: Cleanup, opts: VolumeOptions): Promise<
   const rows = results.map((w) => [
     w.name, w.unit, thousands(w.mount ?? NaN), thousands(w.local ?? NaN), fixed(ratioOf(w), 2),
     lat(w, 'mount', 'p50'), lat(w, 'mount', 'p99'), lat(w, 'local', 'p50'), lat(w, 'local', 'p99'),
-    formatCpu(w.cpu?.mount), formatCpu(w.cpu?.namenode), formatCpu(w.cpu?.datanodes),
+    ...cpuCells(w.cpu),
   ])
   const out = table(
-    ['workload', 'unit', 'mount', 'local', 'x local', 'mount p50 µs', 'p99 µs', 'local p50 µs', 'p99 µs', 'cpu mount', 'cpu nn', 'cpu dns'],
+    ['workload', 'unit', 'mount', 'local', 'x local', 'mount p50 µs', 'p99 µs', 'local p50 µs', 'p99 µs', ...CPU_HEADERS],
     rows,
     [false, false, true, true, true, true, true, true, true, true, true, true],
   )
@@ -333,73 +302,12 @@ async function loam(cluster: TestCluster, args: string[]): Promise<string> {
   return r.stdout.toString()
 }
 
-function requireTools(): void {
-  const missing: string[] = []
-  for (const [tool, pkg] of [['fio', 'fio'], ['python3', 'python3'], ['fusermount', 'fuse']] as const) {
-    try {
-      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' })
-    } catch {
-      missing.push(pkg)
-    }
-  }
-  if (missing.length > 0) throw new Error(`the volume benchmark needs ${missing.join(', ')}: install with 'apt-get install -y ${missing.join(' ')}'`)
+function requireSqlite(): void {
   try {
     execFileSync('python3', ['-c', 'import sqlite3'], { stdio: 'ignore' })
   } catch {
     throw new Error(`the volume benchmark needs python3's sqlite3 module: install with 'apt-get install -y libsqlite3-0 python3' (a python3 built without it needs rebuilding with libsqlite3-dev)`)
   }
-}
-
-interface ProcessIo {
-  rchar: number
-  wchar: number
-  readBytes: number
-}
-
-interface Measured<T> {
-  value: T
-  cpu: Record<string, number>
-  io: ProcessIo
-}
-
-/** A process's I/O counters so far, NaN where /proc cannot tell. */
-function processIo(pid: number): ProcessIo {
-  try {
-    const fields = new Map(readFileSync(`/proc/${pid}/io`, 'utf8').split('\n').map((l) => l.split(': ') as [string, string]))
-    return { rchar: Number(fields.get('rchar')), wchar: Number(fields.get('wchar')), readBytes: Number(fields.get('read_bytes')) }
-  } catch {
-    return { rchar: NaN, wchar: NaN, readBytes: NaN }
-  }
-}
-
-async function sync(): Promise<void> {
-  await run('sync')
-}
-
-/** Empties the page cache (and the kernel's dentry and inode caches); false where that is not allowed (not root). */
-async function dropCaches(): Promise<boolean> {
-  try {
-    await sync()
-    await writeFile('/proc/sys/vm/drop_caches', '3\n')
-    return true
-  } catch {
-    return false
-  }
-}
-
-async function py<T>(tool: string, args: string[], timeoutMs: number): Promise<T> {
-  const { stdout } = await childRun('python3', [tool, ...args], `python3 ${args.slice(0, 2).join(' ')}`, timeoutMs)
-  return JSON.parse(stdout) as T
-}
-
-interface FioLat {
-  mean: number
-  max: number
-  percentile?: Record<string, number>
-}
-
-interface FioReport {
-  jobs: Array<{ error: number; write: { runtime: number; io_bytes: number; iops: number; clat_ns?: FioLat }; sync?: { lat_ns?: FioLat } }>
 }
 
 /** Percentiles of a fio latency (ns) in µs. */
@@ -412,18 +320,7 @@ function fioLatency(l: FioLat | undefined): Latency | undefined {
 
 /** One fio job: 4 KiB writes at random offsets, one at a time (psync, iodepth 1), each followed by an fsync, for a bounded time. */
 async function fio(file: string, seconds: number): Promise<{ iops: number; fsyncLatency?: Latency; detail: Record<string, unknown> }> {
-  const args = [
-    '--name=randwrite', `--filename=${file}`, '--rw=randwrite', `--bs=${FIO_BLOCK_BYTES}`, `--size=${FIO_FILE_BYTES}`,
-    '--ioengine=psync', '--iodepth=1', '--numjobs=1', '--time_based', `--runtime=${seconds}`, '--fsync=1',
-    // The file is laid out already; never preallocate (fallocate on a mount would write zeros through it).
-    '--fallocate=none', '--output-format=json',
-  ]
-  const { stdout } = await childRun('fio', args, `fio randwrite on ${file}`, seconds * 1000 + CHILD_GRACE_MS)
-  // fio may print notes before its JSON.
-  const report = JSON.parse(stdout.slice(stdout.indexOf('{'))) as FioReport
-  const job = report.jobs[0]
-  if (!job) throw new Error(`fio randwrite on ${file}: no job in its report`)
-  if (job.error !== 0) throw new Error(`fio randwrite on ${file}: error ${job.error}`)
+  const job = await fioJob(file, 'randwrite', seconds, seconds * 1000 + CHILD_GRACE_MS)
   const fsyncLatency = fioLatency(job.sync?.lat_ns)
   const detail = {
     ops: job.write.io_bytes / FIO_BLOCK_BYTES,
@@ -432,15 +329,4 @@ async function fio(file: string, seconds: number): Promise<{ iops: number; fsync
     fsyncLatencyUs: fsyncLatency ?? null,
   }
   return { iops: job.write.iops, fsyncLatency, detail }
-}
-
-async function childRun(file: string, args: string[], what: string, timeoutMs: number): Promise<{ stdout: string }> {
-  try {
-    const { stdout } = await run(file, args, { maxBuffer: CHILD_OUTPUT_BYTES_MAX, timeout: timeoutMs, killSignal: 'SIGKILL' })
-    return { stdout }
-  } catch (err) {
-    const e = err as { stderr?: string; signal?: string | null; message: string }
-    const why = e.signal === 'SIGKILL' ? `killed after ${timeoutMs / 1000} s` : (e.stderr ?? '').trim() || e.message
-    throw new Error(`${what} failed: ${why}`, { cause: err })
-  }
 }
