@@ -84,3 +84,18 @@ export const LEASE_RENEW_INTERVAL_MIN_MS = 200
 export const LEASE_LIMIT_MIN_MS = 1_000
 /** Fraction of known blocks that must be reported before safe mode ends by itself. */
 export const SAFEMODE_THRESHOLD = 0.999
+
+/** Scheduler: environment entries and retries a job spec may ask for. */
+export const JOB_ENV_ENTRIES_MAX = 256
+export const JOB_RETRIES_MAX = 100
+/** A job spec's size on the wire. */
+export const JOB_SPEC_BYTES_MAX = 256 * 1024
+/** Agents heartbeat this often; one silent for AGENT_DEAD_AFTER_DEFAULT_MS is dead and its tasks are lost. */
+export const AGENT_HEARTBEAT_DEFAULT_MS = 1_000
+export const AGENT_DEAD_AFTER_DEFAULT_MS = 10_000
+/** After a scheduler restart, tasks recorded as running that no agent reports within this are lost and retried. */
+export const RECONCILE_GRACE_DEFAULT_MS = 10_000
+/** Finished jobs the scheduler keeps for `job status` and `job ls`. */
+export const FINISHED_JOBS_KEPT = 1_000
+/** Files an input glob may match. */
+export const INPUT_FILES_MAX = 10_000

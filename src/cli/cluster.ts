@@ -29,6 +29,8 @@ export interface RoleRecord {
 
 export interface ClusterRecord {
   namenode: RoleRecord
+  scheduler: RoleRecord
+  /** Each node: a datanode and an agent in one process (`loam node`). */
   nodes: RoleRecord[]
   mount: string | null
 }
@@ -50,6 +52,8 @@ interface UpFlags {
   logLevel: string
   demo?: boolean
   mount?: string
+  localityWait: string
+  cpus?: string
 }
 
 async function waitForFile(file: string, child: ChildProcess, log: string): Promise<Record<string, unknown>> {
@@ -156,6 +160,8 @@ export function registerClusterCommands(program: Command): void {
     .option('--log-level <level>', 'log level of every role', 'info')
     .option('--demo', 'once up, show a put, a listing and a get')
     .option('--mount <dir>', 'also mount the cluster filesystem on DIR (as node dn1)')
+    .option('--locality-wait <duration>', "the scheduler's delay-scheduling wait", '3s')
+    .option('--cpus <n>', "cpus each node's agent offers (default: this machine's)")
     .action(
       action(async (f: UpFlags) => {
         const nodes = Number(f.nodes)
@@ -186,8 +192,13 @@ export function registerClusterCommands(program: Command): void {
           if (f.leaseLimit) nnArgs.push('--lease-limit', f.leaseLimit)
           const nn = await startRole(nnArgs, nnDir, children)
           const nnRpc = String(nn.record.rpc)
+          const schedDir = path.join(dir, 'scheduler')
+          const schedArgs = ['scheduler', '--namenode', nnRpc, '--data', path.join(schedDir, 'state'), '--host', f.host, '--port', '0', '--http-port', '0', '--heartbeat', '1s', '--dead-after', f.deadAfter, '--locality-wait', f.localityWait, '--log-level', f.logLevel]
+          const sched = await startRole(schedArgs, schedDir, children)
+          const schedRpc = String(sched.record.rpc)
           const record: ClusterRecord = {
             namenode: { rpc: nnRpc, http: String(nn.record.http), pid: Number(nn.record.pid), data: nnDir, argv: restartArgv(nnArgs, nnRpc, String(nn.record.http)) },
+            scheduler: { rpc: schedRpc, http: String(sched.record.http), pid: Number(sched.record.pid), data: schedDir, argv: restartArgv(schedArgs, schedRpc, String(sched.record.http)) },
             nodes: [],
             mount: null,
           }
@@ -196,7 +207,8 @@ export function registerClusterCommands(program: Command): void {
               const id = `dn${i + 1}`
               const rack = `/r${(i % racks) + 1}`
               const nodeDir = path.join(dir, id)
-              const args = ['datanode', '--namenode', nnRpc, '--data', path.join(nodeDir, 'data'), '--id', id, '--rack', rack, '--host', f.host, '--port', '0', '--http-port', '0', '--log-level', f.logLevel, '--scan-period', f.scanPeriod ?? '7d']
+              const args = ['node', '--namenode', nnRpc, '--scheduler', schedRpc, '--data', path.join(nodeDir, 'data'), '--work', path.join(nodeDir, 'work'), '--id', id, '--rack', rack, '--host', f.host, '--port', '0', '--http-port', '0', '--agent-port', '0', '--log-level', f.logLevel, '--scan-period', f.scanPeriod ?? '7d']
+              if (f.cpus) args.push('--cpus', f.cpus)
               const dn = await startRole(args, nodeDir, children)
               const rpc = String(dn.record.rpc)
               const http = String(dn.record.http)
@@ -222,9 +234,9 @@ export function registerClusterCommands(program: Command): void {
               if (!stopping) process.stderr.write(`loam: role pid ${c.pid} stopped (${signal ?? `exit ${code}`}); see its log under ${dir}\n`)
             })
           }
-          process.stdout.write(`Loam is up: namenode ${nnRpc} (status: http://${record.namenode.http}/status), ${nodes} datanodes in ${racks} racks, data and logs in ${dir}\n`)
+          process.stdout.write(`Loam is up: namenode ${nnRpc} (status: http://${record.namenode.http}/status), scheduler ${schedRpc}, ${nodes} nodes (datanode + agent) in ${racks} racks, data and logs in ${dir}\n`)
           if (record.mount) process.stdout.write(`The cluster filesystem is mounted on ${record.mount}.\n`)
-          if (f.demo) await runDemo(CLI_PATH, nnRpc, dir, record.mount)
+          if (f.demo) await runDemo(CLI_PATH, nnRpc, schedRpc, dir, record.mount)
           process.stdout.write('Ctrl-C stops the cluster.\n')
         } catch (err) {
           await stopAll(mounts)

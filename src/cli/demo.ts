@@ -3,12 +3,13 @@ import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
 const run = promisify(execFile)
 
-export async function runDemo(cliPath: string, namenode: string, dir: string, mount: string | null): Promise<void> {
-  const env = { ...process.env, LOAM_NAMENODE: namenode }
+export async function runDemo(cliPath: string, namenode: string, scheduler: string, dir: string, mount: string | null): Promise<void> {
+  const env = { ...process.env, LOAM_NAMENODE: namenode, LOAM_SCHEDULER: scheduler }
   const sample = path.join(dir, 'sample.txt')
   const copy = path.join(dir, 'sample.copy.txt')
   await writeFile(sample, Array.from({ length: 2000 }, (_, i) => `line ${i}: the quick brown fox jumps over the lazy dog\n`).join(''))
@@ -38,5 +39,10 @@ export async function runDemo(cliPath: string, namenode: string, dir: string, mo
     await sh(`ls -l ${m}/demo`)
     await sh(`sha256sum sample.txt ${m}/demo/sample.txt ${m}/demo/copied-through-the-mount.txt | cut -c1-16,65-`)
   }
-  process.stdout.write(`\nTry it from another terminal (npx loam, or node ${path.relative(process.cwd(), cliPath)}):\n  export LOAM_NAMENODE=${namenode}\n  npx loam fs put ./some-file /some-file\n  npx loam fs ls -l /\n  npx loam fs get /some-file ./some-file.copy\n  npx loam fsck /\n${mount ? `  ls -l ${mount}    (the cluster filesystem, mounted; any program can use it)\n` : ''}`)
+  // A data-local job: one map task per block of a file in the cluster, on a node holding the block, then a reduce.
+  const wordcount = fileURLToPath(new URL('../../examples/wordcount/run.js', import.meta.url))
+  process.stdout.write(`\n$ node ${path.relative(process.cwd(), wordcount)}    (a data-local word count: one map task per block, then one reduce)\n`)
+  const wc = await run(process.execPath, [wordcount], { env, maxBuffer: 16 << 20 })
+  process.stdout.write(wc.stdout + wc.stderr)
+  process.stdout.write(`\nTry it from another terminal (npx loam, or node ${path.relative(process.cwd(), cliPath)}):\n  export LOAM_NAMENODE=${namenode}\n  npx loam fs put ./some-file /some-file\n  npx loam fs ls -l /\n  npx loam fs get /some-file ./some-file.copy\n  npx loam fsck /\n  export LOAM_SCHEDULER=${scheduler}\n  npx loam job ls; npx loam job status ID\n${mount ? `  ls -l ${mount}    (the cluster filesystem, mounted; any program can use it)\n` : ''}`)
 }

@@ -2,11 +2,13 @@
 // The `loam` command.
 import { Command, CommanderError } from 'commander'
 import { registerAdminCommands } from './admin-commands.js'
+import { registerAgentCommands } from './agent-commands.js'
 import { registerClusterCommands } from './cluster.js'
 import { registerDaemonCommands } from './daemon-commands.js'
 import { registerFsCommands } from './fs-commands.js'
 import { registerMountCommands } from './mount-commands.js'
 import { registerVolumeCommands } from './volume-commands.js'
+import { registerJobCommands } from './job-commands.js'
 import { errorLine, exitStatus } from './run.js'
 
 // `loam fs cat F | head` closes our stdout early: that is the reader's choice, not an error.
@@ -25,9 +27,11 @@ const program = new Command('loam')
 registerFsCommands(program)
 registerAdminCommands(program)
 registerDaemonCommands(program)
+registerAgentCommands(program)
 registerClusterCommands(program)
 registerMountCommands(program)
 registerVolumeCommands(program)
+registerJobCommands(program)
 program.commands.forEach(function override(c: Command): void {
   c.exitOverride()
   c.configureOutput({ outputError: (text, write) => write(`loam: ${text.replace(/^error: /, '').trim()}\n`) })

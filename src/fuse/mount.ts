@@ -67,6 +67,8 @@ export async function serveMount(opts: MountOptions): Promise<MountHandle> {
     acAttrTimeout: 0,
     attrTimeout: 1,
     entryTimeout: 1,
+    // A volume has one writer, this mount: "no such file" can be cached (SQLite asks for its journal before every read).
+    negativeTimeout: vol && !opts.readOnly ? 1 : 0,
     useIno: true,
     bigWrites: true,
     maxWrite: FUSE_IO_BYTES_MAX,

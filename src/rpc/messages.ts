@@ -230,3 +230,25 @@ export interface ShortCircuitResponse { dataPath: string; metaPath: string; leng
 export interface InspectReplicaRequest { blockId: number }
 export interface InspectReplicaResponse { genStamp: number; lengthBytes: number; verifiedBytes: number; finalized: boolean }
 export interface RecoverReplicaRequest { block: BlockRef | null }
+
+export interface TaskState { taskId: string; state: string; exitCode: number; message: string }
+export interface RegisterAgentRequest {
+  agentId: string
+  nodeId: string
+  rack: string
+  host: string
+  rpcPort: number
+  cpus: number
+  memMib: number
+  diskMib: number
+  tasks: TaskState[]
+}
+export interface RegisterAgentResponse { heartbeatIntervalMs: number }
+export interface AgentHeartbeatRequest { agentId: string; tasks: TaskState[] }
+export interface LaunchTask { taskId: string; jobId: string; cmd: string; env: Record<string, string>; cpus: number; memMib: number }
+export interface AgentHeartbeatResponse { launch: LaunchTask[]; kill: string[]; forget: string[]; reregister: boolean }
+export interface JsonRequest { json: string }
+export interface JsonResponse { json: string }
+export interface IdRequest { id: string }
+export interface ReadLogRequest { taskId: string; stream: string; offsetBytes: number; maxBytes: number }
+export interface ReadLogResponse { data: Uint8Array; ended: boolean }

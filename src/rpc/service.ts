@@ -73,6 +73,23 @@ export const DatanodeService = {
   RecoverReplica: unary(codecs.RecoverReplicaRequest, codecs.Empty),
 } satisfies ServiceSpec
 
+export const SchedulerService = {
+  RegisterAgent: unary(codecs.RegisterAgentRequest, codecs.RegisterAgentResponse),
+  AgentHeartbeat: unary(codecs.AgentHeartbeatRequest, codecs.AgentHeartbeatResponse),
+  SubmitJob: unary(codecs.JsonRequest, codecs.JsonResponse),
+  JobStatus: unary(codecs.IdRequest, codecs.JsonResponse),
+  ListJobs: unary(codecs.Empty, codecs.JsonResponse),
+  KillJob: unary(codecs.IdRequest, codecs.JsonResponse),
+  TaskLocation: unary(codecs.IdRequest, codecs.JsonResponse),
+  ClusterState: unary(codecs.Empty, codecs.JsonResponse),
+} satisfies ServiceSpec
+
+export const AgentService = {
+  ReadLog: unary(codecs.ReadLogRequest, codecs.ReadLogResponse),
+} satisfies ServiceSpec
+
 export type NamenodeServiceSpec = typeof NamenodeService
 export type DatanodeServiceSpec = typeof DatanodeService
+export type SchedulerServiceSpec = typeof SchedulerService
+export type AgentServiceSpec = typeof AgentService
 export type { m as messages }

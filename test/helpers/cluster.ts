@@ -22,6 +22,8 @@ export interface ClusterOptions {
   leaseLimit?: string
   scanPeriod?: string
   logLevel?: string
+  localityWait?: string
+  cpus?: number
 }
 
 export interface CliResult {
@@ -49,8 +51,12 @@ export class TestCluster {
     return this.record.namenode.rpc
   }
 
+  get scheduler(): string {
+    return this.record.scheduler.rpc
+  }
+
   get env(): NodeJS.ProcessEnv {
-    return { ...process.env, LOAM_NAMENODE: this.namenode }
+    return { ...process.env, LOAM_NAMENODE: this.namenode, LOAM_SCHEDULER: this.scheduler }
   }
 
   client(opts: { nodeId?: string; shortCircuit?: boolean; timeoutMs?: number } = {}): LoamClient {
@@ -96,6 +102,16 @@ export class TestCluster {
     await waitFor(async () => (await c.report().catch(() => undefined)) !== undefined, 30_000, 'the namenode to answer after restart')
   }
 
+  killScheduler(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    return this.kill(this.record.scheduler.pid, signal)
+  }
+
+  /** Starts the scheduler again from its recorded command line (same port and state), and waits until it answers. */
+  async restartScheduler(): Promise<void> {
+    this.record.scheduler.pid = this.respawn(this.record.scheduler.argv, path.join(this.record.scheduler.data, 'log'))
+    await waitFor(async () => (await this.loam(['job', 'ls'])).code === 0, 30_000, 'the scheduler to answer after restart')
+  }
+
   killNode(i: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     return this.kill(this.record.nodes[i]!.pid, signal)
   }
@@ -125,7 +141,7 @@ export class TestCluster {
       clearTimeout(timer)
     }
     // Whatever is still running (restarted roles, or a cluster up that did not stop them) goes now.
-    const pids = [this.record.namenode.pid, ...this.record.nodes.map((n) => n.pid), ...this.extra.map((c) => c.pid ?? 0)]
+    const pids = [this.record.namenode.pid, this.record.scheduler.pid, ...this.record.nodes.map((n) => n.pid), ...this.extra.map((c) => c.pid ?? 0)]
     for (const pid of pids) if (pid && alive(pid)) await this.kill(pid)
     await rm(this.dir, { recursive: true, force: true })
   }
@@ -143,6 +159,8 @@ export async function startCluster(t: Teardown, opts: ClusterOptions = {}): Prom
   if (opts.blockSize) args.push('--block-size', opts.blockSize)
   if (opts.leaseLimit) args.push('--lease-limit', opts.leaseLimit)
   if (opts.scanPeriod) args.push('--scan-period', opts.scanPeriod)
+  if (opts.localityWait) args.push('--locality-wait', opts.localityWait)
+  if (opts.cpus) args.push('--cpus', String(opts.cpus))
   const logFd = openSync(path.join(dir, 'cluster-up.log'), 'a')
   const up = spawn(process.execPath, args, { stdio: ['ignore', logFd, logFd] })
   closeSync(logFd)

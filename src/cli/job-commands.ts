@@ -1,0 +1,193 @@
+// `loam scheduler`, `loam job ...` and `loam logs`: batch jobs on the cluster.
+import { readFile } from 'node:fs/promises'
+import type { Command } from 'commander'
+import { namenodeAddress } from '../client/client.js'
+import { parseAddress } from '../common/address.js'
+import { schedulerAddress } from '../scheduler/agent.js'
+import { createLogger } from '../common/log.js'
+import { parseDuration } from '../common/units.js'
+import { LoamError } from '../rpc/errors.js'
+import { RpcClient } from '../rpc/client.js'
+import { AgentService, SchedulerService, type SchedulerServiceSpec } from '../rpc/service.js'
+import { Scheduler } from '../scheduler/server.js'
+import { logLevel, logStrayRejections, stopOnSignal, writeReadyFile } from './daemon-commands.js'
+import { action, printJson } from './run.js'
+
+interface SchedulerFlags {
+  scheduler?: string
+}
+
+async function withScheduler<T>(flags: SchedulerFlags, fn: (c: RpcClient<SchedulerServiceSpec>) => Promise<T>): Promise<T> {
+  const c = new RpcClient(schedulerAddress(flags.scheduler), SchedulerService, { peerName: 'scheduler' })
+  try {
+    return await fn(c)
+  } finally {
+    c.close()
+  }
+}
+
+interface TaskStatusJson {
+  id: string
+  index: number
+  node: string | null
+  locality: string | null
+  waitedMs: number
+  state: string
+  exitCode: number | null
+  attempts: number
+  message?: string
+  input: { path: string; offset: number; length: number } | null
+}
+interface JobStatusJson {
+  id: string
+  state: string
+  role: string
+  tasks: TaskStatusJson[]
+}
+
+function printStatus(job: JobStatusJson): void {
+  const count = (s: string): number => job.tasks.filter((t) => t.state === s).length
+  const localities = ['NODE_LOCAL', 'RACK_LOCAL', 'ANY'].map((l) => `${l} ${job.tasks.filter((t) => t.locality === l).length}`).join(', ')
+  process.stdout.write(`${job.id}: ${job.state} (role ${job.role}); tasks ${job.tasks.length}: ${count('FINISHED')} finished, ${count('RUNNING')} running, ${count('PENDING')} pending, ${count('FAILED')} failed; ${localities}\n`)
+  for (const t of job.tasks) {
+    const input = t.input ? ` ${t.input.path}@${t.input.offset}+${t.input.length}` : ''
+    process.stdout.write(`  ${t.id}  ${t.state.padEnd(8)} ${(t.node ?? '-').padEnd(8)} ${(t.locality ?? '-').padEnd(10)} attempts ${t.attempts}${t.exitCode === null ? '' : ` exit ${t.exitCode}`}${input}${t.message ? `  (${t.message})` : ''}\n`)
+  }
+}
+
+export function registerJobCommands(program: Command): void {
+  program
+    .command('scheduler')
+    .description('run the scheduler: agents, jobs and tasks; its state survives restarts')
+    .option('--namenode <host:port>', 'the namenode (default: $LOAM_NAMENODE or 127.0.0.1:8020)')
+    .requiredOption('--data <dir>', 'where its state is kept')
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'RPC port (0 picks a free one)', '5050')
+    .option('--http-port <port>', 'HTTP port for /status and /metrics', '5051')
+    .option('--heartbeat <duration>', 'agent heartbeat interval', '1s')
+    .option('--dead-after <duration>', 'an agent silent this long is dead and its tasks run elsewhere', '10s')
+    .option('--locality-wait <duration>', 'how long a job waits for a node-local slot before rack-local, and again before any', '3s')
+    .option('--role-weight <role=weight...>', 'DRF weight of a role (default 1)')
+    .option('--ready-file <file>', 'write {"rpc", "http", "pid"} here once serving')
+    .option('--log-level <level>', 'log level', 'info')
+    .action(
+      action(async (f: { namenode?: string; data: string; host: string; port: string; httpPort: string; heartbeat: string; deadAfter: string; localityWait: string; roleWeight?: string[]; readyFile?: string; logLevel: string }) => {
+        const log = createLogger('scheduler', logLevel(f.logLevel))
+        logStrayRejections(log)
+        const roleWeights: Record<string, number> = {}
+        for (const rw of f.roleWeight ?? []) {
+          const m = /^([^=]+)=(\d+(\.\d+)?)$/.exec(rw)
+          if (!m) throw new LoamError('invalid-argument', `--role-weight '${rw}' must be ROLE=WEIGHT, e.g. analytics=2`)
+          roleWeights[m[1]!] = Number(m[2])
+        }
+        const port = (text: string, what: string): number => {
+          const n = Number(text)
+          if (!Number.isInteger(n) || n < 0 || n > 65535) throw new LoamError('invalid-argument', `${what} '${text}' is not a port number`)
+          return n
+        }
+        const handle = await Scheduler.start({
+          namenode: namenodeAddress(f.namenode),
+          dataDir: f.data,
+          host: f.host,
+          port: port(f.port, '--port'),
+          httpPort: port(f.httpPort, '--http-port'),
+          heartbeatMs: parseDuration(f.heartbeat, '--heartbeat'),
+          deadAfterMs: parseDuration(f.deadAfter, '--dead-after'),
+          localityWaitMs: parseDuration(f.localityWait, '--locality-wait'),
+          roleWeights,
+          log,
+        })
+        if (f.readyFile) await writeReadyFile(f.readyFile, { rpc: `${handle.rpc.host}:${handle.rpc.port}`, http: `${handle.http.host}:${handle.http.port}`, pid: process.pid })
+        stopOnSignal(() => handle.stop())
+      }),
+    )
+
+  const job = program.command('job').description('batch jobs: one task per input block, placed where the data is')
+  const withSchedulerOption = (cmd: Command): Command => cmd.option('--scheduler <host:port>', 'the scheduler (default: $LOAM_SCHEDULER or 127.0.0.1:5050)')
+
+  withSchedulerOption(job.command('run').argument('<spec>', 'a JSON job spec file (- for stdin)'))
+    .description('submit a job: {"id", "cmd", "cpus", "mem", "instances" or "input", "env", "retries", "role"}')
+    .option('--wait', 'wait until it ends; exit 1 unless it FINISHED')
+    .option('--json', 'print the status as JSON')
+    .action(
+      action(async (file: string, f: SchedulerFlags & { wait?: boolean; json?: boolean }) => {
+        const text = file === '-' ? await readStdin() : await readFile(file, 'utf8').catch((err: Error) => Promise.reject(new LoamError('not-found', `cannot read ${file}: ${err.message}`)))
+        await withScheduler(f, async (c) => {
+          let status = JSON.parse((await c.call('SubmitJob', { json: text })).json) as JobStatusJson
+          while (f.wait && status.state === 'RUNNING') {
+            await new Promise((r) => setTimeout(r, 250))
+            status = JSON.parse((await c.call('JobStatus', { id: status.id })).json) as JobStatusJson
+          }
+          if (f.json) printJson(status)
+          else printStatus(status)
+          if (f.wait && status.state !== 'FINISHED') process.exitCode = 1
+        })
+      }),
+    )
+
+  withSchedulerOption(job.command('status').argument('<id>', 'the job'))
+    .description("a job's state and its tasks: node, locality, state, exit code, attempts, input split")
+    .option('--json', 'print JSON')
+    .action(
+      action(async (id: string, f: SchedulerFlags & { json?: boolean }) => {
+        await withScheduler(f, async (c) => {
+          const status = JSON.parse((await c.call('JobStatus', { id })).json) as JobStatusJson
+          if (f.json) printJson(status)
+          else printStatus(status)
+        })
+      }),
+    )
+
+  withSchedulerOption(job.command('ls'))
+    .description('every job the scheduler knows')
+    .option('--json', 'print JSON')
+    .action(
+      action(async (f: SchedulerFlags & { json?: boolean }) => {
+        await withScheduler(f, async (c) => {
+          const jobs = JSON.parse((await c.call('ListJobs', {})).json) as Array<{ id: string; state: string; role: string; tasks: number; finished: number }>
+          if (f.json) return printJson(jobs)
+          for (const j of jobs) process.stdout.write(`${j.id}  ${j.state}  role ${j.role}  ${j.finished}/${j.tasks} tasks finished\n`)
+        })
+      }),
+    )
+
+  withSchedulerOption(job.command('kill').argument('<id>', 'the job'))
+    .description('stop a job: its running tasks are killed, its pending ones dropped')
+    .action(
+      action(async (id: string, f: SchedulerFlags) => {
+        await withScheduler(f, async (c) => {
+          printStatus(JSON.parse((await c.call('KillJob', { id })).json) as JobStatusJson)
+        })
+      }),
+    )
+
+  withSchedulerOption(program.command('logs').argument('<task>', 'a task id, as job status shows it'))
+    .description("a task's output (its latest attempt)")
+    .option('--stderr', 'its standard error instead of its standard output')
+    .option('--follow', 'keep printing until the task ends')
+    .action(
+      action(async (taskId: string, f: SchedulerFlags & { stderr?: boolean; follow?: boolean }) => {
+        const where = await withScheduler(f, async (c) => JSON.parse((await c.call('TaskLocation', { id: taskId })).json) as { launch: string; address: string; agent: string })
+        if (!where.address) throw new LoamError('unavailable', `task ${taskId} ran on agent ${where.agent}, which is gone: its logs went with it`)
+        const agent = new RpcClient(parseAddress(where.address, 'agent address'), AgentService, { peerName: `agent ${where.agent}` })
+        try {
+          let offset = 0
+          for (;;) {
+            const r = await agent.call('ReadLog', { taskId: where.launch, stream: f.stderr ? 'stderr' : 'stdout', offsetBytes: offset, maxBytes: 1 << 20 })
+            if (r.data.length > 0) process.stdout.write(r.data)
+            offset += r.data.length
+            if (r.ended || (!f.follow && r.data.length === 0)) break
+            if (r.data.length === 0) await new Promise((res) => setTimeout(res, 500))
+          }
+        } finally {
+          agent.close()
+        }
+      }),
+    )
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const c of process.stdin) chunks.push(c as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
+}

@@ -1,0 +1,507 @@
+// The scheduler daemon: agents register and heartbeat; jobs are submitted as
+// JSON specs, split into one task per input block, placed by SchedulerCore
+// (delay scheduling, DRF) and launched through the agents' heartbeats. Every
+// decision is durable (StateFile) before an agent hears of it; after a restart
+// the tasks recorded as running are reconciled with what the agents report.
+import { performance } from 'node:perf_hooks'
+import { Gauge } from 'prom-client'
+import { formatAddress, type Address } from '../common/address.js'
+import { startStatusServer } from '../common/http.js'
+import type { Logger } from '../common/log.js'
+import { mkdirp } from '../common/mkdirp.js'
+import { LoamClient } from '../client/client.js'
+import { AGENT_DEAD_AFTER_DEFAULT_MS, AGENT_HEARTBEAT_DEFAULT_MS, FINISHED_JOBS_KEPT, JOB_SPEC_BYTES_MAX, RECONCILE_GRACE_DEFAULT_MS } from '../limits.js'
+import { LoamError, toLoamError } from '../rpc/errors.js'
+import type { LaunchTask, RegisterAgentRequest, TaskState } from '../rpc/messages.js'
+import { RpcServer, type Handlers } from '../rpc/server.js'
+import { SchedulerService, type SchedulerServiceSpec } from '../rpc/service.js'
+import { SchedulerCore, type Placement } from './core.js'
+import { splitInput } from './input.js'
+import { parseJobSpec } from './job-spec.js'
+import * as R from './resources.js'
+import { StateFile, type JobRecord, type TaskRecord } from './state.js'
+
+export interface SchedulerOptions {
+  namenode: Address
+  dataDir: string
+  host: string
+  port: number
+  httpPort: number
+  heartbeatMs?: number
+  deadAfterMs?: number
+  localityWaitMs?: number
+  roleWeights?: Record<string, number>
+  reconcileGraceMs?: number
+  log: Logger
+}
+
+export interface SchedulerHandle {
+  rpc: Address
+  http: Address
+  stop(): Promise<void>
+}
+
+interface AgentEntry {
+  req: RegisterAgentRequest
+  lastSeenMs: number
+  launches: LaunchTask[]
+  kills: Set<string>
+  forget: Set<string>
+  /** Tasks found running on the agent after a scheduler restart, outside the core: their resources are held back from it. */
+  adopted: Map<string, R.Resources>
+}
+
+const ENDED = new Set(['FINISHED', 'FAILED', 'KILLED'])
+
+export class Scheduler {
+  private readonly core: SchedulerCore
+  private readonly agents = new Map<string, AgentEntry>()
+  /** Task records by the id of their current launch (`${taskId}.${attempt}`). */
+  private readonly byLaunch = new Map<string, { job: JobRecord; task: TaskRecord }>()
+  private readonly byTask = new Map<string, { job: JobRecord; task: TaskRecord }>()
+  private generation = 0
+  /** The core's jobs (one per requeue) that hold each job's tasks. */
+  private readonly coreJobs = new Map<string, Set<string>>()
+  private readonly started = performance.now()
+  private timer: NodeJS.Timeout | undefined
+  private readonly intervals: NodeJS.Timeout[] = []
+  private readonly heartbeatMs: number
+  private readonly deadAfterMs: number
+
+  private constructor(
+    private readonly state: StateFile,
+    private readonly nn: LoamClient,
+    private readonly opts: SchedulerOptions,
+  ) {
+    this.heartbeatMs = opts.heartbeatMs ?? AGENT_HEARTBEAT_DEFAULT_MS
+    this.deadAfterMs = opts.deadAfterMs ?? AGENT_DEAD_AFTER_DEFAULT_MS
+    this.core = new SchedulerCore({ localityWaitMs: opts.localityWaitMs, roleWeights: opts.roleWeights })
+  }
+
+  static async start(opts: SchedulerOptions): Promise<SchedulerHandle> {
+    await mkdirp(opts.dataDir)
+    const state = await StateFile.open(opts.dataDir)
+    const s = new Scheduler(state, new LoamClient({ namenode: opts.namenode }), opts)
+    s.restore()
+    const rpc = new RpcServer(SchedulerService, s.handlers(), opts.log)
+    const rpcAddress = await rpc.listen(opts.host, opts.port)
+    const http = await startStatusServer(opts.host, opts.httpPort, () => s.clusterState())
+    s.registerMetrics(http.registry)
+    s.intervals.push(setInterval(() => s.checkAgents(), Math.min(1000, s.heartbeatMs)))
+    s.intervals.push(setTimeout(() => s.reconcileLeftovers(), opts.reconcileGraceMs ?? RECONCILE_GRACE_DEFAULT_MS))
+    opts.log.info({ rpc: rpcAddress, http: http.address, jobs: state.jobs.size }, 'scheduler serving')
+    return {
+      rpc: rpcAddress,
+      http: http.address,
+      stop: async () => {
+        for (const t of s.intervals) clearTimeout(t)
+        clearTimeout(s.timer)
+        await rpc.close()
+        await http.close()
+        await state.flush()
+        s.nn.close()
+      },
+    }
+  }
+
+  private now(): number {
+    return performance.now() - this.started
+  }
+
+  /** After a restart: pending tasks queue again; running ones wait for their agents to report them. */
+  private restore(): void {
+    for (const job of this.state.jobs.values()) {
+      for (const task of job.tasks) {
+        this.byTask.set(task.id, { job, task })
+        if (task.attempts > 0) this.byLaunch.set(launchId(task), { job, task })
+      }
+    }
+    // Pending tasks go to the core once agents exist (it refuses work no agent could run): see reconcileLeftovers and register.
+  }
+
+  private handlers(): Handlers<SchedulerServiceSpec> {
+    return {
+      RegisterAgent: (req) => {
+        this.register(req)
+        return { heartbeatIntervalMs: this.heartbeatMs }
+      },
+      AgentHeartbeat: async (req) => {
+        const agent = this.agents.get(req.agentId)
+        if (!agent) return { launch: [], kill: [], forget: [], reregister: true }
+        agent.lastSeenMs = this.now()
+        this.report(agent, req.tasks)
+        this.schedule()
+        // A launch is durable before the agent hears of it.
+        await this.state.flush()
+        const launch = agent.launches.splice(0)
+        const kill = [...agent.kills]
+        agent.kills.clear()
+        const forget = [...agent.forget]
+        agent.forget.clear()
+        return { launch, kill, forget, reregister: false }
+      },
+      SubmitJob: async (req) => {
+        if (req.json.length > JOB_SPEC_BYTES_MAX) throw new LoamError('invalid-argument', `job spec is over ${JOB_SPEC_BYTES_MAX} bytes`)
+        const job = await this.submit(req.json)
+        await this.state.flush()
+        return { json: JSON.stringify(this.jobStatus(job)) }
+      },
+      JobStatus: (req) => ({ json: JSON.stringify(this.jobStatus(this.mustJob(req.id))) }),
+      ListJobs: () => ({ json: JSON.stringify([...this.state.jobs.values()].map((j) => ({ id: j.id, state: j.state, role: j.spec.role, tasks: j.tasks.length, finished: j.tasks.filter((t) => t.state === 'FINISHED').length }))) }),
+      KillJob: async (req) => {
+        const job = this.mustJob(req.id)
+        this.endJob(job, 'KILLED')
+        await this.state.flush()
+        return { json: JSON.stringify(this.jobStatus(job)) }
+      },
+      TaskLocation: (req) => {
+        const found = this.byTask.get(req.id)
+        if (!found || found.task.attempts === 0) throw new LoamError('not-found', `task ${req.id}: no such task, or it has not run yet (see 'loam job status')`)
+        const agent = this.agents.get(found.task.agentId)
+        const address = agent ? formatAddress({ host: agent.req.host, port: agent.req.rpcPort }) : ''
+        return { json: JSON.stringify({ task: found.task.id, launch: launchId(found.task), agent: found.task.agentId, address, state: found.task.state }) }
+      },
+      ClusterState: () => ({ json: JSON.stringify(this.clusterState()) }),
+    }
+  }
+
+  // ---------------------------------------------------------------- agents
+
+  private register(req: RegisterAgentRequest): void {
+    if (!req.agentId) throw new LoamError('invalid-argument', 'an agent registers with an id')
+    const total = R.resources(req.cpus, req.memMib, req.diskMib)
+    const previous = this.agents.get(req.agentId)
+    if (previous) this.lose(req.agentId, 'the agent registered again')
+    const entry: AgentEntry = { req, lastSeenMs: this.now(), launches: [], kills: new Set(), forget: new Set(), adopted: new Map() }
+    // Tasks it still runs that the core does not know (this scheduler restarted): adopted, their resources held back.
+    let held = R.ZERO
+    for (const t of req.tasks) {
+      const found = this.byLaunch.get(t.taskId)
+      if (found && found.task.state === 'RUNNING' && found.task.agentId === req.agentId && !this.core.task(found.task.id)) {
+        const need = R.resources(found.job.spec.cpus, found.job.spec.mem)
+        entry.adopted.set(t.taskId, need)
+        held = R.add(held, need)
+      }
+    }
+    this.core.addAgent({ id: req.agentId, nodeId: req.nodeId || undefined, rack: req.rack || '/default', resources: clampNonNegative(R.sub(total, held)) })
+    this.agents.set(req.agentId, entry)
+    this.opts.log.info({ agent: req.agentId, node: req.nodeId, rack: req.rack, cpus: req.cpus, memMib: req.memMib, adopted: entry.adopted.size }, 'agent registered')
+    this.report(entry, req.tasks)
+    this.queuePending()
+    this.schedule()
+  }
+
+  /** What an agent says of its tasks. */
+  private report(agent: AgentEntry, tasks: TaskState[]): void {
+    for (const t of tasks) {
+      const found = this.byLaunch.get(t.taskId)
+      const current = found && found.task.state === 'RUNNING' && launchId(found.task) === t.taskId && found.task.agentId === agent.req.agentId
+      if (!ENDED.has(t.state)) {
+        // Running, but not as far as we know (an older attempt, a killed job): stop it.
+        if (!current) agent.kills.add(t.taskId)
+        continue
+      }
+      agent.forget.add(t.taskId)
+      if (current) this.ended(agent, found.job, found.task, t)
+    }
+  }
+
+  private ended(agent: AgentEntry, job: JobRecord, task: TaskRecord, t: TaskState): void {
+    const launch = launchId(task)
+    this.release(agent, task, launch)
+    task.exitCode = t.state === 'KILLED' ? null : t.exitCode
+    task.message = t.message
+    if (t.state === 'FINISHED') {
+      task.state = 'FINISHED'
+    } else if (t.state === 'KILLED' || job.state !== 'RUNNING') {
+      task.state = 'KILLED'
+    } else if (task.attempts <= job.spec.retries) {
+      task.state = 'PENDING'
+      this.requeue(job, [task])
+    } else {
+      task.state = 'FAILED'
+      this.endJob(job, 'FAILED')
+    }
+    this.state.changed()
+    this.opts.log.info({ job: job.id, task: task.id, attempt: task.attempts, state: t.state, exitCode: t.exitCode, now: task.state }, 'task ended')
+    this.maybeFinish(job)
+  }
+
+  /** The resources a task held go back: to the core, or to the agent's total for an adopted task. */
+  private release(agent: AgentEntry | undefined, task: TaskRecord, launch: string): void {
+    const adopted = agent?.adopted.get(launch)
+    if (agent && adopted) {
+      agent.adopted.delete(launch)
+      const view = this.core.agent(agent.req.agentId)
+      if (view) this.core.updateAgent(agent.req.agentId, { resources: R.add(view.total, adopted) })
+    } else if (this.core.task(task.id)) {
+      this.core.taskFinished(task.id)
+    }
+  }
+
+  private checkAgents(): void {
+    const now = this.now()
+    for (const [id, agent] of this.agents) {
+      if (now - agent.lastSeenMs > this.deadAfterMs) this.lose(id, `no heartbeat for ${Math.round((now - agent.lastSeenMs) / 1000)} s`)
+    }
+    this.schedule()
+  }
+
+  /** An agent is gone: its tasks are lost and run again elsewhere. */
+  private lose(agentId: string, why: string): void {
+    const agent = this.agents.get(agentId)
+    if (!agent) return
+    this.agents.delete(agentId)
+    const lost = this.core.removeAgent(agentId, this.now())
+    const again: Array<{ job: JobRecord; task: TaskRecord }> = []
+    for (const l of lost) {
+      const found = this.byTask.get(l.taskId)
+      if (!found) continue
+      found.task.state = l.requeued ? 'PENDING' : 'KILLED'
+      found.task.message = `lost with agent ${agentId}: ${why}`
+    }
+    for (const launch of agent.adopted.keys()) {
+      const found = this.byLaunch.get(launch)
+      if (found && found.task.state === 'RUNNING') again.push(found)
+    }
+    for (const f of again) {
+      f.task.state = 'PENDING'
+      f.task.message = `lost with agent ${agentId}: ${why}`
+      this.requeue(f.job, [f.task])
+    }
+    this.state.changed()
+    this.opts.log.warn({ agent: agentId, why, lost: lost.length + again.length }, 'agent lost')
+  }
+
+  /** Tasks recorded as running before a restart that no agent reported: lost, run again. */
+  private reconcileLeftovers(): void {
+    for (const job of this.state.jobs.values()) {
+      if (job.state !== 'RUNNING') continue
+      const lost = job.tasks.filter((t) => t.state === 'RUNNING' && !this.core.task(t.id) && !this.agents.get(t.agentId)?.adopted.has(launchId(t)))
+      for (const t of lost) {
+        t.state = 'PENDING'
+        t.message = 'no agent reported it after the scheduler restarted'
+      }
+      if (lost.length > 0) this.requeue(job, lost)
+    }
+    this.queuePending()
+    this.state.changed()
+    this.schedule()
+  }
+
+  // ---------------------------------------------------------------- jobs
+
+  private async submit(text: string): Promise<JobRecord> {
+    const spec = parseJobSpec(text)
+    const existing = this.state.jobs.get(spec.id)
+    if (existing?.state === 'RUNNING') throw new LoamError('exists', `job ${spec.id} is running; kill it first or use another id`)
+    const need = R.resources(spec.cpus, spec.mem)
+    if (![...this.agents.keys()].some((id) => R.fits(need, this.core.agent(id)!.total))) {
+      throw new LoamError('invalid-argument', `job spec: cpus ${spec.cpus} and mem ${spec.mem} MiB are more than any agent has (${this.agents.size} registered; see 'loam job agents')`)
+    }
+    const splits = spec.input ? await splitInput(this.nn, spec.input) : []
+    const count = spec.input ? splits.length : spec.instances
+    const tasks: TaskRecord[] = Array.from({ length: count }, (_, index) => {
+      const split = splits[index]
+      return {
+        id: `${spec.id}.${index}`,
+        index,
+        state: 'PENDING',
+        attempts: 0,
+        agentId: '',
+        node: '',
+        locality: '',
+        waitedMs: 0,
+        exitCode: null,
+        message: '',
+        input: split ? { path: split.path, offset: split.offset, length: split.length } : null,
+        preferredNodes: split?.nodes ?? [],
+        preferredRacks: split?.racks ?? [],
+      }
+    })
+    const job: JobRecord = { id: spec.id, spec, state: 'RUNNING', submittedMs: Date.now(), finishedMs: 0, tasks }
+    if (existing) for (const t of existing.tasks) this.byTask.delete(t.id)
+    this.state.jobs.set(job.id, job)
+    for (const t of tasks) this.byTask.set(t.id, { job, task: t })
+    this.requeue(job, tasks)
+    this.trimFinished()
+    this.state.changed()
+    this.schedule()
+    return job
+  }
+
+  /** Tasks (pending again) go to the core as a job of their own: the core's job ids are internal. */
+  private requeue(job: JobRecord, tasks: TaskRecord[]): void {
+    if (tasks.length === 0 || this.agents.size === 0) return
+    const id = `${job.id}#${++this.generation}`
+    try {
+      this.core.submit(
+        {
+          id,
+          role: job.spec.role,
+          resources: R.resources(job.spec.cpus, job.spec.mem),
+          tasks: tasks.map((t) => ({ id: t.id, preferredNodes: t.preferredNodes, preferredRacks: t.preferredRacks })),
+        },
+        this.now(),
+      )
+    } catch (err) {
+      // No agent left could run them: they wait, pending, for the next agent to register.
+      this.opts.log.warn({ job: job.id, tasks: tasks.length, err: toLoamError(err).message }, 'tasks wait for an agent')
+      return
+    }
+    const ids = this.coreJobs.get(job.id) ?? new Set<string>()
+    ids.add(id)
+    this.coreJobs.set(job.id, ids)
+  }
+
+  /** Pending tasks the core does not hold (restored, or queued while no agent was registered). */
+  private queuePending(): void {
+    for (const job of this.state.jobs.values()) {
+      if (job.state !== 'RUNNING') continue
+      this.requeue(
+        job,
+        job.tasks.filter((t) => t.state === 'PENDING' && !this.core.task(t.id)),
+      )
+    }
+  }
+
+  private schedule(): void {
+    clearTimeout(this.timer)
+    let placements: Placement[]
+    try {
+      placements = this.core.schedule(this.now())
+    } catch (err) {
+      this.opts.log.error({ err: toLoamError(err).message }, 'scheduling failed')
+      return
+    }
+    for (const p of placements) this.launch(p)
+    if (placements.length > 0) this.state.changed()
+    const wake = this.core.nextWakeMs()
+    if (wake !== undefined) this.timer = setTimeout(() => this.schedule(), Math.max(10, Math.min(1000, wake - this.now())))
+  }
+
+  private launch(p: Placement): void {
+    const found = this.byTask.get(p.taskId)
+    const agent = this.agents.get(p.agentId)
+    if (!found || !agent) return
+    const { job, task } = found
+    task.state = 'RUNNING'
+    task.attempts++
+    task.agentId = p.agentId
+    task.node = p.nodeId ?? p.agentId
+    task.locality = p.locality === 'NO_PREF' ? 'ANY' : p.locality
+    task.waitedMs = Math.round(p.waitedMs)
+    const launch = launchId(task)
+    this.byLaunch.set(launch, found)
+    const env: Record<string, string> = {
+      ...job.spec.env,
+      LOAM_TASK_ID: task.id,
+      LOAM_TASK_INDEX: String(task.index),
+      LOAM_JOB_ID: job.id,
+      LOAM_NAMENODE: formatAddress(this.opts.namenode),
+    }
+    if (task.input) Object.assign(env, { LOAM_INPUT_PATH: task.input.path, LOAM_INPUT_OFFSET: String(task.input.offset), LOAM_INPUT_LENGTH: String(task.input.length) })
+    agent.launches.push({ taskId: launch, jobId: job.id, cmd: job.spec.cmd, env, cpus: job.spec.cpus, memMib: job.spec.mem })
+  }
+
+  private endJob(job: JobRecord, state: 'FAILED' | 'KILLED'): void {
+    if (job.state !== 'RUNNING') return
+    job.state = state
+    job.finishedMs = Date.now()
+    for (const t of job.tasks) {
+      if (t.state === 'PENDING') t.state = 'KILLED'
+      if (t.state === 'RUNNING') this.agents.get(t.agentId)?.kills.add(launchId(t))
+    }
+    for (const id of this.coreJobs.get(job.id) ?? []) if (this.core.job(id)) this.core.cancelJob(id)
+    this.coreJobs.delete(job.id)
+    this.state.changed()
+  }
+
+  private maybeFinish(job: JobRecord): void {
+    if (job.state === 'RUNNING' && job.tasks.every((t) => t.state === 'FINISHED')) {
+      job.state = 'FINISHED'
+      job.finishedMs = Date.now()
+      this.state.changed()
+    }
+  }
+
+  private trimFinished(): void {
+    const done = [...this.state.jobs.values()].filter((j) => j.state !== 'RUNNING').sort((a, b) => a.finishedMs - b.finishedMs)
+    for (const j of done.slice(0, Math.max(0, done.length - FINISHED_JOBS_KEPT))) {
+      this.state.jobs.delete(j.id)
+      for (const t of j.tasks) this.byTask.delete(t.id)
+    }
+  }
+
+  private mustJob(id: string): JobRecord {
+    const job = this.state.jobs.get(id)
+    if (!job) throw new LoamError('not-found', `job ${id}: no such job (see 'loam job ls')`)
+    return job
+  }
+
+  private jobStatus(job: JobRecord): unknown {
+    return {
+      id: job.id,
+      state: job.state,
+      role: job.spec.role,
+      tasks: job.tasks.map((t) => ({
+        id: t.id,
+        index: t.index,
+        node: t.node || null,
+        agent: t.agentId || null,
+        locality: t.locality || null,
+        waitedMs: t.waitedMs,
+        state: t.state,
+        exitCode: t.exitCode,
+        attempts: t.attempts,
+        message: t.message || undefined,
+        input: t.input,
+      })),
+    }
+  }
+
+  private clusterState(): unknown {
+    return {
+      agents: [...this.agents.values()].map((a) => {
+        const view = this.core.agent(a.req.agentId)
+        return { id: a.req.agentId, node: a.req.nodeId || null, rack: a.req.rack, cpus: a.req.cpus, memMib: a.req.memMib, usedCpus: view ? R.cpusOf(view.used) : 0, usedMemMib: view?.used.memMiB ?? 0, tasks: view?.runningTasks ?? [] }
+      }),
+      roles: this.core.roleShares().map((r) => ({ role: r.role, weight: r.weight, dominantShare: r.dominantShare, running: r.runningTasks, pending: r.pendingTasks })),
+      jobs: [...this.state.jobs.values()].map((j) => ({ id: j.id, state: j.state, tasks: j.tasks.length })),
+    }
+  }
+
+  private registerMetrics(registry: import('prom-client').Registry): void {
+    const tasks = (pred: (t: TaskRecord) => boolean): number => [...this.state.jobs.values()].reduce((n, j) => n + j.tasks.filter(pred).length, 0)
+    const g = (name: string, help: string, labels: string[], collect: (set: (l: Record<string, string>, v: number) => void) => void): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: labels,
+        registers: [registry],
+        collect() {
+          this.reset()
+          collect((l, v) => this.set(l, v))
+        },
+      })
+    }
+    g('loam_scheduler_tasks', 'Tasks by state', ['state'], (set) => {
+      for (const s of ['PENDING', 'RUNNING', 'FINISHED', 'FAILED', 'KILLED']) set({ state: s }, tasks((t) => t.state === s))
+    })
+    g('loam_scheduler_tasks_by_locality', 'Tasks launched, by the locality they got', ['locality'], (set) => {
+      for (const l of ['NODE_LOCAL', 'RACK_LOCAL', 'ANY']) set({ locality: l }, tasks((t) => t.locality === l))
+    })
+    g('loam_scheduler_drf_dominant_share', 'Dominant share of each role', ['role'], (set) => {
+      for (const r of this.core.roleShares()) set({ role: r.role }, r.dominantShare)
+    })
+    g('loam_scheduler_agents', 'Registered agents', [], (set) => set({}, this.agents.size))
+  }
+}
+
+function launchId(task: TaskRecord): string {
+  return `${task.id}.${task.attempts}`
+}
+
+function clampNonNegative(r: R.Resources): R.Resources {
+  return { milliCpus: Math.max(0, r.milliCpus), memMiB: Math.max(0, r.memMiB), diskMiB: Math.max(0, r.diskMiB) }
+}

@@ -1,0 +1,124 @@
+// Jobs through real processes: a scheduler, nodes that are each a datanode and
+// an agent, tasks run as processes reading their input split from local disk.
+import test from 'ava'
+import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
+import { MiB, pattern } from './helpers/data.js'
+
+interface TaskJson {
+  id: string
+  index: number
+  node: string | null
+  locality: string | null
+  waitedMs: number
+  state: string
+  exitCode: number | null
+  attempts: number
+  input: { path: string; offset: number; length: number } | null
+}
+interface JobJson {
+  id: string
+  state: string
+  tasks: TaskJson[]
+}
+
+async function run(c: TestCluster, spec: unknown, opts: { wait?: boolean } = { wait: true }): Promise<JobJson> {
+  const r = await c.loam(['job', 'run', '-', '--json', ...(opts.wait ? ['--wait'] : [])], { input: Buffer.from(JSON.stringify(spec)) })
+  if (!r.stdout.length) throw new Error(`job run: ${r.stderr}`)
+  return JSON.parse(r.stdout.toString()) as JobJson
+}
+
+async function status(c: TestCluster, id: string): Promise<JobJson> {
+  const r = await c.loam(['job', 'status', id, '--json'])
+  if (r.code !== 0) throw new Error(r.stderr)
+  return JSON.parse(r.stdout.toString()) as JobJson
+}
+
+/** A file of one block per datanode-sized piece, replication 1. */
+async function put(c: TestCluster, p: string, bytes: number, replication = 1): Promise<void> {
+  const r = await c.loam(['fs', 'put', '-', p, '--replication', String(replication), '--block-size', '1MiB'], { input: pattern(bytes, 7) })
+  if (r.code !== 0) throw new Error(r.stderr)
+}
+
+// Each task reads its split through `loam fs cat` (short-circuit on its own node) and prints how many bytes it got.
+const COUNT = 'loam fs cat "$LOAM_INPUT_PATH" --offset "$LOAM_INPUT_OFFSET" --length "$LOAM_INPUT_LENGTH" | wc -c'
+
+test('a data-local job: one task per block, every one NODE_LOCAL, each reading exactly its split', async (t) => {
+  const c = await startCluster(t, { nodes: 3, replication: 1 })
+  await put(c, '/in/a', 5 * MiB + 123)
+  const job = await run(c, { id: 'count', cmd: COUNT, cpus: 0.5, mem: 64, input: '/in/a' })
+  t.is(job.state, 'FINISHED', JSON.stringify(job))
+  t.is(job.tasks.length, 6)
+  const located = (await c.client().getBlockLocations('/in/a', 0, 0)).blocks
+  for (const task of job.tasks) {
+    t.is(task.locality, 'NODE_LOCAL', `${task.id} on ${task.node}`)
+    t.is(task.node, located[task.index]!.locations[0]!.id, 'it ran where its block is')
+    t.deepEqual(task.input, { path: '/in/a', offset: task.index * MiB, length: task.index < 5 ? MiB : 123 })
+    const out = await c.loam(['logs', task.id])
+    t.is(out.stdout.toString().trim(), String(task.input!.length), `${task.id} read its whole split`)
+  }
+})
+
+test('a task that fails is retried up to `retries`; a job whose task keeps failing FAILS; bad specs are refused with the field named', async (t) => {
+  const c = await startCluster(t, { nodes: 2, racks: 1 })
+  // Fails on its first attempt only: the first run leaves a mark in the cluster.
+  const flaky = 'if loam fs stat /marks/$LOAM_TASK_ID >/dev/null 2>&1; then echo second; else echo x | loam fs put - /marks/$LOAM_TASK_ID && exit 3; fi'
+  const job = await run(c, { id: 'flaky', cmd: flaky, instances: 2, cpus: 0.5, mem: 32, retries: 1 })
+  t.is(job.state, 'FINISHED')
+  t.deepEqual(job.tasks.map((x) => x.attempts), [2, 2])
+  const bad = await run(c, { id: 'bad', cmd: 'exit 7', cpus: 0.5, mem: 32, retries: 2 })
+  t.is(bad.state, 'FAILED')
+  t.is(bad.tasks[0]!.attempts, 3)
+  t.is(bad.tasks[0]!.exitCode, 7)
+  for (const [spec, message] of [
+    ['{not json', /job spec is not valid JSON/],
+    [JSON.stringify({ id: 'x' }), /job spec: cmd is missing/],
+    [JSON.stringify({ id: 'x', cmd: 'true', cpus: 4096 }), /more than any agent has/],
+    [JSON.stringify({ id: 'x', cmd: 'true', input: '/no/such/file' }), /no such file/],
+    [JSON.stringify({ id: 'x', cmd: 'true', bogus: 1 }), /job spec: bogus is not a job field/],
+  ] as const) {
+    const r = await c.loam(['job', 'run', '-'], { input: Buffer.from(spec) })
+    t.is(r.code === 0 ? 'accepted' : 'refused', 'refused', spec)
+    t.regex(r.stderr, message)
+  }
+  const ls = JSON.parse((await c.loam(['job', 'ls', '--json'])).stdout.toString()) as Array<{ id: string }>
+  t.deepEqual(ls.map((j) => j.id).sort(), ['bad', 'flaky'], 'nothing was started for a refused spec')
+})
+
+test('delay scheduling: with its node busy, a task waits, then goes RACK_LOCAL', async (t) => {
+  const c = await startCluster(t, { nodes: 3, racks: 2, replication: 1, localityWait: '1500ms', cpus: 1 })
+  // Racks: dn1, dn3 on /r1; dn2 on /r2. A block on a node of /r1 has a rack-mate.
+  let file = ''
+  for (let i = 0; i < 20 && !file; i++) {
+    await put(c, `/in/f${i}`, 1000)
+    const node = (await c.client().getBlockLocations(`/in/f${i}`, 0, 0)).blocks[0]!.locations[0]!.id
+    if (node !== 'dn2') file = `/in/f${i}`
+  }
+  t.truthy(file, 'a block landed on /r1')
+  const blocker = await run(c, { id: 'blocker', cmd: 'sleep 6', cpus: 1, mem: 32, input: file }, { wait: false })
+  await waitFor(async () => (await status(c, 'blocker')).tasks[0]!.state === 'RUNNING', 20_000, 'the blocker to run')
+  const busyNode = (await status(c, 'blocker')).tasks[0]!.node!
+  t.is((await status(c, 'blocker')).tasks[0]!.locality, 'NODE_LOCAL')
+  const job = await run(c, { id: 'waiter', cmd: 'true', cpus: 1, mem: 32, input: file })
+  const task = job.tasks[0]!
+  t.is(task.locality, 'RACK_LOCAL', JSON.stringify(task))
+  t.not(task.node, busyNode)
+  t.true(task.waitedMs >= 1400, `it waited for a node-local slot first: ${task.waitedMs} ms`)
+  t.is(blocker.state, 'RUNNING')
+})
+
+test('scheduler kill -9 and restart mid-job: no task lost, none run twice', async (t) => {
+  const c = await startCluster(t, { nodes: 3 })
+  // Every run of a task leaves its own mark: exactly one per task afterwards means none ran twice.
+  const cmd = 'sleep 3 && echo x | loam fs put - /runs/$LOAM_TASK_ID.$(date +%s%N)'
+  await run(c, { id: 'steady', cmd, instances: 6, cpus: 0.5, mem: 32, retries: 0 }, { wait: false })
+  await waitFor(async () => (await status(c, 'steady')).tasks.some((x) => x.state === 'RUNNING'), 20_000, 'tasks to run')
+  await c.killScheduler()
+  await c.restartScheduler()
+  await waitFor(async () => (await status(c, 'steady')).state !== 'RUNNING', 60_000, 'the job to end')
+  const job = await status(c, 'steady')
+  t.is(job.state, 'FINISHED', JSON.stringify(job))
+  const marks = (await c.loam(['fs', 'ls', '/runs', '--json'])).stdout.toString()
+  const names = (JSON.parse(marks) as Array<{ name: string }>).map((m) => m.name.replace(/\.\d+$/, ''))
+  t.true(job.tasks.every((x) => x.attempts >= 1))
+  t.deepEqual(names.sort(), job.tasks.map((x) => x.id).sort(), 'each task ran exactly once')
+})
