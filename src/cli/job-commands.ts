@@ -13,11 +13,11 @@ import { Scheduler } from '../scheduler/server.js'
 import { logLevel, logStrayRejections, stopOnSignal, writeReadyFile } from './daemon-commands.js'
 import { action, printJson } from './run.js'
 
-interface SchedulerFlags {
+export interface SchedulerFlags {
   scheduler?: string
 }
 
-async function withScheduler<T>(flags: SchedulerFlags, fn: (c: RpcClient<SchedulerServiceSpec>) => Promise<T>): Promise<T> {
+export async function withScheduler<T>(flags: SchedulerFlags, fn: (c: RpcClient<SchedulerServiceSpec>) => Promise<T>): Promise<T> {
   const c = new RpcClient(schedulerAddress(flags.scheduler), SchedulerService, { peerName: 'scheduler' })
   try {
     return await fn(c)
@@ -103,7 +103,6 @@ export function registerJobCommands(program: Command): void {
     )
 
   const job = program.command('job').description('batch jobs: one task per input block, placed where the data is')
-  const withSchedulerOption = (cmd: Command): Command => cmd.option('--scheduler <host:port>', 'the scheduler (default: $LOAM_SCHEDULER or 127.0.0.1:5050)')
 
   withSchedulerOption(job.command('run').argument('<spec>', 'a JSON job spec file (- for stdin)'))
     .description('submit a job: {"id", "cmd", "cpus", "mem", "instances" or "input", "env", "retries", "role"}')
@@ -111,7 +110,7 @@ export function registerJobCommands(program: Command): void {
     .option('--json', 'print the status as JSON')
     .action(
       action(async (file: string, f: SchedulerFlags & { wait?: boolean; json?: boolean }) => {
-        const text = file === '-' ? await readStdin() : await readFile(file, 'utf8').catch((err: Error) => Promise.reject(new LoamError('not-found', `cannot read ${file}: ${err.message}`)))
+        const text = await readSpec(file)
         await withScheduler(f, async (c) => {
           let status = JSON.parse((await c.call('SubmitJob', { json: text })).json) as JobStatusJson
           while (f.wait && status.state === 'RUNNING') {
@@ -184,6 +183,16 @@ export function registerJobCommands(program: Command): void {
         }
       }),
     )
+}
+
+export function withSchedulerOption(cmd: Command): Command {
+  return cmd.option('--scheduler <host:port>', 'the scheduler (default: $LOAM_SCHEDULER or 127.0.0.1:5050)')
+}
+
+/** A spec from a file, or from standard input for '-'. */
+export async function readSpec(file: string): Promise<string> {
+  if (file === '-') return readStdin()
+  return readFile(file, 'utf8').catch((err: Error) => Promise.reject(new LoamError('not-found', `cannot read ${file}: ${err.message}`)))
 }
 
 async function readStdin(): Promise<string> {
