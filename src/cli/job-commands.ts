@@ -55,6 +55,11 @@ function printStatus(job: JobStatusJson): void {
   }
 }
 
+interface ClusterStateJson {
+  agents: Array<{ id: string; node: string | null; rack: string; cpus: number; memMib: number; usedCpus: number; usedMemMib: number; tasks: string[] }>
+  roles: Array<{ role: string; weight: number; dominantShare: number; running: number; pending: number }>
+}
+
 export function registerJobCommands(program: Command): void {
   program
     .command('scheduler')
@@ -146,6 +151,20 @@ export function registerJobCommands(program: Command): void {
           const jobs = JSON.parse((await c.call('ListJobs', {})).json) as Array<{ id: string; state: string; role: string; tasks: number; finished: number }>
           if (f.json) return printJson(jobs)
           for (const j of jobs) process.stdout.write(`${j.id}  ${j.state}  role ${j.role}  ${j.finished}/${j.tasks} tasks finished\n`)
+        })
+      }),
+    )
+
+  withSchedulerOption(job.command('agents'))
+    .description("the scheduler's agents (resources in use, running tasks) and each role's dominant share")
+    .option('--json', 'print JSON')
+    .action(
+      action(async (f: SchedulerFlags & { json?: boolean }) => {
+        await withScheduler(f, async (c) => {
+          const state = JSON.parse((await c.call('ClusterState', {})).json) as ClusterStateJson
+          if (f.json) return printJson(state)
+          for (const a of state.agents) process.stdout.write(`${a.id}  node ${a.node ?? '-'}  rack ${a.rack}  cpus ${a.usedCpus}/${a.cpus}  mem ${a.usedMemMib}/${a.memMib} MiB  tasks ${a.tasks.length}\n`)
+          for (const r of state.roles) process.stdout.write(`role ${r.role}  weight ${r.weight}  dominant share ${(r.dominantShare * 100).toFixed(1)}%  running ${r.running}  pending ${r.pending}\n`)
         })
       }),
     )

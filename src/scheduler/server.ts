@@ -18,6 +18,7 @@ import { SchedulerService, type SchedulerServiceSpec } from '../rpc/service.js'
 import { SchedulerCore, type Placement } from './core.js'
 import { splitInput } from './input.js'
 import { parseJobSpec } from './job-spec.js'
+import { PREFERRED_NODES_PER_TASK_MAX } from './limits.js'
 import * as R from './resources.js'
 import { Services, type ServiceHost } from './services.js'
 import type { ServiceCandidate } from './service-placement.js'
@@ -252,6 +253,7 @@ export class Scheduler {
       task.state = 'KILLED'
     } else if (task.attempts <= job.spec.retries) {
       task.state = 'PENDING'
+      this.steerAway(task)
       this.requeue(job, [task])
     } else {
       task.state = 'FAILED'
@@ -260,6 +262,23 @@ export class Scheduler {
     this.state.changed()
     this.opts.log.info({ job: job.id, task: task.id, attempt: task.attempts, state: t.state, exitCode: t.exitCode, now: task.state }, 'task ended')
     this.maybeFinish(job)
+  }
+
+  /**
+   * After its second failure on one node, a task prefers the other nodes (its other replicas
+   * first): a node that keeps failing it (a bad disk, a missing tool) is not tried forever.
+   */
+  private steerAway(task: TaskRecord): void {
+    const failedHere = (task.failedNodes ?? []).filter((n) => n === task.node).length + 1
+    task.failedNodes = [...(task.failedNodes ?? []), task.node].slice(-PREFERRED_NODES_PER_TASK_MAX)
+    if (failedHere < 2) return
+    const bad = new Set(task.failedNodes)
+    const others = [...this.agents.values()].map((a) => a.req.nodeId || a.req.agentId).filter((n) => !bad.has(n))
+    const replicas = task.preferredNodes.filter((n) => !bad.has(n))
+    const preferred = [...new Set([...replicas, ...others])].slice(0, PREFERRED_NODES_PER_TASK_MAX)
+    if (preferred.length === 0) return
+    task.preferredNodes = preferred
+    task.preferredRacks = []
   }
 
   /** The resources a task held go back: to the core, or to the agent's total for a held launch. */

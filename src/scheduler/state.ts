@@ -25,6 +25,8 @@ export interface TaskRecord {
   input: { path: string; offset: number; length: number } | null
   preferredNodes: string[]
   preferredRacks: string[]
+  /** Nodes its failed attempts ran on, oldest first. */
+  failedNodes?: string[]
 }
 
 export interface JobRecord {
