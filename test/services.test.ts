@@ -40,7 +40,8 @@ test('a service that exits or fails its health check is restarted; bad specs are
   const crashed = await until(c, 'crashy', (s) => s.tasks[0]!.restarts >= 2, 'crashy to be restarted twice')
   t.regex(crashed.tasks[0]!.message ?? '', /failed: exited with status 3|^$/)
   t.true(crashed.tasks[0]!.attempts >= 2)
-  t.is((await c.loam(['logs', 'crashy.0'])).stdout.toString().trim().split('\n')[0], 'up')
+  // The latest attempt's log (it may have just started: read until its first line is there).
+  await waitFor(async () => (await c.loam(['logs', 'crashy.0'])).stdout.toString().startsWith('up\n'), 30_000, "crashy's log")
 
   // Healthy while /flags/sick does not exist; two failed checks in a row and it is killed and started again.
   const web = { id: 'web', cmd: 'exec sleep 1000', cpus: 0.25, mem: 32, healthCheck: { cmd: '! loam fs stat /flags/sick', intervalSeconds: 0.3, gracePeriodSeconds: 0, maxConsecutiveFailures: 2 } }
