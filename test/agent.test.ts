@@ -216,6 +216,14 @@ test.serial('a killed task ends KILLED and its whole process group is gone', asy
   t.like(await log(a.client, 'k'), { ended: true })
 })
 
+test.serial('a kill in the same answer as its launch (stopped as soon as placed) stops the task', async (t) => {
+  const w = await World.make(t)
+  await w.agent('a1')
+  w.fake.launch('a1', { taskId: 'brief', cmd: 'sleep 600' })
+  w.fake.kill('a1', 'brief')
+  t.like(await w.taskState('brief', ['FINISHED', 'FAILED', 'KILLED']), { state: 'KILLED' })
+})
+
 test.serial('a task sees LOAM_TASK_ID, LOAM_SANDBOX and the env it was given, in its sandbox', async (t) => {
   const w = await World.make(t)
   const a = await w.agent('a1')

@@ -186,16 +186,19 @@ class Agent {
     this.opts.log.info({ scheduler: formatAddress(this.opts.scheduler), tasks: tasks.length, heartbeatMs: this.heartbeatMs }, 'registered with the scheduler')
   }
 
-  /** Reports every task's state and carries out the answer: forgets first, then kills, then launches. */
+  /**
+   * Reports every task's state and carries out the answer: forgets, then launches, then kills,
+   * so that a kill of a task launched in the same answer (stopped as soon as it was placed) finds it.
+   */
   private async heartbeat(): Promise<AgentHeartbeatResponse> {
     this.changed = false
     const res = await this.scheduler.call('AgentHeartbeat', { agentId: this.opts.agentId, tasks: this.runner.states() })
     for (const id of res.forget) this.runner.forget(id)
-    for (const id of res.kill) this.runner.kill(id)
     for (const l of res.launch) {
       if (this.stopped) break
       await this.runner.launch(l)
     }
+    for (const id of res.kill) this.runner.kill(id)
     return res
   }
 
