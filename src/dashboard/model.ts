@@ -2,6 +2,7 @@
 // logic both sides share (summaries, merges). No I/O and no Node: the browser
 // code is compiled from these same files.
 import type { FileStatusJson, VolumeJson } from '../client/json.js'
+import type { DatanodeReport } from '../rpc/messages.js'
 
 export type { FileStatusJson, VolumeJson }
 
@@ -92,17 +93,8 @@ export interface Overview {
   cluster: SchedulerState | null
 }
 
-export interface DatanodeRow {
-  id: string
-  address: string
-  rack: string
-  state: string
-  capacityBytes: number
-  usedBytes: number
-  remainingBytes: number
-  blocks: number
-  lastHeartbeatMs: number
-}
+/** A datanode as `loam report` shows it. */
+export type DatanodeRow = DatanodeReport
 
 export interface NodeRow extends DatanodeRow {
   /** The agent on the node, when one has registered with the scheduler. */

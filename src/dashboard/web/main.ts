@@ -193,6 +193,7 @@ function route(): void {
       await view.refresh()
       lastOkMs = Date.now()
       updated.classList.remove('stale')
+      showAge()
     } catch (err) {
       // The first load's failure is the page's error; later ones only mark the data stale.
       if (lastOkMs === 0 || pageBox.querySelector('.data')?.childElementCount === 0) showError(err)
@@ -204,9 +205,10 @@ function route(): void {
   void tick()
 }
 
-setInterval(() => {
+function showAge(): void {
   updated.textContent = lastOkMs === 0 ? 'loading…' : `updated ${Math.max(0, Math.round((Date.now() - lastOkMs) / 1000))}s ago`
-}, 500)
+}
+setInterval(showAge, 500)
 
 // Links within the files tab rewrite the address with replaceState, which fires no hashchange: every hashchange is a new page.
 window.addEventListener('hashchange', route)
