@@ -147,15 +147,35 @@ test('the dashboard shows the cluster, moves files both ways, runs a job, and an
   const badSpec = '{"id": "broken", "cmd": '
   const specError = await cliError(c, ['job', 'run', '-'], Buffer.from(badSpec))
   await page.locator('#spec').fill(badSpec)
-  t.is(await errorAfter(page, () => page.locator('#run-job button[type=submit]').click()), specError)
+  t.is(await errorAfter(page, () => page.locator('#run').click()), specError)
   t.is(await page.locator('tr.job').count(), jobsBefore)
 
   await page.locator('#spec').fill(JSON.stringify({ id: 'from-page', cmd: 'echo made by the page $LOAM_TASK_INDEX', cpus: 0.1, mem: 16, instances: 2 }, null, 2))
-  await page.locator('#run-job button[type=submit]').click()
+  await page.locator('#run').click()
   await page.locator('#notice', { hasText: 'Submitted job from-page' }).waitFor()
   await page.locator('tr[data-job="from-page"] .pill-finished').waitFor({ timeout: 60_000 })
   await page.locator('tr[data-task="from-page.1"]').locator('button', { hasText: 'stdout' }).click()
   await page.locator('#log', { hasText: 'made by the page 1' }).waitFor()
   await shoot(page, shots, '7-jobs')
+
+  // A service deployed from the page, scaled to two instances, then stopped.
+  await page.locator('#spec').fill(JSON.stringify({ id: 'web', cmd: 'while true; do echo serving $LOAM_TASK_INDEX; sleep 1; done', cpus: 0.1, mem: 16, instances: 1 }, null, 2))
+  await page.locator('#deploy').click()
+  await page.locator('#notice', { hasText: 'Deployed service web' }).waitFor()
+  await page.locator('tr[data-service="web"]', { hasText: '1 of 1 instances running' }).waitFor({ timeout: 60_000 })
+  const scaleTo = async (n: string): Promise<void> => {
+    await page.locator('tr[data-service="web"] input.count').fill(n)
+    await page.locator('tr[data-service="web"] button', { hasText: 'Scale' }).click()
+  }
+  const scaleError = await cliError(c, ['service', 'scale', 'web', 'two'])
+  t.is(await errorAfter(page, () => scaleTo('two')), scaleError)
+  await scaleTo('2')
+  await page.locator('tr[data-service="web"]', { hasText: '2 of 2 instances running' }).waitFor({ timeout: 60_000 })
+  t.is((JSON.parse(await mustLoam(c, ['service', 'status', 'web', '--json'])) as { instances: number }).instances, 2)
+  await page.locator('tr[data-task="web.1"]').locator('button', { hasText: 'stdout' }).click()
+  await page.locator('#log', { hasText: 'serving 1' }).waitFor()
+  await shoot(page, shots, '8-services')
+  await page.locator('tr[data-service="web"] button', { hasText: 'Stop' }).click()
+  await page.locator('#notice', { hasText: 'Stopping service web' }).waitFor()
   t.deepEqual(pageErrors, [])
 })

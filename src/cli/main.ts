@@ -9,6 +9,7 @@ import { registerFsCommands } from './fs-commands.js'
 import { registerMountCommands } from './mount-commands.js'
 import { registerVolumeCommands } from './volume-commands.js'
 import { registerJobCommands } from './job-commands.js'
+import { registerServiceCommands } from './service-commands.js'
 import { errorLine, exitStatus } from './run.js'
 import { LOAM_VERSION } from '../common/version.js'
 
@@ -33,6 +34,7 @@ registerClusterCommands(program)
 registerMountCommands(program)
 registerVolumeCommands(program)
 registerJobCommands(program)
+registerServiceCommands(program)
 program.commands.forEach(function override(c: Command): void {
   c.exitOverride()
   c.configureOutput({ outputError: (text, write) => write(`loam: ${text.replace(/^error: /, '').trim()}\n`) })

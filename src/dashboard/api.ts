@@ -11,8 +11,9 @@ import { RpcClient } from '../rpc/client.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
 import { InodeType } from '../rpc/messages.js'
 import { AgentService, SchedulerService, type SchedulerServiceSpec } from '../rpc/service.js'
+import { parseInstances } from '../scheduler/spec.js'
 import { LOG_READ_BYTES_MAX, LOG_STREAMS } from '../scheduler/task-runner.js'
-import { mergeNodes, summarizeLocality, type BlockRow, type FilesPage, type JobsPage, type JobStatus, type NamenodeSummary, type NodesPage, type Overview, type SchedulerLink, type SchedulerState, type TaskLog, type VolumesPage } from './model.js'
+import { mergeNodes, summarizeLocality, type BlockRow, type FilesPage, type JobsPage, type JobStatus, type NamenodeSummary, type NodesPage, type Overview, type SchedulerLink, type SchedulerState, type ServiceStatus, type TaskLog, type VolumesPage } from './model.js'
 
 /** The end of a task's log the page shows, and how far into a long log it reads to find it. */
 export const LOG_TAIL_BYTES_MAX = 64 * 1024
@@ -129,13 +130,32 @@ export class DashboardApi {
     return { volumes: inspected.filter((v) => v !== undefined).map(volumeJson), liveNodes: report.datanodes.filter((d) => d.state === 'live').length }
   }
 
+  /** Jobs and services, each with its tasks (the scheduler keeps a bounded number of finished jobs). */
   async jobs(): Promise<JobsPage> {
     const { link, value } = await this.optional(async () => {
-      const list = await this.schedulerJson<Array<{ id: string }>>((c) => c.call('ListJobs', {}))
-      return Promise.all(list.map((j) => this.schedulerJson<JobStatus>((c) => c.call('JobStatus', { id: j.id }))))
+      const jobIds = await this.schedulerJson<Array<{ id: string }>>((c) => c.call('ListJobs', {}))
+      const serviceIds = await this.schedulerJson<Array<{ id: string }>>((c) => c.call('ListServices', {}))
+      return {
+        jobs: await Promise.all(jobIds.map((j) => this.schedulerJson<JobStatus>((c) => c.call('JobStatus', { id: j.id })))),
+        services: await Promise.all(serviceIds.map((s) => this.schedulerJson<ServiceStatus>((c) => c.call('ServiceStatus', { id: s.id })))),
+      }
     })
-    const jobs = value ?? []
-    return { jobs, locality: summarizeLocality(jobs.flatMap((j) => j.tasks)), scheduler: link }
+    const { jobs, services } = value ?? { jobs: [], services: [] }
+    return { jobs, services, locality: summarizeLocality([...jobs.flatMap((j) => j.tasks), ...services.flatMap((s) => s.tasks)]), scheduler: link }
+  }
+
+  deployService(spec: string): Promise<ServiceStatus> {
+    if (spec.length > JOB_SPEC_BYTES_MAX) throw new LoamError('invalid-argument', `service spec is over ${JOB_SPEC_BYTES_MAX} bytes`)
+    return this.schedulerJson((c) => c.call('DeployService', { json: spec }))
+  }
+
+  scaleService(id: string, instances: string): Promise<ServiceStatus> {
+    const n = parseInstances(instances)
+    return this.schedulerJson((c) => c.call('ScaleService', { id, instances: n }))
+  }
+
+  removeService(id: string): Promise<ServiceStatus> {
+    return this.schedulerJson((c) => c.call('RemoveService', { id }))
   }
 
   submitJob(spec: string): Promise<JobStatus> {
@@ -150,14 +170,18 @@ export class DashboardApi {
   /** The end of a task's log (its latest attempt), read from the agent that ran it. */
   async taskLog(task: string, stream: string): Promise<TaskLog> {
     if (!(LOG_STREAMS as readonly string[]).includes(stream)) throw new LoamError('invalid-argument', `log stream '${stream.slice(0, 32)}' is not one of ${LOG_STREAMS.join(', ')}`)
-    const where = await this.schedulerJson<{ launch: string; address: string; agent: string }>((c) => c.call('TaskLocation', { id: task }))
+    const where = await this.schedulerJson<{ launch: string; address: string; agent: string; state: string }>((c) => c.call('TaskLocation', { id: task }))
     if (!where.address) throw new LoamError('unavailable', `task ${task} ran on agent ${where.agent}, which is gone: its logs went with it`)
     const agent = new RpcClient(parseAddress(where.address, 'agent address'), AgentService, { peerName: `agent ${where.agent}`, timeoutMs: RPC_TIMEOUT_DEFAULT_MS })
     try {
       let tail = Buffer.alloc(0)
       let offset = 0
       while (offset < LOG_SCAN_BYTES_MAX) {
-        const r = await agent.call('ReadLog', { taskId: where.launch, stream, offsetBytes: offset, maxBytes: LOG_READ_BYTES_MAX })
+        const r = await agent.call('ReadLog', { taskId: where.launch, stream, offsetBytes: offset, maxBytes: LOG_READ_BYTES_MAX }).catch((err: unknown) => {
+          // Placed but not yet started: the launch reaches its agent with the agent's next heartbeat. No output yet.
+          if (where.state === 'RUNNING' && offset === 0 && toLoamError(err).code === 'not-found') return { data: Buffer.alloc(0), ended: false }
+          throw err
+        })
         offset += r.data.length
         tail = Buffer.concat([tail, r.data]).subarray(-LOG_TAIL_BYTES_MAX)
         if (r.ended || r.data.length === 0) break

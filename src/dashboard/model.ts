@@ -137,21 +137,32 @@ export interface LocalityShare {
 
 export interface JobsPage {
   jobs: JobStatus[]
+  services: ServiceStatus[]
+  /** Over the tasks of jobs and the instances of services. */
   locality: LocalityShare[]
   scheduler: SchedulerLink
 }
 
+/** One instance of a service, as the scheduler's ServiceStatus reports it. */
+export interface InstanceStatus {
+  id: string
+  state: string
+  health: string | null
+  node: string | null
+  locality: string | null
+  attempts: number
+  restarts: number
+  exitCode: number | null
+  message?: string
+  volumes: string[]
+}
+
+/** What the scheduler's ServiceStatus answers (and `loam service status --json` prints). */
 export interface ServiceStatus {
   id: string
   state: string
   instances: number
-  tasks: TaskStatus[]
-  [more: string]: unknown
-}
-
-export interface ServicesPage {
-  services: ServiceStatus[]
-  scheduler: SchedulerLink
+  tasks: InstanceStatus[]
 }
 
 export interface TaskLog {

@@ -57,6 +57,9 @@ export function dashboardRoutes(api: DashboardApi, log: Logger): HttpRoutes {
     '/api/upload': async (q, req) => api.upload(required(q, 'path'), req),
     '/api/jobs': async (_q, req) => api.submitJob(await readBody(req)),
     '/api/jobs/kill': async (q) => api.killJob(required(q, 'id')),
+    '/api/services': async (_q, req) => api.deployService(await readBody(req)),
+    '/api/services/scale': async (q) => api.scaleService(required(q, 'id'), required(q, 'instances')),
+    '/api/services/remove': async (q) => api.removeService(required(q, 'id')),
   }
   return (req, res, path) => {
     if (req.method === 'GET' && PAGES[path]) {

@@ -2,10 +2,10 @@
 // #/volumes, #/jobs), each polling its part of /api every few seconds. Forms
 // stay put while the data under them refreshes; a failed action shows the
 // CLI's one-line error and changes nothing.
-import type { FilesPage, JobsPage, JobStatus, NodesPage, Overview, TaskLog, VolumesPage } from '../model.js'
+import type { FilesPage, JobsPage, JobStatus, NodesPage, Overview, ServiceStatus, TaskLog, VolumesPage } from '../model.js'
 import { joinPath } from '../model.js'
 import { ApiFailure, getJson, h, postJson } from './dom.js'
-import { filesPage, jobsTable, localityChart, nodesPage, overviewPage, volumesPage, type JobActions } from './pages.js'
+import { filesPage, jobsTable, localityChart, nodesPage, overviewPage, servicesTable, volumesPage, type JobActions } from './pages.js'
 
 const POLL_MS = 2000
 
@@ -113,9 +113,23 @@ function jobsView(): View {
   let box: HTMLElement
   let chartBox: HTMLElement
   let last: JobsPage | undefined
+  /** The log open below the tables: read again at every refresh, as `loam logs --follow` would. */
+  let logShown: { task: string; stream: 'stdout' | 'stderr' } | undefined
+  const readLog = async (): Promise<void> => {
+    if (!logShown) return
+    const { task, stream } = logShown
+    const log = await getJson<TaskLog>('/api/logs', { task, stream })
+    if (logShown?.task !== task || logShown.stream !== stream) return
+    logTitle.textContent = `${stream} of ${task}`
+    logText.textContent = (log.skippedBytes > 0 ? `… ${log.skippedBytes} bytes before this\n` : '') + (log.text || '(no output yet)')
+  }
   const logTitle = h('h2', {}, 'Log')
   const logText = h('pre', { id: 'log' })
-  const logCard = h('section', { class: 'card', id: 'log-card', hidden: true }, logTitle, logText, h('button', { class: 'small', onclick: () => (logCard.hidden = true) }, 'Close'))
+  const closeLog = (): void => {
+    logShown = undefined
+    logCard.hidden = true
+  }
+  const logCard = h('section', { class: 'card', id: 'log-card', hidden: true }, logTitle, logText, h('button', { class: 'small', onclick: closeLog }, 'Close'))
   const spec = h('textarea', { id: 'spec', rows: 9, spellcheck: 'false', placeholder: '{\n  "id": "hello",\n  "cmd": "echo hello from $LOAM_TASK_ID",\n  "cpus": 0.1,\n  "mem": 32,\n  "instances": 2\n}' })
   const actions: JobActions = {
     selected: null,
@@ -126,26 +140,46 @@ function jobsView(): View {
     kill(id) {
       postJson<JobStatus>('/api/jobs/kill', { id }).then(() => (showNotice(`Killed job ${id}`), refresh()), showError)
     },
+    scale(id, instances) {
+      postJson<ServiceStatus>('/api/services/scale', { id, instances }).then((s) => (showNotice(`Service ${id} scaled to ${s.instances}`), refresh()), showError)
+    },
+    remove(id) {
+      postJson<ServiceStatus>('/api/services/remove', { id }).then(() => (showNotice(`Stopping service ${id}`), refresh()), showError)
+    },
     showLog(task, stream) {
-      getJson<TaskLog>('/api/logs', { task, stream }).then((log) => {
-        logTitle.textContent = `${stream} of ${task}`
-        logText.textContent = (log.skippedBytes > 0 ? `… ${log.skippedBytes} bytes before this\n` : '') + (log.text || '(empty)')
+      logShown = { task, stream }
+      readLog().then(() => {
         logCard.hidden = false
+        logCard.scrollIntoView({ block: 'nearest' })
       }, showError)
     },
   }
   const draw = (p: JobsPage): void => {
     last = p
+    // Someone typing a service's instance count keeps the field: this refresh waits for the next.
+    if (document.activeElement instanceof HTMLInputElement && box.contains(document.activeElement)) return
     chartBox.replaceChildren(localityChart(p))
-    box.replaceChildren(jobsTable(p, actions))
+    box.replaceChildren(jobsTable(p, actions), servicesTable(p, actions))
   }
-  const refresh = async (): Promise<void> => draw(await getJson<JobsPage>('/api/jobs'))
-  const run = async (ev: Event): Promise<void> => {
+  const refresh = async (): Promise<void> => {
+    draw(await getJson<JobsPage>('/api/jobs'))
+    // A log that cannot be read now (its agent gone) keeps what it showed.
+    await readLog().catch(() => undefined)
+  }
+  /** The spec box serves both: the button pressed says whether it is a job or a service. */
+  const submit = async (ev: SubmitEvent): Promise<void> => {
     ev.preventDefault()
+    const asService = (ev.submitter as HTMLButtonElement | null)?.value === 'service'
     try {
-      const job = await postJson<JobStatus>('/api/jobs', {}, spec.value)
-      showNotice(`Submitted job ${job.id}: ${job.tasks.length} tasks`)
-      actions.selected = job.id
+      if (asService) {
+        const svc = await postJson<ServiceStatus>('/api/services', {}, spec.value)
+        showNotice(`Deployed service ${svc.id}: ${svc.instances} instances`)
+        actions.selected = `service:${svc.id}`
+      } else {
+        const job = await postJson<JobStatus>('/api/jobs', {}, spec.value)
+        showNotice(`Submitted job ${job.id}: ${job.tasks.length} tasks`)
+        actions.selected = job.id
+      }
       await refresh()
     } catch (err) {
       showError(err)
@@ -156,7 +190,22 @@ function jobsView(): View {
       chartBox = h('div', {})
       box = h('div', { class: 'data' })
       page.append(
-        h('div', { class: 'grid two' }, h('section', { class: 'card' }, h('h2', {}, 'Run a job'), h('form', { id: 'run-job', onsubmit: (ev: Event) => void run(ev) }, spec, h('div', { class: 'row' }, h('span', { class: 'muted' }, 'A JSON job spec, as for loam job run'), h('button', { type: 'submit' }, 'Run')))), chartBox),
+        h(
+          'div',
+          { class: 'grid two' },
+          h(
+            'section',
+            { class: 'card' },
+            h('h2', {}, 'Run a job or deploy a service'),
+            h(
+              'form',
+              { id: 'run-job', onsubmit: (ev: Event) => void submit(ev as SubmitEvent) },
+              spec,
+              h('div', { class: 'row' }, h('span', { class: 'muted' }, 'A JSON spec, as for loam job run or loam service deploy'), h('span', {}, h('button', { type: 'submit', value: 'job', id: 'run' }, 'Run job'), ' ', h('button', { type: 'submit', value: 'service', id: 'deploy' }, 'Deploy service'))),
+            ),
+          ),
+          chartBox,
+        ),
         box,
         logCard,
       )

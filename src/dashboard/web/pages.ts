@@ -1,14 +1,17 @@
 // One function a page: given the API's answer, the page's content. Forms live
 // in main.ts (they stay put while the data under them refreshes).
 import { formatBytes, formatDuration } from '../../common/format.js'
-import { pathCrumbs, type FileStatusJson, type FilesPage, type JobStatus, type JobsPage, type NodesPage, type Overview, type SchedulerLink, type TaskStatus, type VolumesPage } from '../model.js'
+import { pathCrumbs, type FileStatusJson, type FilesPage, type InstanceStatus, type JobStatus, type JobsPage, type ServiceStatus, type NodesPage, type Overview, type SchedulerLink, type TaskStatus, type VolumesPage } from '../model.js'
 import { donut, legend, splitBar, type Segment } from './charts.js'
 import { ago, h } from './dom.js'
 
 export interface JobActions {
+  /** The job or service whose tasks are open. */
   selected: string | null
   select(id: string | null): void
   kill(id: string): void
+  scale(id: string, instances: string): void
+  remove(id: string): void
   showLog(task: string, stream: 'stdout' | 'stderr'): void
 }
 
@@ -242,7 +245,7 @@ const LOCALITY_CLASS: Record<string, string> = { NODE_LOCAL: 'c-node', RACK_LOCA
 export function localityChart(p: JobsPage): HTMLElement {
   const segments = p.locality.map((l) => ({ label: l.locality.replace('_', ' ').toLowerCase(), value: l.tasks, cls: LOCALITY_CLASS[l.locality]! }))
   const placed = segments.reduce((s, x) => s + x.value, 0)
-  return card('Task locality', splitBar(segments, placed, 'tasks by the locality they got'), legend(segments, placed, (v) => `${v} tasks`), h('p', { class: 'muted' }, `${placed} tasks placed over ${p.jobs.length} jobs`))
+  return card('Task locality', splitBar(segments, placed, 'tasks by the locality they got'), legend(segments, placed, (v) => `${v} tasks`), h('p', { class: 'muted' }, `${placed} tasks placed, over ${p.jobs.length} jobs and ${p.services.length} services`))
 }
 
 function taskRow(t: TaskStatus, actions: JobActions): HTMLElement {
@@ -256,8 +259,54 @@ function taskRow(t: TaskStatus, actions: JobActions): HTMLElement {
     h('td', { class: 'num' }, t.attempts),
     h('td', { class: 'num' }, t.exitCode ?? '–'),
     h('td', { class: 'mono small' }, t.input ? `${t.input.path} @${formatBytes(t.input.offset)} +${formatBytes(t.input.length)}` : '–', t.message ? h('div', { class: 'muted' }, t.message) : null),
-    h('td', {}, t.attempts > 0 ? h('button', { class: 'small', onclick: () => actions.showLog(t.id, 'stdout') }, 'stdout') : null, ' ', t.attempts > 0 ? h('button', { class: 'small', onclick: () => actions.showLog(t.id, 'stderr') }, 'stderr') : null),
+    logButtons(t, actions),
   )
+}
+
+function logButtons(t: { id: string; attempts: number }, actions: JobActions): HTMLElement {
+  if (t.attempts === 0) return h('td', {})
+  return h('td', { class: 'nowrap' }, h('button', { class: 'small', onclick: () => actions.showLog(t.id, 'stdout') }, 'stdout'), ' ', h('button', { class: 'small', onclick: () => actions.showLog(t.id, 'stderr') }, 'stderr'))
+}
+
+function instanceRow(i: InstanceStatus, actions: JobActions): HTMLElement {
+  return h(
+    'tr',
+    { 'data-task': i.id },
+    h('td', { class: 'mono' }, i.id),
+    h('td', {}, pill(i.state)),
+    h('td', {}, i.health ? pill(i.health) : '–'),
+    h('td', {}, i.node ?? '–'),
+    h('td', {}, i.locality ? pill(i.locality) : '–'),
+    h('td', { class: 'num' }, i.restarts),
+    h('td', { class: 'mono small' }, i.volumes.join(', ') || '–', i.message ? h('div', { class: 'muted' }, i.message) : null),
+    logButtons(i, actions),
+  )
+}
+
+function serviceRows(svc: ServiceStatus, actions: JobActions): HTMLElement[] {
+  const running = svc.tasks.filter((t) => t.state === 'RUNNING').length
+  const open = actions.selected === `service:${svc.id}`
+  const scaleInput = h('input', { type: 'text', class: 'count', value: svc.instances, 'aria-label': `instances of ${svc.id}`, onclick: (e: Event) => e.stopPropagation() })
+  const row = h(
+    'tr',
+    { class: `job ${open ? 'open' : ''}`, 'data-service': svc.id, onclick: () => actions.select(open ? null : `service:${svc.id}`) },
+    h('td', {}, h('span', { class: 'caret' }, open ? '▾' : '▸'), ' ', h('strong', {}, svc.id)),
+    h('td', {}, pill(svc.state)),
+    h('td', { class: 'wide' }, splitBar([{ label: 'running', value: running, cls: 'c-node' }], Math.max(svc.instances, running)), h('div', { class: 'muted' }, `${running} of ${svc.instances} instances running`)),
+    h(
+      'td',
+      { class: 'nowrap' },
+      svc.state === 'RUNNING'
+        ? h('form', { class: 'inline scale', onclick: (e: Event) => e.stopPropagation(), onsubmit: (e: Event) => (e.preventDefault(), actions.scale(svc.id, scaleInput.value.trim())) }, scaleInput, h('button', { type: 'submit', class: 'small' }, 'Scale'), h('button', { type: 'button', class: 'danger small', onclick: () => actions.remove(svc.id) }, 'Stop'))
+        : null,
+    ),
+  )
+  if (!open) return [row]
+  return [row, h('tr', { class: 'detail' }, h('td', { colspan: 4 }, table(['Instance', 'State', 'Health', 'Node', 'Locality', 'Restarts', 'Volumes', 'Log'], svc.tasks.map((i) => instanceRow(i, actions)), 'No instances.')))]
+}
+
+export function servicesTable(p: JobsPage, actions: JobActions): HTMLElement {
+  return card('Services', table(['Service', 'State', 'Instances', ''], p.services.flatMap((s) => serviceRows(s, actions)), 'No services yet: paste a spec above and press Deploy service.'))
 }
 
 function jobRow(j: JobStatus, actions: JobActions): HTMLElement[] {
