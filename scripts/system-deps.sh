@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The Debian packages Loam needs beside npm's: FUSE (fusermount and /dev/fuse)
-# for mounts, and the tools the tests drive through a mount. As root they are
+# for mounts, the tools the tests drive through a mount, and Chromium for the
+# dashboard's browser tests (driven by playwright-core). As root they are
 # installed with apt-get; otherwise this prints the exact command and fails.
 set -euo pipefail
 need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v fusermount >/dev/null 2>&1 || need+=(fuse)
 ldconfig -p 2>/dev/null | grep -q 'libfuse.so.2 ' || need+=(libfuse2)
 command -v git >/dev/null 2>&1 || need+=(git)

@@ -96,6 +96,8 @@ export const SERVICES_MAX = 1_000
 export const JOB_SPEC_BYTES_MAX = 256 * 1024
 /** Agents heartbeat this often; one silent for AGENT_DEAD_AFTER_DEFAULT_MS is dead and its tasks are lost. */
 export const AGENT_HEARTBEAT_DEFAULT_MS = 1_000
+/** The scheduler tells the namenode where it serves this often (a restarted namenode learns it again). */
+export const SCHEDULER_ANNOUNCE_INTERVAL_MS = 5_000
 export const AGENT_DEAD_AFTER_DEFAULT_MS = 10_000
 /** After a scheduler restart, tasks recorded as running that no agent reports within this are lost and retried. */
 export const RECONCILE_GRACE_DEFAULT_MS = 10_000

@@ -5,7 +5,9 @@ import { statfs } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import type { Command } from 'commander'
+import { Registry } from 'prom-client'
 import { formatAddress, parseAddress } from '../common/address.js'
+import { startStatusServer } from '../common/http.js'
 import { createLogger } from '../common/log.js'
 import { mkdirp } from '../common/mkdirp.js'
 import { parseDuration, parseSize } from '../common/units.js'
@@ -14,7 +16,7 @@ import { LoamError } from '../rpc/errors.js'
 import { schedulerAddress, startAgent, type AgentHandle } from '../scheduler/agent.js'
 import { AGENT_DISK_MIB_MAX } from '../scheduler/limits.js'
 import { sandboxName } from '../scheduler/task-runner.js'
-import { logLevel, logStrayRejections, stopOnSignal, writeReadyFile } from './daemon-commands.js'
+import { logLevel, logStrayRejections, port, stopOnSignal, writeReadyFile } from './daemon-commands.js'
 import { action } from './run.js'
 
 export { schedulerAddress } from '../scheduler/agent.js'
@@ -39,6 +41,7 @@ interface AgentFlags extends ResourceFlags {
   host: string
   advertise?: string
   port: string
+  httpPort: string
   readyFile?: string
   logLevel: string
 }
@@ -59,12 +62,6 @@ interface NodeFlags extends ResourceFlags {
   scanPeriod: string
   readyFile?: string
   logLevel: string
-}
-
-export function port(text: string, what: string): number {
-  const n = Number(text)
-  if (!/^\d+$/.test(text.trim()) || !Number.isInteger(n) || n < 0 || n > 65535) throw new LoamError('invalid-argument', `${what} '${text}' is not a port number (0 picks a free one)`)
-  return n
 }
 
 export function parseCpus(text: string): number {
@@ -138,7 +135,8 @@ export function registerAgentCommands(program: Command): void {
       .option('--advertise <addr>', 'address the scheduler and clients reach this agent at (default: --host)'),
     '--port <port>',
   )
-    .option('--ready-file <file>', 'write {"rpc", "pid", "agentId"} here once serving')
+    .option('--http-port <port>', 'HTTP port for /status and /metrics (0 picks a free one)', '0')
+    .option('--ready-file <file>', 'write {"rpc", "http", "pid", "agentId"} here once serving')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .action(
       action(async (f: AgentFlags) => {
@@ -147,15 +145,24 @@ export function registerAgentCommands(program: Command): void {
         const agentId = f.id ?? os.hostname()
         const workDir = path.resolve(f.work ?? path.join(os.tmpdir(), `loam-agent-${sandboxName(agentId)}`))
         const agentPort = port(f.port, '--port')
+        const httpPort = port(f.httpPort, '--http-port')
         const host = checkHost(f.host, '--host')
         const advertise = f.advertise === undefined ? undefined : checkHost(f.advertise, '--advertise')
         const rack = checkRack(f.rack)
         const res = await resources(f, workDir)
         const log = createLogger('agent', level)
         logStrayRejections(log)
-        const agent = await startAgent({ scheduler, agentId, nodeId: f.nodeId ?? '', rack, host, advertise, port: agentPort, workDir, ...res, log })
-        stopOnSignal(agent.stop)
-        if (f.readyFile) await writeReadyFile(f.readyFile, { rpc: formatAddress(agent.rpc), pid: process.pid, agentId: agent.agentId, workDir: agent.workDir })
+        const registry = new Registry()
+        const agent = await startAgent({ scheduler, agentId, nodeId: f.nodeId ?? '', rack, host, advertise, port: agentPort, workDir, ...res, registry, log })
+        const http = await startStatusServer(host, httpPort, () => agent.status(), { registry }).catch(async (err: unknown) => {
+          await agent.stop()
+          throw err
+        })
+        stopOnSignal(async () => {
+          await agent.stop()
+          await http.close()
+        })
+        if (f.readyFile) await writeReadyFile(f.readyFile, { rpc: formatAddress(agent.rpc), http: formatAddress(http.address), pid: process.pid, agentId: agent.agentId, workDir: agent.workDir })
       }),
     )
 
@@ -236,6 +243,7 @@ export function registerAgentCommands(program: Command): void {
             workDir,
             ...res,
             taskEnv: { LOAM_NAMENODE: formatAddress(namenode) },
+            registry: dn.registry,
             log: log.child({ part: 'agent' }),
           })
         } catch (err) {

@@ -10,6 +10,7 @@ import { parseAddress } from '../common/address.js'
 import { parseDuration } from '../common/units.js'
 import { LoamError } from '../rpc/errors.js'
 import { checkTimings, writeReadyFile } from './daemon-commands.js'
+import type { MountNotice } from './mount-commands.js'
 import { runDemo } from './demo.js'
 import { action } from './run.js'
 import { mkdirp } from '../common/mkdirp.js'
@@ -33,6 +34,8 @@ export interface ClusterRecord {
   /** Each node: a datanode and an agent in one process (`loam node`). */
   nodes: RoleRecord[]
   mount: string | null
+  /** The mount process's /status and /metrics. */
+  mountHttp: string | null
 }
 
 interface UpFlags {
@@ -83,19 +86,20 @@ async function startRole(args: string[], dir: string, children: ChildProcess[]):
   return { record: await waitForFile(readyFile, child, log), child }
 }
 
-/** Starts `loam mount --foreground` (logging to DIR/log) and waits until it serves. */
-async function startMount(mountDir: string, nnRpc: string, nodeId: string, dir: string, logLevel: string): Promise<ChildProcess> {
+/** Starts `loam mount --foreground` (logging to DIR/log) and waits until it serves; returns it and its HTTP address. */
+async function startMount(mountDir: string, nnRpc: string, nodeId: string, dir: string, host: string, logLevel: string): Promise<{ child: ChildProcess; http: string }> {
   await mkdirp(dir)
   const log = path.join(dir, 'log')
   const fd = openSync(log, 'a', 0o600)
-  const child = spawn(process.execPath, [CLI_PATH, 'mount', mountDir, '--foreground', '--namenode', nnRpc, '--node', nodeId, '--log-level', logLevel], { stdio: ['ignore', fd, fd, 'ipc'] })
+  const args = [CLI_PATH, 'mount', mountDir, '--foreground', '--namenode', nnRpc, '--node', nodeId, '--host', host, '--http-port', '0', '--log-level', logLevel]
+  const child = spawn(process.execPath, args, { stdio: ['ignore', fd, fd, 'ipc'] })
   closeSync(fd)
-  const notice = await new Promise<{ ready?: boolean; error?: string }>((resolve) => {
-    child.once('message', (m: { ready?: boolean; error?: string }) => resolve(m))
+  const notice = await new Promise<MountNotice>((resolve) => {
+    child.once('message', (m: MountNotice) => resolve(m))
     child.once('exit', (code) => resolve({ error: `the mount process exited (${code}); see ${log}` }))
   })
-  if (!notice.ready) throw new LoamError('io', `cannot mount ${mountDir}: ${notice.error}`)
-  return child
+  if ('error' in notice) throw new LoamError('io', `cannot mount ${mountDir}: ${notice.error}`)
+  return { child, http: notice.http }
 }
 
 /** The full command line that restarts a role on the same ports and directories. */
@@ -201,6 +205,7 @@ export function registerClusterCommands(program: Command): void {
             scheduler: { rpc: schedRpc, http: String(sched.record.http), pid: Number(sched.record.pid), data: schedDir, argv: restartArgv(schedArgs, schedRpc, String(sched.record.http)) },
             nodes: [],
             mount: null,
+            mountHttp: null,
           }
           const started = await Promise.all(
             Array.from({ length: nodes }, async (_, i) => {
@@ -225,8 +230,10 @@ export function registerClusterCommands(program: Command): void {
           if (f.mount) {
             const mountDir = path.resolve(f.mount)
             await mkdirp(mountDir)
-            mounts.push(await startMount(mountDir, nnRpc, started[0]!.id, path.join(dir, 'mount'), f.logLevel))
+            const mount = await startMount(mountDir, nnRpc, started[0]!.id, path.join(dir, 'mount'), f.host, f.logLevel)
+            mounts.push(mount.child)
             record.mount = mountDir
+            record.mountHttp = mount.http
           }
           if (f.readyFile) await writeReadyFile(f.readyFile, record)
           for (const c of [...children, ...mounts]) {

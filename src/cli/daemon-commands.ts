@@ -21,9 +21,9 @@ export function logLevel(text: string): LogLevel {
   return text as LogLevel
 }
 
-function port(text: string, what: string): number {
+export function port(text: string, what: string): number {
   const n = Number(text)
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new LoamError('invalid-argument', `${what} '${text}' is not a port number (0 picks a free one)`)
+  if (!/^\d+$/.test(text.trim()) || !Number.isInteger(n) || n < 0 || n > 65535) throw new LoamError('invalid-argument', `${what} '${text}' is not a port number (0 picks a free one)`)
   return n
 }
 

@@ -6,6 +6,8 @@ import path from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { Command } from 'commander'
 import { LoamClient, namenodeAddress } from '../client/client.js'
+import { fileStatusJson } from '../client/json.js'
+import { putStream } from '../client/put.js'
 import { parseDuration, parseSize } from '../common/units.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, type FileStatus } from '../rpc/messages.js'
@@ -34,27 +36,6 @@ export async function withClient(flags: ClientFlags, fn: (c: LoamClient) => Prom
 
 export function clientOptions(cmd: Command): Command {
   return cmd.option('--namenode <host:port>', 'namenode address (default: $LOAM_NAMENODE or 127.0.0.1:8020)').option('--timeout <duration>', 'give up on an unanswered call after this long (default 30s)')
-}
-
-const TYPE_NAMES: Record<InodeType, string> = { [InodeType.FILE]: 'file', [InodeType.DIRECTORY]: 'directory', [InodeType.SYMLINK]: 'symlink' }
-
-export function statusJson(s: FileStatus): Record<string, unknown> {
-  return {
-    path: s.path,
-    name: s.name,
-    type: TYPE_NAMES[s.type],
-    length: s.lengthBytes,
-    replication: s.replication,
-    blockSize: s.blockSizeBytes,
-    blocks: s.blockCount,
-    mode: s.mode.toString(8).padStart(4, '0'),
-    owner: s.owner,
-    group: s.group,
-    mtimeMs: s.mtimeMs,
-    atimeMs: s.atimeMs,
-    nlink: s.nlink,
-    openForWrite: s.underConstruction,
-  }
 }
 
 function modeString(s: FileStatus): string {
@@ -100,26 +81,14 @@ interface PutFlags extends ClientFlags {
 async function putFile(client: LoamClient, local: string, target: string, flags: PutFlags): Promise<void> {
   const size = local === '-' ? 0 : (await stat(local)).size
   const input = local === '-' ? process.stdin : createReadStream(local, { highWaterMark: 1 << 20 })
-  if (!flags.force && (await client.exists(target))) throw new LoamError('exists', `${target}: file exists (use --force to overwrite)`)
-  // Written under a temporary name and renamed into place: a failed put leaves no partial file and the old one intact.
-  const tmp = `${target}._COPYING_`
-  const writer = await client.create(tmp, {
-    overwrite: true,
-    replication: flags.replication !== undefined ? Number(flags.replication) : undefined,
-    blockSizeBytes: flags.blockSize !== undefined ? parseSize(flags.blockSize, '--block-size') : undefined,
-  })
   const bar = progress(`put ${path.basename(target)}`, size)
   try {
-    for await (const chunk of input) {
-      await writer.write(chunk as Buffer)
-      bar.add((chunk as Buffer).length)
-    }
-    await writer.close()
-    await client.rename(tmp, target, flags.force ?? false)
-  } catch (err) {
-    writer.abort()
-    await client.delete(tmp).catch(() => undefined)
-    throw err
+    await putStream(client, target, input, {
+      force: flags.force,
+      replication: flags.replication !== undefined ? Number(flags.replication) : undefined,
+      blockSizeBytes: flags.blockSize !== undefined ? parseSize(flags.blockSize, '--block-size') : undefined,
+      onChunk: (n) => bar.add(n),
+    })
   } finally {
     bar.done()
   }
@@ -230,7 +199,7 @@ export function registerFsCommands(program: Command): void {
       action(async (p: string, flags: ClientFlags & { json?: boolean }) => {
         await withClient(flags, async (client) => {
           const s = await client.stat(p)
-          const j = statusJson({ ...s, path: p })
+          const j = fileStatusJson({ ...s, path: p })
           if (flags.json) printJson(j)
           else for (const [k, v] of Object.entries(j)) process.stdout.write(`${k.padEnd(13)}${String(v)}\n`)
         })
@@ -254,7 +223,7 @@ export function registerFsCommands(program: Command): void {
             }
           }
           await walk(p)
-          if (flags.json) printJson(all.map(statusJson))
+          if (flags.json) printJson(all.map(fileStatusJson))
         })
       }),
     )

@@ -12,6 +12,7 @@ import { AgentService, SchedulerService, type SchedulerServiceSpec } from '../rp
 import { Scheduler } from '../scheduler/server.js'
 import { logLevel, logStrayRejections, stopOnSignal, writeReadyFile } from './daemon-commands.js'
 import { action, printJson } from './run.js'
+import type { JobStatus } from '../dashboard/model.js'
 
 export interface SchedulerFlags {
   scheduler?: string
@@ -26,26 +27,7 @@ export async function withScheduler<T>(flags: SchedulerFlags, fn: (c: RpcClient<
   }
 }
 
-interface TaskStatusJson {
-  id: string
-  index: number
-  node: string | null
-  locality: string | null
-  waitedMs: number
-  state: string
-  exitCode: number | null
-  attempts: number
-  message?: string
-  input: { path: string; offset: number; length: number } | null
-}
-interface JobStatusJson {
-  id: string
-  state: string
-  role: string
-  tasks: TaskStatusJson[]
-}
-
-function printStatus(job: JobStatusJson): void {
+function printStatus(job: JobStatus): void {
   const count = (s: string): number => job.tasks.filter((t) => t.state === s).length
   const localities = ['NODE_LOCAL', 'RACK_LOCAL', 'ANY'].map((l) => `${l} ${job.tasks.filter((t) => t.locality === l).length}`).join(', ')
   process.stdout.write(`${job.id}: ${job.state} (role ${job.role}); tasks ${job.tasks.length}: ${count('FINISHED')} finished, ${count('RUNNING')} running, ${count('PENDING')} pending, ${count('FAILED')} failed; ${localities}\n`)
@@ -117,10 +99,10 @@ export function registerJobCommands(program: Command): void {
       action(async (file: string, f: SchedulerFlags & { wait?: boolean; json?: boolean }) => {
         const text = await readSpec(file)
         await withScheduler(f, async (c) => {
-          let status = JSON.parse((await c.call('SubmitJob', { json: text })).json) as JobStatusJson
+          let status = JSON.parse((await c.call('SubmitJob', { json: text })).json) as JobStatus
           while (f.wait && status.state === 'RUNNING') {
             await new Promise((r) => setTimeout(r, 250))
-            status = JSON.parse((await c.call('JobStatus', { id: status.id })).json) as JobStatusJson
+            status = JSON.parse((await c.call('JobStatus', { id: status.id })).json) as JobStatus
           }
           if (f.json) printJson(status)
           else printStatus(status)
@@ -135,7 +117,7 @@ export function registerJobCommands(program: Command): void {
     .action(
       action(async (id: string, f: SchedulerFlags & { json?: boolean }) => {
         await withScheduler(f, async (c) => {
-          const status = JSON.parse((await c.call('JobStatus', { id })).json) as JobStatusJson
+          const status = JSON.parse((await c.call('JobStatus', { id })).json) as JobStatus
           if (f.json) printJson(status)
           else printStatus(status)
         })
@@ -174,7 +156,7 @@ export function registerJobCommands(program: Command): void {
     .action(
       action(async (id: string, f: SchedulerFlags) => {
         await withScheduler(f, async (c) => {
-          printStatus(JSON.parse((await c.call('KillJob', { id })).json) as JobStatusJson)
+          printStatus(JSON.parse((await c.call('KillJob', { id })).json) as JobStatus)
         })
       }),
     )

@@ -11,6 +11,7 @@ import { registerVolumeCommands } from './volume-commands.js'
 import { registerJobCommands } from './job-commands.js'
 import { registerServiceCommands } from './service-commands.js'
 import { errorLine, exitStatus } from './run.js'
+import { LOAM_VERSION } from '../common/version.js'
 
 // `loam fs cat F | head` closes our stdout early: that is the reader's choice, not an error.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -20,7 +21,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 
 const program = new Command('loam')
   .description('Loam: a distributed filesystem and storage-volume layer with a locality-aware scheduler')
-  .version('0.1.0')
+  .version(LOAM_VERSION)
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(`loam: ${text.replace(/^error: /, '').trim()}\n`) })
   .showHelpAfterError(false)

@@ -1,6 +1,6 @@
 // How every command ends: its output, or one line saying what went wrong.
 import { CommanderError } from 'commander'
-import { LoamError } from '../rpc/errors.js'
+import { errorLine, LoamError } from '../rpc/errors.js'
 
 /** Exit status per error: 2 for a usage mistake, 1 for everything else a command can meet. */
 export function exitStatus(err: unknown): number {
@@ -9,11 +9,7 @@ export function exitStatus(err: unknown): number {
   return 1
 }
 
-export function errorLine(err: unknown): string {
-  if (err instanceof LoamError) return `loam: ${err.message}`
-  if (err instanceof Error) return `loam: ${err.message}`
-  return `loam: ${String(err)}`
-}
+export { errorLine }
 
 /** Wraps a command's action: typed errors become one line on stderr and an exit status. */
 export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {

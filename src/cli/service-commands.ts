@@ -1,29 +1,12 @@
 // `loam service deploy|ls|status|scale|rm`: long-running services, kept running where their volumes are.
 import type { Command } from 'commander'
-import { LoamError } from '../rpc/errors.js'
+import { parseInstances } from '../scheduler/spec.js'
 import { readSpec, withScheduler, withSchedulerOption, type SchedulerFlags } from './job-commands.js'
 import { action, printJson } from './run.js'
+import type { ServiceStatus } from '../dashboard/model.js'
 
-/** One instance in `service status --json`. */
-export interface InstanceJson {
-  id: string
-  state: string
-  health: string | null
-  node: string | null
-  locality: string | null
-  attempts: number
-  restarts: number
-  exitCode: number | null
-  message?: string
-  volumes: string[]
-}
 /** What `service status --json` prints. */
-export interface ServiceStatusJson {
-  id: string
-  state: string
-  instances: number
-  tasks: InstanceJson[]
-}
+export type ServiceStatusJson = ServiceStatus
 
 function printStatus(svc: ServiceStatusJson): void {
   const running = svc.tasks.filter((t) => t.state === 'RUNNING').length
@@ -81,8 +64,7 @@ export function registerServiceCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       action(async (id: string, n: string, f: SchedulerFlags & { json?: boolean }) => {
-        const instances = Number(n)
-        if (!Number.isInteger(instances) || instances < 0) throw new LoamError('invalid-argument', `instances '${n}' must be a whole number, 0 or more`)
+        const instances = parseInstances(n)
         await withScheduler(f, async (c) => show((await c.call('ScaleService', { id, instances })).json, f.json))
       }),
     )

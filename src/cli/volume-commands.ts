@@ -1,5 +1,6 @@
 // `loam volume ...`: persistent volumes for stateful services.
 import type { Command } from 'commander'
+import { volumeJson } from '../client/json.js'
 import { formatBytes, parseSize } from '../common/units.js'
 import { LoamError } from '../rpc/errors.js'
 import type { VolumeInfo } from '../rpc/messages.js'
@@ -11,25 +12,6 @@ function replication(text: string | undefined): number {
   const n = Number(text)
   if (!Number.isInteger(n) || n < 1) throw new LoamError('invalid-argument', `--replication '${text}' must be a whole number of at least 1`)
   return n
-}
-
-function plain(info: VolumeInfo): Record<string, unknown> {
-  const v = info.volume!
-  return {
-    name: v.name,
-    path: info.path,
-    sizeBytes: v.sizeBytes,
-    usedBytes: v.usedBytes,
-    replication: v.replication,
-    blockSizeBytes: v.blockSizeBytes,
-    owner: v.owner,
-    state: info.state,
-    attachedNode: v.attachedNode || null,
-    holderAlive: info.holderAlive,
-    epoch: v.epoch,
-    createdMs: v.createdMs,
-    nodes: info.nodes.map((n) => ({ node: n.nodeId, bytes: n.bytes })),
-  }
 }
 
 function line(info: VolumeInfo): string {
@@ -64,7 +46,7 @@ export function registerVolumeCommands(program: Command): void {
       action(async (flags: ClientFlags & { json?: boolean }) => {
         await withClient(flags, async (client) => {
           const { volumes } = await client.nn.call('ListVolumes', {})
-          if (flags.json) return printJson(volumes.map(plain))
+          if (flags.json) return printJson(volumes.map(volumeJson))
           const rows = volumes.map((i) => {
             const v = i.volume!
             return [v.name, formatBytes(v.sizeBytes), formatBytes(v.usedBytes), String(v.replication), i.state, v.attachedNode || '-', String(v.epoch)]
@@ -83,7 +65,7 @@ export function registerVolumeCommands(program: Command): void {
       action(async (name: string, flags: ClientFlags & { json?: boolean }) => {
         await withClient(flags, async (client) => {
           const info = await client.nn.call('GetVolume', { name })
-          if (flags.json) return printJson(plain(info))
+          if (flags.json) return printJson(volumeJson(info))
           process.stdout.write(line(info) + `\n  path: ${info.path}\n  owner: ${info.volume!.owner}\n  block size: ${formatBytes(info.volume!.blockSizeBytes)}\n  replicas:\n`)
           for (const n of info.nodes) process.stdout.write(`    ${n.nodeId}: ${formatBytes(n.bytes)}\n`)
           if (info.nodes.length === 0) process.stdout.write('    (no data yet)\n')

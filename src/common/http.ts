@@ -1,4 +1,5 @@
-// Every daemon's HTTP side: /status (JSON) and /metrics (Prometheus text).
+// Every daemon's HTTP side: /status (JSON) and /metrics (Prometheus text), and
+// whatever further pages a daemon adds (the namenode's dashboard).
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Registry, collectDefaultMetrics } from 'prom-client'
@@ -10,10 +11,20 @@ export interface StatusServer {
   close(): Promise<void>
 }
 
-export async function startStatusServer(host: string, port: number, status: () => unknown, registry = new Registry()): Promise<StatusServer> {
+/** Takes a request it serves (answering it, possibly later) and returns true; false leaves it to the next. */
+export type HttpRoutes = (req: http.IncomingMessage, res: http.ServerResponse, path: string) => boolean
+
+export interface StatusServerOptions {
+  /** Made before the server so the RPC server can register its metrics in it too. */
+  registry?: Registry
+  routes?: HttpRoutes
+}
+
+export async function startStatusServer(host: string, port: number, status: () => unknown, opts: StatusServerOptions = {}): Promise<StatusServer> {
+  const registry = opts.registry ?? new Registry()
   collectDefaultMetrics({ register: registry })
   const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0]
+    const path = (req.url ?? '/').split('?')[0]!
     if (path === '/status') {
       res.writeHead(200, { 'content-type': 'application/json' })
       res.end(JSON.stringify(status()))
@@ -28,7 +39,7 @@ export async function startStatusServer(host: string, port: number, status: () =
           res.end(err.message)
         },
       )
-    } else {
+    } else if (!opts.routes?.(req, res, path)) {
       res.writeHead(404, { 'content-type': 'text/plain' })
       res.end('not found: try /status or /metrics\n')
     }

@@ -1,6 +1,9 @@
 // Sizes (4KiB, 64MiB, 10GiB) and durations (500ms, 3s, 2m) as people write them.
 import { LoamError } from '../rpc/errors.js'
 
+// formatBytes has no dependencies so the dashboard's browser code can use it too.
+export { formatBytes } from './format.js'
+
 const SIZE_UNITS: Record<string, number> = {
   '': 1, b: 1,
   k: 1024, kb: 1000, kib: 1024,
@@ -25,16 +28,4 @@ export function parseDuration(text: string, what = 'duration'): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|)\s*$/.exec(text)
   if (!m) throw new LoamError('invalid-argument', `${what} '${text}' is not a duration (for example 500ms, 3s, 2m, 7d)`)
   return Math.round(Number(m[1]) * DURATION_UNITS[m[2]!]!)
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
-  let v = bytes
-  let i = 0
-  // 1023.99 KiB would print as 1024.0 KiB: move up once the rounded figure reaches 1024.
-  while (Number(v.toFixed(1)) >= 1024 && i < units.length - 1) {
-    v /= 1024
-    i++
-  }
-  return i === 0 ? `${bytes} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`
 }

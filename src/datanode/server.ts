@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { Counter, Gauge, type Registry } from 'prom-client'
+import { Counter, Gauge, Registry } from 'prom-client'
 import { formatAddress, type Address } from '../common/address.js'
 import { initChecksums } from '../common/checksum.js'
 import { startStatusServer } from '../common/http.js'
@@ -42,6 +42,8 @@ export interface DatanodeHandle {
   id: string
   rpc: Address
   http: Address
+  /** Its /metrics: a process that serves more (`loam node`'s agent) registers there too. */
+  registry: Registry
   stop(): Promise<void>
 }
 
@@ -95,10 +97,11 @@ export class Datanode {
       log: opts.log,
     })
     dn.scanner = scanner
-    const rpc = new RpcServer(DatanodeService, dn.handlers(), opts.log)
+    const registry = new Registry()
+    const rpc = new RpcServer(DatanodeService, dn.handlers(), opts.log, { registry, service: 'datanode' })
     const rpcAddress = await rpc.listen(opts.host, opts.port)
-    const http = await startStatusServer(opts.host, opts.httpPort, () => dn.statusJson())
-    dn.registerMetrics(http.registry)
+    const http = await startStatusServer(opts.host, opts.httpPort, () => dn.statusJson(), { registry })
+    dn.registerMetrics(registry)
     dn.info = { id, host: opts.advertise ?? opts.host, rpcPort: rpcAddress.port, httpPort: http.address.port, rack: opts.rack }
     void dn.loop()
     scanner.start()
@@ -107,6 +110,7 @@ export class Datanode {
       id,
       rpc: rpcAddress,
       http: http.address,
+      registry,
       stop: async () => {
         dn.stopped = true
         clearTimeout(dn.timer)

@@ -3,6 +3,8 @@
 // mount`): a process serving a mount must never make calls into it.
 import { readFile, stat } from 'node:fs/promises'
 import path from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { Counter, Histogram, type Registry } from 'prom-client'
 import Fuse, { type FuseOps, type FuseTime } from '#fuse-native'
 import { LoamClient } from '../client/client.js'
 import { initChecksums } from '../common/checksum.js'
@@ -24,11 +26,15 @@ export interface MountOptions {
   readOnly: boolean
   /** Mount just this volume; writable only on the node it is attached to. */
   volume?: string
+  /** Where its operation counts and latencies go (the mount process's /metrics). */
+  registry: Registry
   log: Logger
 }
 
 export interface MountHandle {
   dir: string
+  /** For /status. */
+  status(): unknown
   /** Resolves once the mount is gone (unmounted from here or by `loam umount`). */
   closed: Promise<void>
   unmount(): Promise<void>
@@ -56,7 +62,7 @@ export async function serveMount(opts: MountOptions): Promise<MountHandle> {
     root: vol ? volumePath(vol.name) : '',
     quota: vol && !opts.readOnly ? new VolumeQuota(vol.name, vol.sizeBytes, vol.usedBytes) : undefined,
   })
-  const fuse: Fuse = new Fuse(dir, adapt(fs, () => fuse.context(), opts.log), {
+  const fuse: Fuse = new Fuse(dir, adapt(fs, () => fuse.context(), opts.log, fuseMetrics(opts.registry)), {
     force: true,
     // The kernel checks mode bits, owner and group for the calling user against what getattr reports.
     allowOther: true,
@@ -100,7 +106,8 @@ export async function serveMount(opts: MountOptions): Promise<MountHandle> {
       if (!mounted) void stop(false)
     })
   }, 500)
-  return { dir, closed, unmount: () => stop(true) }
+  const status = { role: 'mount', dir, namenode: client.namenode, nodeId: opts.nodeId ?? null, readOnly: opts.readOnly, volume: vol?.name ?? null, epoch: vol?.epoch ?? null }
+  return { dir, closed, status: () => status, unmount: () => stop(true) }
 }
 
 /** A volume may be mounted for writing only where it is attached. */
@@ -124,53 +131,71 @@ function unescapeMount(field: string): string {
   return field.replace(/\\(\d{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)))
 }
 
+/** Latency buckets from an answer out of the attribute cache to a write that waits for its pipeline. */
+const FUSE_SECONDS_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5]
+
+type FuseMetrics = (op: string, startedMs: number, errno: number) => void
+
+function fuseMetrics(registry: Registry): FuseMetrics {
+  const ops = new Counter({ name: 'loam_fuse_operations_total', help: 'FUSE operations answered, by operation and result (ok or the errno)', labelNames: ['op', 'result'], registers: [registry] })
+  const seconds = new Histogram({ name: 'loam_fuse_operation_duration_seconds', help: 'Time to answer a FUSE operation, by operation', labelNames: ['op'], buckets: FUSE_SECONDS_BUCKETS, registers: [registry] })
+  return (op, startedMs, errno) => {
+    ops.inc({ op, result: errno === 0 ? 'ok' : String(-errno) })
+    seconds.observe({ op }, (performance.now() - startedMs) / 1000)
+  }
+}
+
 /** The callback shapes libfuse's binding expects, around the filesystem's async operations. */
-function adapt(fs: LoamFilesystem, context: () => Caller, log: Logger): FuseOps {
-  const fail = (op: string, p: string, err: unknown): number => {
+function adapt(fs: LoamFilesystem, context: () => Caller, log: Logger, measure: FuseMetrics): FuseOps {
+  const fail = (op: string, p: string, err: unknown, startedMs: number): number => {
     const errno = errnoOf(err)
     if (errno === -5) log.warn({ op, path: p, err: (err as Error).message }, 'operation failed')
+    measure(op, startedMs, errno)
     return errno
   }
-  const value = <T>(op: string, p: string, work: Promise<T>, cb: (err: number, value?: T) => void): void => {
-    work.then((v) => cb(0, v), (err: unknown) => cb(fail(op, p, err)))
+  const value = <T>(op: string, p: string, work: () => Promise<T>, cb: (err: number, value?: T) => void): void => {
+    const startedMs = performance.now()
+    work().then((v) => (measure(op, startedMs, 0), cb(0, v)), (err: unknown) => cb(fail(op, p, err, startedMs)))
   }
-  const done = (op: string, p: string, work: Promise<unknown>, cb: (err: number) => void): void => {
-    work.then(() => cb(0), (err: unknown) => cb(fail(op, p, err)))
+  const done = (op: string, p: string, work: () => Promise<unknown>, cb: (err: number) => void): void => {
+    const startedMs = performance.now()
+    work().then(() => (measure(op, startedMs, 0), cb(0)), (err: unknown) => cb(fail(op, p, err, startedMs)))
   }
-  const count = (op: string, p: string, work: Promise<number>, cb: (result: number) => void): void => {
-    work.then(cb, (err: unknown) => cb(fail(op, p, err)))
+  const count = (op: string, p: string, work: () => Promise<number>, cb: (result: number) => void): void => {
+    const startedMs = performance.now()
+    work().then((n) => (measure(op, startedMs, 0), cb(n)), (err: unknown) => cb(fail(op, p, err, startedMs)))
   }
   const ms = (t: FuseTime): number => (t === 'now' ? Date.now() : t === 'omit' ? 0 : t)
   return {
     init: (cb) => cb(0),
-    getattr: (p, cb) => value('getattr', p, fs.getattr(p), cb),
-    fgetattr: (p, fd, cb) => value('fgetattr', p, fs.fgetattr(p, fd), cb),
-    readdir: (p, cb) => value('readdir', p, fs.readdir(p), cb),
-    access: (p, _mode, cb) => done('access', p, fs.access(p), cb),
-    statfs: (p, cb) => value('statfs', p, fs.statfs(), cb),
-    open: (p, flags, cb) => value('open', p, fs.open(p, flags), cb),
-    create: (p, mode, cb) => value('create', p, fs.create(p, mode, context()), cb),
-    read: (p, fd, buf, len, pos, cb) => count('read', p, fs.read(p, fd, buf, len, pos), cb),
-    write: (p, fd, buf, len, pos, cb) => count('write', p, fs.write(p, fd, buf, len, pos), cb),
-    flush: (p, fd, cb) => done('flush', p, fs.flush(p, fd), cb),
-    fsync: (p, _datasync, fd, cb) => done('fsync', p, fs.fsync(p, fd), cb),
-    release: (p, fd, cb) => done('release', p, fs.release(p, fd), cb),
-    truncate: (p, size, cb) => done('truncate', p, fs.truncate(p, size), cb),
-    ftruncate: (p, fd, size, cb) => done('ftruncate', p, fs.ftruncate(p, fd, size), cb),
-    mkdir: (p, mode, cb) => done('mkdir', p, fs.mkdir(p, mode, context()), cb),
-    unlink: (p, cb) => done('unlink', p, fs.unlink(p), cb),
-    rmdir: (p, cb) => done('rmdir', p, fs.rmdir(p), cb),
-    rename: (src, dst, cb) => done('rename', src, fs.rename(src, dst), cb),
-    link: (src, dst, cb) => done('link', src, fs.link(src, dst), cb),
-    symlink: (target, p, cb) => done('symlink', p, fs.symlink(target, p, context()), cb),
-    readlink: (p, cb) => value('readlink', p, fs.readlink(p), cb),
-    chmod: (p, mode, cb) => done('chmod', p, fs.chmod(p, mode), cb),
-    chown: (p, uid, gid, cb) => done('chown', p, fs.chown(p, uid, gid), cb),
-    utimens: (p, atime, mtime, cb) => done('utimens', p, fs.utimens(p, ms(atime), ms(mtime)), cb),
+    getattr: (p, cb) => value('getattr', p, () => fs.getattr(p), cb),
+    fgetattr: (p, fd, cb) => value('fgetattr', p, () => fs.fgetattr(p, fd), cb),
+    readdir: (p, cb) => value('readdir', p, () => fs.readdir(p), cb),
+    access: (p, _mode, cb) => done('access', p, () => fs.access(p), cb),
+    statfs: (p, cb) => value('statfs', p, () => fs.statfs(), cb),
+    open: (p, flags, cb) => value('open', p, () => fs.open(p, flags), cb),
+    create: (p, mode, cb) => value('create', p, () => fs.create(p, mode, context()), cb),
+    read: (p, fd, buf, len, pos, cb) => count('read', p, () => fs.read(p, fd, buf, len, pos), cb),
+    write: (p, fd, buf, len, pos, cb) => count('write', p, () => fs.write(p, fd, buf, len, pos), cb),
+    flush: (p, fd, cb) => done('flush', p, () => fs.flush(p, fd), cb),
+    fsync: (p, _datasync, fd, cb) => done('fsync', p, () => fs.fsync(p, fd), cb),
+    release: (p, fd, cb) => done('release', p, () => fs.release(p, fd), cb),
+    truncate: (p, size, cb) => done('truncate', p, () => fs.truncate(p, size), cb),
+    ftruncate: (p, fd, size, cb) => done('ftruncate', p, () => fs.ftruncate(p, fd, size), cb),
+    mkdir: (p, mode, cb) => done('mkdir', p, () => fs.mkdir(p, mode, context()), cb),
+    unlink: (p, cb) => done('unlink', p, () => fs.unlink(p), cb),
+    rmdir: (p, cb) => done('rmdir', p, () => fs.rmdir(p), cb),
+    rename: (src, dst, cb) => done('rename', src, () => fs.rename(src, dst), cb),
+    link: (src, dst, cb) => done('link', src, () => fs.link(src, dst), cb),
+    symlink: (target, p, cb) => done('symlink', p, () => fs.symlink(target, p, context()), cb),
+    readlink: (p, cb) => value('readlink', p, () => fs.readlink(p), cb),
+    chmod: (p, mode, cb) => done('chmod', p, () => fs.chmod(p, mode), cb),
+    chown: (p, uid, gid, cb) => done('chown', p, () => fs.chown(p, uid, gid), cb),
+    utimens: (p, atime, mtime, cb) => done('utimens', p, () => fs.utimens(p, ms(atime), ms(mtime)), cb),
     // The value is FUSE memory, valid only until the reply: keep a copy.
-    setxattr: (p, name, v, _position, flags, cb) => done('setxattr', p, fs.setxattr(p, name, Buffer.from(v), flags), cb),
-    getxattr: (p, name, _position, cb) => value('getxattr', p, fs.getxattr(p, name), cb),
-    listxattr: (p, cb) => value('listxattr', p, fs.listxattr(p), cb),
-    removexattr: (p, name, cb) => done('removexattr', p, fs.removexattr(p, name), cb),
+    setxattr: (p, name, v, _position, flags, cb) => done('setxattr', p, () => fs.setxattr(p, name, Buffer.from(v), flags), cb),
+    getxattr: (p, name, _position, cb) => value('getxattr', p, () => fs.getxattr(p, name), cb),
+    listxattr: (p, cb) => value('listxattr', p, () => fs.listxattr(p), cb),
+    removexattr: (p, name, cb) => done('removexattr', p, () => fs.removexattr(p, name), cb),
   }
 }

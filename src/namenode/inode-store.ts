@@ -69,6 +69,39 @@ export function decodeInode(v: Buffer): InodeRecord {
   return codecs.InodeRecord.decode(v)
 }
 
+export interface InodeCounts {
+  files: number
+  directories: number
+  symlinks: number
+}
+
+/** Which count an inode of this type is in. */
+export const COUNT_FIELD: Record<InodeType, keyof InodeCounts> = { [InodeType.FILE]: 'files', [InodeType.DIRECTORY]: 'directories', [InodeType.SYMLINK]: 'symlinks' }
+
+function isInodeKey(key: Buffer): boolean {
+  return key.length === 9 && key[0] === 0x69
+}
+
+/**
+ * How a batch changes the number of inodes of each type: a put of an absent
+ * inode adds one, a delete of a present one takes one away. `before` reads the
+ * store as it is before the batch; a key the batch names twice is followed
+ * through it.
+ */
+export function inodeCountChanges(ops: KvOp[], before: (key: Buffer) => Buffer | undefined): InodeCounts {
+  const delta: InodeCounts = { files: 0, directories: 0, symlinks: 0 }
+  const seen = new Map<string, Buffer | undefined>()
+  for (const op of ops) {
+    if (!isInodeKey(op.key)) continue
+    const k = op.key.toString('hex')
+    const old = seen.has(k) ? seen.get(k) : before(op.key)
+    if (op.type === 'put' && !old) delta[COUNT_FIELD[decodeInode(op.value).type]]++
+    if (op.type === 'del' && old) delta[COUNT_FIELD[decodeInode(old).type]]--
+    seen.set(k, op.type === 'put' ? op.value : undefined)
+  }
+  return delta
+}
+
 /** Counters that only grow: ids and generation stamps are never reused. */
 export class Counters {
   constructor(

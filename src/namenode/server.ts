@@ -1,9 +1,14 @@
 // The namenode process: receives RPCs, runs the namespace core, commits, replies.
 import { randomUUID } from 'node:crypto'
 import path from 'node:path'
-import { Gauge } from 'prom-client'
-import type { Address } from '../common/address.js'
-import { startStatusServer, type StatusServer } from '../common/http.js'
+import { Gauge, Registry } from 'prom-client'
+import { parseAddress, type Address } from '../common/address.js'
+import { startStatusServer } from '../common/http.js'
+import { LOAM_VERSION } from '../common/version.js'
+import { LoamClient } from '../client/client.js'
+import { DashboardApi } from '../dashboard/api.js'
+import type { NamenodeSummary } from '../dashboard/model.js'
+import { dashboardRoutes } from '../dashboard/routes.js'
 import type { Logger } from '../common/log.js'
 import { BLOCK_SIZE_DEFAULT_BYTES, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
@@ -12,8 +17,8 @@ import { RpcClient } from '../rpc/client.js'
 import { RpcServer, type CallContext, type Handlers } from '../rpc/server.js'
 import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type NamenodeServiceSpec } from '../rpc/service.js'
 import { BlockMap, type BlockInfo } from './blockmap.js'
-import { Datanodes, sameHost, type DatanodeState } from './datanodes.js'
-import { Counters, decodeId, decodeInode, decodeVolume, formatOps, keys, StoreTxn } from './inode-store.js'
+import { Datanodes, sameHost, stateName, type DatanodeState } from './datanodes.js'
+import { COUNT_FIELD, Counters, decodeId, decodeInode, decodeVolume, formatOps, inodeCountChanges, keys, StoreTxn, type InodeCounts } from './inode-store.js'
 import { fileStatus, Namespace, ROOT_ID, type Caller, type Tree } from './namespace.js'
 import { chooseTargets } from './placement.js'
 import { planReplication } from './replication.js'
@@ -72,6 +77,10 @@ export class Namenode {
   private readonly recovering = new Set<number>()
   private readonly leaseLimitMs: number
   private readonly datanodeClients = new Map<string, RpcClient<DatanodeServiceSpec>>()
+  /** Where the scheduler serves, as it last announced (for the dashboard). */
+  private schedulerAddress: Address | undefined
+  /** Inodes of each type: counted at start, then kept by every commit. */
+  private readonly inodes: InodeCounts = { files: 0, directories: 0, symlinks: 0 }
 
   private constructor(
     private readonly store: LevelStore,
@@ -105,10 +114,14 @@ export class Namenode {
     }
     const nn = new Namenode(store, Counters.load(store), clusterIdBuf?.toString() ?? 'unknown', opts)
     await nn.loadBlocks()
-    const rpc = new RpcServer(NamenodeService, nn.handlers(), opts.log)
+    const registry = new Registry()
+    const rpc = new RpcServer(NamenodeService, nn.handlers(), opts.log, { registry, service: 'namenode' })
     const rpcAddress = await rpc.listen(opts.host, opts.port)
-    const http = await startStatusServer(opts.host, opts.httpPort, () => nn.statusJson())
-    nn.registerMetrics(http, rpc)
+    // The dashboard reads the namespace as any client does, through this namenode's RPCs.
+    const dashboardClient = new LoamClient({ namenode: rpcAddress })
+    const dashboard = new DashboardApi({ client: dashboardClient, summary: () => nn.summary(), scheduler: () => nn.schedulerAddress })
+    const http = await startStatusServer(opts.host, opts.httpPort, () => nn.statusJson(), { registry, routes: dashboardRoutes(dashboard, opts.log) })
+    nn.registerMetrics(registry)
     nn.timers.push(setInterval(() => nn.checkDatanodes(), Math.min(1000, nn.heartbeatMs)))
     nn.timers.push(setInterval(() => nn.monitorReplication(), Math.min(1000, nn.heartbeatMs)))
     nn.timers.push(setInterval(() => nn.monitorLeases(), 1000))
@@ -120,6 +133,8 @@ export class Namenode {
       stop: async () => {
         for (const t of nn.timers) clearInterval(t)
         for (const c of nn.datanodeClients.values()) c.close()
+        dashboard.close()
+        dashboardClient.close()
         await rpc.close()
         await http.close()
         await store.close()
@@ -135,6 +150,7 @@ export class Namenode {
       if (page.length === 0) break
       for (const [, v] of page) {
         const rec = decodeInode(v)
+        this.inodes[COUNT_FIELD[rec.type]]++
         if (rec.type !== InodeType.FILE) continue
         if (rec.leaseHolder) this.underConstruction.set(rec.id, rec.leaseHolder)
         rec.blocks.forEach((b, i) => {
@@ -164,8 +180,15 @@ export class Namenode {
     }
     const txn = new StoreTxn(this.store, this.counters)
     const result = fn(new Namespace(txn, ctx && this.caller(ctx)))
-    await this.store.commit(txn.batch())
+    await this.commit(txn.batch())
     return result
+  }
+
+  /** Every namespace change goes through here, so the inode counts follow it. */
+  private commit(ops: KvOp[]): Promise<void> {
+    const delta = inodeCountChanges(ops, (key) => this.store.get(key))
+    for (const k of Object.values(COUNT_FIELD)) this.inodes[k] += delta[k]
+    return this.store.commit(ops)
   }
 
   private leaseExpired = (holder: string): boolean => {
@@ -473,6 +496,12 @@ export class Namenode {
         return {}
       },
       DatanodeReport: () => this.datanodeReport(),
+      AnnounceScheduler: (req) => {
+        const address = parseAddress(req.rpcAddress, 'scheduler address')
+        if (this.schedulerAddress?.host !== address.host || this.schedulerAddress.port !== address.port) this.opts.log.info({ scheduler: req.rpcAddress, http: req.httpAddress }, 'scheduler announced')
+        this.schedulerAddress = address
+        return {}
+      },
       Decommission: async (req) => {
         const node = this.datanodes.nodes.get(req.nodeId)
         if (!node) throw new LoamError('not-found', `datanode ${req.nodeId}: no such datanode (see 'loam report')`)
@@ -913,47 +942,79 @@ export class Namenode {
         ops.push(...txn.batch())
       }
       if (entries.length === 0) ops.push({ type: 'del', key: keys.inode(dirId) }, { type: 'del', key: keys.collect(dirId) })
-      await this.store.commit(ops)
+      await this.commit(ops)
       this.invalidate(freed)
       if (entries.length === 0) return
     }
   }
 
-  private registerMetrics(http: StatusServer, rpc: RpcServer<NamenodeServiceSpec>): void {
-    const r = http.registry
+  private registerMetrics(r: Registry): void {
     const g = (name: string, help: string, value: () => number): void => {
       new Gauge({ name, help, registers: [r], collect() { this.set(value()) } })
     }
+    g('loam_namenode_files', 'Files in the namespace', () => this.inodes.files)
+    g('loam_namenode_directories', 'Directories in the namespace', () => this.inodes.directories)
     g('loam_namenode_blocks', 'Blocks in the namespace', () => this.blockMap.blocks.size)
-    g('loam_namenode_under_replicated_blocks', 'Complete blocks with fewer healthy replicas than their replication', () => this.countUnder())
+    g('loam_namenode_under_replicated_blocks', 'Complete blocks with fewer healthy replicas than their replication', () => this.underReplicated)
+    g('loam_namenode_corrupt_blocks', 'Complete blocks with a replica reported corrupt', () => this.blockHealth().corruptBlocks)
+    g('loam_namenode_missing_blocks', 'Complete blocks with no healthy replica', () => this.blockHealth().missingBlocks)
     g('loam_namenode_corrupt_replicas', 'Replicas reported corrupt', () => [...this.blockMap.blocks.values()].reduce((s, b) => s + b.corrupt.size, 0))
+    g('loam_namenode_replication_pending_copies', 'Re-replication copies handed to datanodes and not yet reported', () => this.pendingCopies())
+    g('loam_namenode_pending_deletes', 'Replica deletions waiting for their datanode\'s next heartbeat', () => [...this.datanodes.nodes.values()].reduce((s, n) => s + n.pendingDeletes.length, 0))
     g('loam_namenode_live_datanodes', 'Live datanodes', () => this.datanodes.live().length)
     g('loam_namenode_safemode', '1 while in safe mode', () => (this.safemode ? 1 : 0))
     g('loam_namenode_commit_batches', 'Synced metadata batches written', () => this.store.stats.batches)
     g('loam_namenode_commit_mutations', 'Mutations committed', () => this.store.stats.mutations)
-    new Gauge({
-      name: 'loam_rpc_calls',
-      help: 'RPC calls received, by method',
-      labelNames: ['method'],
-      registers: [r],
-      collect() {
-        for (const [method, n] of rpc.callCounts) this.set({ method }, n)
-      },
-    })
   }
 
-  private countUnder(): number {
-    return this.underReplicated
+  /** Complete blocks with a corrupt replica, and with no healthy replica (one scan of the block map). */
+  private blockHealth(): { corruptBlocks: number; missingBlocks: number } {
+    let corruptBlocks = 0
+    let missingBlocks = 0
+    for (const b of this.blockMap.blocks.values()) {
+      if (!b.complete) continue
+      if (b.corrupt.size > 0) corruptBlocks++
+      if (b.replicas.size === 0) missingBlocks++
+    }
+    return { corruptBlocks, missingBlocks }
+  }
+
+  private pendingCopies(): number {
+    return [...this.pending.values()].reduce((s, p) => s + p.targets.size, 0)
+  }
+
+  /** What an operator asks first (the dashboard's overview, and /status). */
+  summary(): NamenodeSummary {
+    const nodes = { live: 0, dead: 0, decommissioning: 0, decommissioned: 0 }
+    const capacity = { capacityBytes: 0, usedBytes: 0, remainingBytes: 0 }
+    for (const n of this.datanodes.nodes.values()) {
+      nodes[stateName(n)]++
+      if (!n.alive) continue
+      capacity.capacityBytes += n.capacityBytes
+      capacity.usedBytes += n.usedBytes
+      capacity.remainingBytes += n.remainingBytes
+    }
+    return {
+      version: LOAM_VERSION,
+      clusterId: this.clusterId,
+      startedMs: this.startedMs,
+      uptimeMs: Date.now() - this.startedMs,
+      safemode: this.safemode,
+      reportedBlocks: this.blockMap.reportedCount(),
+      ...this.inodes,
+      blocks: this.blockMap.blocks.size,
+      underReplicatedBlocks: this.underReplicated,
+      ...this.blockHealth(),
+      pendingCopies: this.pendingCopies(),
+      nodes,
+      ...capacity,
+    }
   }
 
   private statusJson(): unknown {
     return {
       role: 'namenode',
-      clusterId: this.clusterId,
-      safemode: this.safemode,
-      uptimeMs: Date.now() - this.startedMs,
-      blocks: this.blockMap.blocks.size,
-      underReplicated: this.countUnder(),
+      ...this.summary(),
       datanodes: [...this.datanodes.nodes.values()].map((n) => this.datanodes.report(n)),
     }
   }

@@ -47,6 +47,12 @@ export function toLoamError(err: unknown): LoamError {
   return new LoamError('io', message)
 }
 
+/** The one line a user sees for an error: the CLI prints it, the dashboard shows it. */
+export function errorLine(err: unknown): string {
+  if (err instanceof Error) return `loam: ${err.message}`
+  return `loam: ${String(err)}`
+}
+
 /** Fail loudly when an invariant Loam relies on does not hold. */
 export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new Error(`assertion failed: ${message}`)

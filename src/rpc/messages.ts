@@ -189,6 +189,7 @@ export interface DatanodeReportResponse {
 }
 
 export interface DecommissionRequest { nodeId: string; recommission: boolean }
+export interface SchedulerAnnouncement { rpcAddress: string; httpAddress: string }
 
 export interface RegisterDatanodeRequest {
   node: DatanodeInfo | null

@@ -85,6 +85,7 @@ export const codecs = {
   ReportBadBlocksRequest: codec<m.ReportBadBlocksRequest>('ReportBadBlocksRequest'),
   DatanodeReportResponse: codec<m.DatanodeReportResponse>('DatanodeReportResponse'),
   DecommissionRequest: codec<m.DecommissionRequest>('DecommissionRequest'),
+  SchedulerAnnouncement: codec<m.SchedulerAnnouncement>('SchedulerAnnouncement'),
   RegisterDatanodeRequest: codec<m.RegisterDatanodeRequest>('RegisterDatanodeRequest'),
   RegisterDatanodeResponse: codec<m.RegisterDatanodeResponse>('RegisterDatanodeResponse'),
   HeartbeatRequest: codec<m.HeartbeatRequest>('HeartbeatRequest'),

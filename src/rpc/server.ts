@@ -1,6 +1,8 @@
 // The serving side: decodes requests, runs handlers, replies with a response or
 // a typed error. A bad frame closes its connection and nothing else.
 import net from 'node:net'
+import { performance } from 'node:perf_hooks'
+import { Counter, Histogram, type Registry } from 'prom-client'
 import { CALLS_PER_CONNECTION_MAX, RPC_TIMEOUT_DEFAULT_MS, RPC_TIMEOUT_MAX_MS } from '../limits.js'
 import type { Address } from '../common/address.js'
 import type { Logger } from '../common/log.js'
@@ -36,18 +38,48 @@ interface ConnectionState {
   streams: Map<number, ServerStream>
 }
 
+interface RpcMetrics {
+  calls: Counter<'service' | 'method' | 'code'>
+  seconds: Histogram<'service' | 'method'>
+}
+
+/** Latency buckets from a cached metadata call (sub-millisecond) to a long block stream. */
+const RPC_SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+/** One pair of metrics a registry: a process serving two services (`loam node`) shares them, labelled by service. */
+const metricsByRegistry = new WeakMap<Registry, RpcMetrics>()
+
+function rpcMetrics(registry: Registry): RpcMetrics {
+  let m = metricsByRegistry.get(registry)
+  if (!m) {
+    m = {
+      calls: new Counter({ name: 'loam_rpc_calls_total', help: 'RPC calls served, by service, method and outcome (ok or the error code)', labelNames: ['service', 'method', 'code'], registers: [registry] }),
+      seconds: new Histogram({ name: 'loam_rpc_duration_seconds', help: 'Time from request to reply (a stream: its whole exchange), by service and method', labelNames: ['service', 'method'], buckets: RPC_SECONDS_BUCKETS, registers: [registry] }),
+    }
+    metricsByRegistry.set(registry, m)
+  }
+  return m
+}
+
+export interface RpcServerMetrics {
+  registry: Registry
+  /** The service's name in the metrics' labels: namenode, datanode, scheduler, agent. */
+  service: string
+}
+
 export class RpcServer<S extends ServiceSpec> {
   private readonly server: net.Server
   private readonly connections = new Set<ConnectionState>()
-  /** Counts per method, for /metrics and /status. */
-  readonly callCounts = new Map<string, number>()
+  private readonly metrics: (RpcMetrics & { service: string }) | undefined
 
   constructor(
     private readonly service: S,
     private readonly handlers: Handlers<S>,
     private readonly log: Logger,
+    metrics?: RpcServerMetrics,
   ) {
     this.server = net.createServer((raw) => this.accept(raw))
+    this.metrics = metrics && { ...rpcMetrics(metrics.registry), service: metrics.service }
   }
 
   listen(host: string, port: number): Promise<Address> {
@@ -120,7 +152,8 @@ export class RpcServer<S extends ServiceSpec> {
       ctx.stream = new ServerStream(header.id, conn.socket, timeoutMs, `${method} from ${ctx.remoteAddress}`)
       conn.streams.set(header.id, ctx.stream)
     }
-    this.callCounts.set(method, (this.callCounts.get(method) ?? 0) + 1)
+    const startedMs = performance.now()
+    let code = 'ok'
     conn.inFlight++
     if (conn.inFlight >= CALLS_PER_CONNECTION_MAX && !conn.paused) {
       conn.paused = true
@@ -133,9 +166,15 @@ export class RpcServer<S extends ServiceSpec> {
         conn.socket.send({ id: header.id, kind: FrameKind.RESPONSE, body: spec.response.encode(response) })
       } catch (err) {
         const e = toLoamError(err)
+        code = e.code
         if (!(err instanceof LoamError)) this.log.error({ method, err: (err as Error).stack ?? String(err) }, 'handler failed')
         conn.socket.send({ id: header.id, kind: FrameKind.ERROR, error: { code: e.code, message: e.message } })
       } finally {
+        if (this.metrics) {
+          const { calls, seconds, service } = this.metrics
+          calls.inc({ service, method, code })
+          seconds.observe({ service, method }, (performance.now() - startedMs) / 1000)
+        }
         conn.streams.delete(header.id)
         conn.inFlight--
         if (conn.paused && conn.inFlight < CALLS_PER_CONNECTION_MAX / 2) {

@@ -59,6 +59,7 @@ export const NamenodeService = {
   ReportBadBlocks: unary(codecs.ReportBadBlocksRequest, codecs.Empty),
   DatanodeReport: unary(codecs.Empty, codecs.DatanodeReportResponse),
   Decommission: unary(codecs.DecommissionRequest, codecs.DatanodeReportResponse),
+  AnnounceScheduler: unary(codecs.SchedulerAnnouncement, codecs.Empty),
   // datanodes
   RegisterDatanode: unary(codecs.RegisterDatanodeRequest, codecs.RegisterDatanodeResponse),
   Heartbeat: unary(codecs.HeartbeatRequest, codecs.HeartbeatResponse),

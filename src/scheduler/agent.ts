@@ -3,6 +3,7 @@
 // holds, heartbeats every task's state, carries out the launches, kills and forgets
 // the answers carry, and serves its tasks' logs (AgentService.ReadLog).
 import path from 'node:path'
+import type { Registry } from 'prom-client'
 import { formatAddress, parseAddress, type Address } from '../common/address.js'
 import type { Logger } from '../common/log.js'
 import { HEARTBEAT_DEFAULT_MS } from '../limits.js'
@@ -52,6 +53,8 @@ export interface AgentOptions {
   heartbeatMs?: number
   /** Set in every task's environment before the task's own env (LOAM_NAMENODE, ...). */
   taskEnv?: Record<string, string>
+  /** Where its RPC metrics go (the /metrics of the process it runs in). */
+  registry?: Registry
   log: Logger
 }
 
@@ -60,6 +63,8 @@ export interface AgentHandle {
   /** Where AgentService (ReadLog) is served. */
   rpc: Address
   workDir: string
+  /** For /status: registered or not, and every task it holds with its state. */
+  status(): unknown
   /** Stops heartbeating and serving, and kills every running task. */
   stop(): Promise<void>
 }
@@ -120,7 +125,7 @@ class Agent {
     if (this.opts.nodeId) env.LOAM_NODE_ID = this.opts.nodeId
     // Leftovers of a previous incarnation are killed before anything new can start.
     this.runner = await TaskRunner.open({ workDir: this.workDir, baseEnv: env, log: this.opts.log, onEnded: () => this.poke() })
-    this.server = new RpcServer(AgentService, this.handlers(), this.opts.log)
+    this.server = new RpcServer(AgentService, this.handlers(), this.opts.log, this.opts.registry && { registry: this.opts.registry, service: 'agent' })
     try {
       this.rpc = await this.server.listen(this.opts.host, this.opts.port)
     } catch (err) {
@@ -128,7 +133,11 @@ class Agent {
     }
     this.loopDone = this.loop()
     this.opts.log.info({ agentId: this.opts.agentId, rpc: this.rpc, scheduler: formatAddress(this.opts.scheduler), workDir: this.workDir }, 'agent serving')
-    return { agentId: this.opts.agentId, rpc: this.rpc, workDir: this.workDir, stop: () => this.stop() }
+    return { agentId: this.opts.agentId, rpc: this.rpc, workDir: this.workDir, status: () => this.status(), stop: () => this.stop() }
+  }
+
+  private status(): unknown {
+    return { role: 'agent', agentId: this.opts.agentId, nodeId: this.opts.nodeId, rack: this.opts.rack, scheduler: formatAddress(this.opts.scheduler), registered: this.registered, cpus: this.opts.cpus, memMib: this.opts.memMib, tasks: this.runner.states() }
   }
 
   private async stop(): Promise<void> {

@@ -4,13 +4,13 @@
 // decision is durable (StateFile) before an agent hears of it; after a restart
 // the tasks recorded as running are reconciled with what the agents report.
 import { performance } from 'node:perf_hooks'
-import { Gauge } from 'prom-client'
+import { Gauge, Registry } from 'prom-client'
 import { formatAddress, type Address } from '../common/address.js'
 import { startStatusServer } from '../common/http.js'
 import type { Logger } from '../common/log.js'
 import { mkdirp } from '../common/mkdirp.js'
 import { LoamClient } from '../client/client.js'
-import { AGENT_DEAD_AFTER_DEFAULT_MS, AGENT_HEARTBEAT_DEFAULT_MS, FINISHED_JOBS_KEPT, JOB_SPEC_BYTES_MAX, RECONCILE_GRACE_DEFAULT_MS, SERVICE_INSTANCES_MAX } from '../limits.js'
+import { AGENT_DEAD_AFTER_DEFAULT_MS, AGENT_HEARTBEAT_DEFAULT_MS, FINISHED_JOBS_KEPT, JOB_SPEC_BYTES_MAX, RECONCILE_GRACE_DEFAULT_MS, SCHEDULER_ANNOUNCE_INTERVAL_MS, SERVICE_INSTANCES_MAX } from '../limits.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
 import type { LaunchTask, RegisterAgentRequest, TaskState } from '../rpc/messages.js'
 import { RpcServer, type Handlers } from '../rpc/server.js'
@@ -93,13 +93,18 @@ export class Scheduler {
     const state = await StateFile.open(opts.dataDir)
     const s = new Scheduler(state, new LoamClient({ namenode: opts.namenode }), opts)
     s.restore()
-    const rpc = new RpcServer(SchedulerService, s.handlers(), opts.log)
+    const registry = new Registry()
+    const rpc = new RpcServer(SchedulerService, s.handlers(), opts.log, { registry, service: 'scheduler' })
     const rpcAddress = await rpc.listen(opts.host, opts.port)
-    const http = await startStatusServer(opts.host, opts.httpPort, () => s.clusterState())
-    s.registerMetrics(http.registry)
+    const http = await startStatusServer(opts.host, opts.httpPort, () => s.clusterState(), { registry })
+    s.registerMetrics(registry)
     s.intervals.push(setInterval(() => s.checkAgents(), Math.min(1000, s.heartbeatMs)))
     s.intervals.push(setInterval(() => s.services.tick(), SERVICE_TICK_MS))
     s.intervals.push(setTimeout(() => s.reconcileLeftovers(), opts.reconcileGraceMs ?? RECONCILE_GRACE_DEFAULT_MS))
+    const announcement = { rpcAddress: formatAddress(rpcAddress), httpAddress: formatAddress(http.address) }
+    const announce = (): void => void s.nn.nn.call('AnnounceScheduler', announcement).catch((err: unknown) => opts.log.debug({ err: toLoamError(err).message }, 'cannot tell the namenode where the scheduler serves; trying again'))
+    announce()
+    s.intervals.push(setInterval(announce, SCHEDULER_ANNOUNCE_INTERVAL_MS))
     opts.log.info({ rpc: rpcAddress, http: http.address, jobs: state.jobs.size }, 'scheduler serving')
     return {
       rpc: rpcAddress,
@@ -561,7 +566,7 @@ export class Scheduler {
     }
   }
 
-  private registerMetrics(registry: import('prom-client').Registry): void {
+  private registerMetrics(registry: Registry): void {
     const tasks = (pred: (t: TaskRecord) => boolean): number => [...this.state.jobs.values()].reduce((n, j) => n + j.tasks.filter(pred).length, 0)
     const g = (name: string, help: string, labels: string[], collect: (set: (l: Record<string, string>, v: number) => void) => void): void => {
       new Gauge({

@@ -58,6 +58,13 @@ export interface SchedulerConfig {
 // eslint-disable-next-line no-control-regex
 const BAD_ID_CHARS = /[\u0000-\u001f\u007f]/
 
+/** How many instances a service should run, as a person types it (`loam service scale`, the dashboard). */
+export function parseInstances(text: string): number {
+  const n = Number(text)
+  if (text.trim() === '' || !Number.isInteger(n) || n < 0) throw new LoamError('invalid-argument', `instances '${text}' must be a whole number, 0 or more`)
+  return n
+}
+
 export function checkId(id: unknown, what: string): asserts id is string {
   if (typeof id !== 'string' || id.length === 0) throw new LoamError('invalid-argument', `${what} must be a non-empty string`)
   if (Buffer.byteLength(id, 'utf8') > ID_BYTES_MAX) throw new LoamError('invalid-argument', `${what} '${id.slice(0, 40)}...' is longer than ${ID_BYTES_MAX} bytes`)

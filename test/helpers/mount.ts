@@ -5,6 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
+import type { MountNotice } from '../../src/cli/mount-commands.js'
 import { isMounted } from '../../src/fuse/mount.js'
 import { alive, CLI, sleep, waitFor, type Teardown, type TestCluster } from './cluster.js'
 
@@ -17,6 +18,8 @@ export interface MountOptions {
 
 export interface TestMount {
   dir: string
+  /** Its /status and /metrics. */
+  http: string
   child: ChildProcess
   /** What the mount process logged (JSON lines). */
   log(): string
@@ -47,13 +50,14 @@ export async function mountCluster(t: Teardown, c: TestCluster, opts: MountOptio
     }
     await rm(dir, { recursive: true, force: true })
   })
-  const notice = await new Promise<{ ready?: boolean; error?: string }>((resolve) => {
-    child.once('message', (m: { ready?: boolean; error?: string }) => resolve(m))
+  const notice = await new Promise<MountNotice>((resolve) => {
+    child.once('message', (m: MountNotice) => resolve(m))
     child.once('exit', (code) => resolve({ error: `mount exited ${code}: ${log}` }))
   })
-  if (!notice.ready) throw new Error(`mount failed: ${notice.error}`)
+  if ('error' in notice) throw new Error(`mount failed: ${notice.error}`)
   return {
     dir,
+    http: notice.http,
     child,
     log: () => log,
     unmount: async () => {

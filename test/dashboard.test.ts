@@ -1,0 +1,181 @@
+// The dashboard end to end: a real cluster with files, a volume and a job,
+// opened in headless Chromium; every page shows what the cluster holds, files
+// go up and down through the page, a job runs from a pasted spec, and bad
+// input shows the CLI's own error line and changes nothing.
+import { readFile, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import test from 'ava'
+import type { Page } from 'playwright-core'
+import { startCluster, type TestCluster } from './helpers/cluster.js'
+import { localTempDir, pattern, sha256 } from './helpers/data.js'
+import { readAll } from './helpers/failures.js'
+import { openBrowser, testOutputDir } from './helpers/browser.js'
+
+async function mustLoam(c: TestCluster, args: string[], input?: Buffer): Promise<string> {
+  const r = await c.loam(args, { input })
+  if (r.code !== 0) throw new Error(`loam ${args.join(' ')}: ${r.stderr}`)
+  return r.stdout.toString()
+}
+
+/** The line the CLI prints for a failing command (it must fail). */
+async function cliError(c: TestCluster, args: string[], input?: Buffer): Promise<string> {
+  const r = await c.loam(args, { input })
+  if (r.code === 0) throw new Error(`loam ${args.join(' ')} succeeded; expected an error`)
+  return r.stderr.trim()
+}
+
+async function shoot(page: Page, dir: string, name: string): Promise<void> {
+  await page.screenshot({ path: path.join(dir, `${name}.png`) })
+}
+
+/** Does what act does, and returns the error line the page shows for it (a new one, not one left from before). */
+async function errorAfter(page: Page, act: () => Promise<void>): Promise<string> {
+  const before = (await page.locator('#error').isVisible()) ? await page.locator('#error').textContent() : null
+  await act()
+  await page.waitForFunction((old) => {
+    const box = document.getElementById('error')!
+    return !box.hidden && box.textContent !== old
+  }, before)
+  return (await page.locator('#error').textContent())?.trim() ?? ''
+}
+
+test('the dashboard shows the cluster, moves files both ways, runs a job, and answers bad input with the CLI\'s error', async (t) => {
+  const c = await startCluster(t, { nodes: 3, racks: 2, blockSize: '1MiB', cpus: 2, localityWait: '1s' })
+  const local = await localTempDir(t)
+  const shots = await testOutputDir('dashboard')
+  t.log(`screenshots: ${shots}`)
+
+  // What the pages should show: a file of several blocks, a small one, a volume attached to dn2, a finished job.
+  const input = pattern(3 * 1024 * 1024 + 12345, 7)
+  await writeFile(path.join(local, 'input.bin'), input)
+  await mustLoam(c, ['fs', 'put', path.join(local, 'input.bin'), '/data/input.bin'])
+  await writeFile(path.join(local, 'hello.txt'), 'hello\n')
+  await mustLoam(c, ['fs', 'put', path.join(local, 'hello.txt'), '/data/logs/hello.txt'])
+  await mustLoam(c, ['volume', 'create', 'pgdata', '--size', '64MiB', '--replication', '2'])
+  await mustLoam(c, ['volume', 'attach', 'pgdata', '--node', 'dn2'])
+  await mustLoam(c, ['volume', 'snapshot', 'pgdata', 'first'])
+  const spec = JSON.stringify({ id: 'count', cmd: 'wc -c', cpus: 0.5, mem: 64, input: '/data/input.bin' })
+  await mustLoam(c, ['job', 'run', '-', '--wait'], Buffer.from(spec))
+
+  const { page } = await openBrowser(t)
+  const pageErrors: string[] = []
+  page.on('pageerror', (e) => pageErrors.push(e.message))
+  // A failing step leaves a picture of the page as it was.
+  t.teardown(async () => {
+    if (!t.passed) await shoot(page, shots, 'failed').catch(() => undefined)
+  })
+  const base = `http://${c.record.namenode.http}`
+
+  // Overview: the live nodes, the namespace's counts, safe mode off.
+  await page.goto(`${base}/#/overview`)
+  await page.locator('.card', { hasText: 'Datanodes' }).locator('.stat', { hasText: 'live' }).locator('.stat-value', { hasText: '3' }).waitFor()
+  const namespace = page.locator('.card', { hasText: 'Namespace' })
+  await namespace.locator('.stat', { hasText: 'files' }).locator('.stat-value', { hasText: /^2$/ }).waitFor()
+  await namespace.locator('.stat', { hasText: 'blocks' }).locator('.stat-value', { hasText: /^5$/ }).waitFor()
+  t.regex((await page.locator('.card', { hasText: 'Namenode' }).textContent()) ?? '', /Safe modeoff/)
+  await page.locator('.card', { hasText: 'Scheduler' }).locator('.stat', { hasText: 'agents' }).locator('.stat-value', { hasText: '3' }).waitFor()
+  await shoot(page, shots, '1-overview')
+
+  // Nodes: each datanode, live, in its rack, with its replicas and its agent's cpus.
+  await page.goto(`${base}/#/nodes`)
+  const report = JSON.parse(await mustLoam(c, ['report', '--json'])) as { datanodes: Array<{ id: string; rack: string; blocks: number }> }
+  for (const d of report.datanodes) {
+    const row = page.locator(`tr[data-node="${d.id}"]`)
+    await row.waitFor()
+    const text = (await row.textContent()) ?? ''
+    t.true(text.includes(d.rack) && text.includes('live') && text.includes('/ 2'), `${d.id}: ${text}`)
+  }
+  await shoot(page, shots, '2-nodes')
+
+  // Files: the directory, then a file's blocks with the nodes that hold each replica.
+  await page.goto(`${base}/#/files/data`)
+  await page.locator('a.file', { hasText: 'input.bin' }).waitFor()
+  await page.locator('a.dir', { hasText: 'logs/' }).waitFor()
+  await shoot(page, shots, '3-files')
+  await page.locator('a.file', { hasText: 'input.bin' }).click()
+  const fsck = JSON.parse((await c.loam(['fsck', '/data/input.bin', '--json'])).stdout.toString()) as { blocks: Array<{ id: number; replicas: Array<{ node: string }> }> }
+  t.is(fsck.blocks.length, 4)
+  for (const b of fsck.blocks) {
+    const row = page.locator(`tr[data-block="${b.id}"]`)
+    await row.waitFor()
+    const text = (await row.textContent()) ?? ''
+    t.true(text.includes('healthy'), text)
+    for (const r of b.replicas) t.true(text.includes(r.node), `block ${b.id} on ${r.node}: ${text}`)
+  }
+  await shoot(page, shots, '4-file-blocks')
+
+  // Download through the page: the very bytes.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#download').click()])
+  t.is(sha256(await readFile((await download.path())!)), sha256(input))
+
+  // Upload through the page into /data/logs.
+  await page.goto(`${base}/#/files/data/logs`)
+  await page.locator('a.file', { hasText: 'hello.txt' }).waitFor()
+  const upload = pattern(1.5 * 1024 * 1024, 11)
+  await page.setInputFiles('#upload-file', { name: 'up.bin', mimeType: 'application/octet-stream', buffer: upload })
+  await page.locator('#upload button[type=submit]').click()
+  await page.locator('#notice', { hasText: 'Uploaded /data/logs/up.bin' }).waitFor()
+  await page.locator('a.file', { hasText: 'up.bin' }).waitFor()
+  t.is(sha256(await readAll(c.client(), '/data/logs/up.bin')), sha256(upload))
+
+  // An upload over an existing file: the CLI's line, and the file as it was.
+  const putOver = await cliError(c, ['fs', 'put', path.join(local, 'input.bin'), '/data/logs/hello.txt'])
+  await page.setInputFiles('#upload-file', { name: 'hello.txt', mimeType: 'text/plain', buffer: Buffer.from('overwritten\n') })
+  t.is(await errorAfter(page, () => page.locator('#upload button[type=submit]').click()), putOver)
+  t.is((await readAll(c.client(), '/data/logs/hello.txt')).toString(), 'hello\n')
+
+  // An unknown path: the CLI's line, and the listing stays where it was.
+  const lsMissing = await cliError(c, ['fs', 'ls', '/no/such/dir'])
+  await page.locator('input[name=path]').fill('/no/such/dir')
+  t.is(await errorAfter(page, () => page.locator('input[name=path]').press('Enter')), lsMissing)
+  t.true(await page.locator('a.file', { hasText: 'hello.txt' }).isVisible())
+  await shoot(page, shots, '5-files-error')
+
+  // Volumes: size, used, replication, where it is attached and under which epoch, its snapshot.
+  await page.goto(`${base}/#/volumes`)
+  const vol = page.locator('[data-volume="pgdata"]')
+  await vol.waitFor()
+  const volText = (await vol.textContent()) ?? ''
+  t.true(volText.includes('64.0 MiB') && volText.includes('dn2, epoch 1') && volText.includes('first'), volText)
+  await shoot(page, shots, '6-volumes')
+
+  // Jobs: the finished job and its node-local tasks; then a job run from a pasted spec, to its end, and its log.
+  await page.goto(`${base}/#/jobs`)
+  await page.locator('tr[data-job="count"] .pill-finished').waitFor()
+  await page.locator('.card', { hasText: 'Task locality' }).waitFor()
+  const jobsBefore = await page.locator('tr.job').count()
+  const badSpec = '{"id": "broken", "cmd": '
+  const specError = await cliError(c, ['job', 'run', '-'], Buffer.from(badSpec))
+  await page.locator('#spec').fill(badSpec)
+  t.is(await errorAfter(page, () => page.locator('#run').click()), specError)
+  t.is(await page.locator('tr.job').count(), jobsBefore)
+
+  await page.locator('#spec').fill(JSON.stringify({ id: 'from-page', cmd: 'echo made by the page $LOAM_TASK_INDEX', cpus: 0.1, mem: 16, instances: 2 }, null, 2))
+  await page.locator('#run').click()
+  await page.locator('#notice', { hasText: 'Submitted job from-page' }).waitFor()
+  await page.locator('tr[data-job="from-page"] .pill-finished').waitFor({ timeout: 60_000 })
+  await page.locator('tr[data-task="from-page.1"]').locator('button', { hasText: 'stdout' }).click()
+  await page.locator('#log', { hasText: 'made by the page 1' }).waitFor()
+  await shoot(page, shots, '7-jobs')
+
+  // A service deployed from the page, scaled to two instances, then stopped.
+  await page.locator('#spec').fill(JSON.stringify({ id: 'web', cmd: 'while true; do echo serving $LOAM_TASK_INDEX; sleep 1; done', cpus: 0.1, mem: 16, instances: 1 }, null, 2))
+  await page.locator('#deploy').click()
+  await page.locator('#notice', { hasText: 'Deployed service web' }).waitFor()
+  await page.locator('tr[data-service="web"]', { hasText: '1 of 1 instances running' }).waitFor({ timeout: 60_000 })
+  const scaleTo = async (n: string): Promise<void> => {
+    await page.locator('tr[data-service="web"] input.count').fill(n)
+    await page.locator('tr[data-service="web"] button', { hasText: 'Scale' }).click()
+  }
+  const scaleError = await cliError(c, ['service', 'scale', 'web', 'two'])
+  t.is(await errorAfter(page, () => scaleTo('two')), scaleError)
+  await scaleTo('2')
+  await page.locator('tr[data-service="web"]', { hasText: '2 of 2 instances running' }).waitFor({ timeout: 60_000 })
+  t.is((JSON.parse(await mustLoam(c, ['service', 'status', 'web', '--json'])) as { instances: number }).instances, 2)
+  await page.locator('tr[data-task="web.1"]').locator('button', { hasText: 'stdout' }).click()
+  await page.locator('#log', { hasText: 'serving 1' }).waitFor()
+  await shoot(page, shots, '8-services')
+  await page.locator('tr[data-service="web"] button', { hasText: 'Stop' }).click()
+  await page.locator('#notice', { hasText: 'Stopping service web' }).waitFor()
+  t.deepEqual(pageErrors, [])
+})
