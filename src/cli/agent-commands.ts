@@ -14,7 +14,7 @@ import { LoamError } from '../rpc/errors.js'
 import { schedulerAddress, startAgent, type AgentHandle } from '../scheduler/agent.js'
 import { AGENT_DISK_MIB_MAX } from '../scheduler/limits.js'
 import { sandboxName } from '../scheduler/task-runner.js'
-import { logLevel, logStrayRejections, stopOnSignal, writeReadyFile } from './daemon-commands.js'
+import { logLevel, daemonProcess, stopOnSignal, writeReadyFile } from './daemon-commands.js'
 import { action } from './run.js'
 
 export { schedulerAddress } from '../scheduler/agent.js'
@@ -152,7 +152,7 @@ export function registerAgentCommands(program: Command): void {
         const rack = checkRack(f.rack)
         const res = await resources(f, workDir)
         const log = createLogger('agent', level)
-        logStrayRejections(log)
+        daemonProcess(log)
         const agent = await startAgent({ scheduler, agentId, nodeId: f.nodeId ?? '', rack, host, advertise, port: agentPort, workDir, ...res, log })
         stopOnSignal(agent.stop)
         if (f.readyFile) await writeReadyFile(f.readyFile, { rpc: formatAddress(agent.rpc), pid: process.pid, agentId: agent.agentId, workDir: agent.workDir })
@@ -208,7 +208,7 @@ export function registerAgentCommands(program: Command): void {
         const scanPeriodMs = parseDuration(f.scanPeriod, '--scan-period')
         const res = await resources(f, workDir)
         const log = createLogger('node', level)
-        logStrayRejections(log)
+        daemonProcess(log)
         const dn: DatanodeHandle = await Datanode.start({
           namenode,
           dataDirs,

@@ -32,8 +32,13 @@ export function checkTimings(heartbeatMs: number, deadAfterMs: number): void {
   if (deadAfterMs <= heartbeatMs) throw new LoamError('invalid-argument', `--dead-after (${deadAfterMs} ms) must be longer than --heartbeat (${heartbeatMs} ms), or every node would be declared dead between heartbeats`)
 }
 
-/** A stray rejection (a peer vanishing mid-call, say) is logged; it must not take the daemon down. */
-export function logStrayRejections(log: Logger): void {
+/**
+ * What every daemon does first: files it creates (data, metadata, logs) are its
+ * own alone, 0600/0700 whatever the umask it was started with; and a stray
+ * rejection (a peer vanishing mid-call, say) is logged, never taking it down.
+ */
+export function daemonProcess(log: Logger): void {
+  process.umask(0o077)
   process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'unhandled rejection'))
 }
 
@@ -109,7 +114,7 @@ export function registerDaemonCommands(program: Command): void {
         const deadAfterMs = parseDuration(f.deadAfter, '--dead-after')
         checkTimings(heartbeatMs, deadAfterMs)
         const log = createLogger('namenode', logLevel(f.logLevel))
-        logStrayRejections(log)
+        daemonProcess(log)
         const nn = await Namenode.start({
           dataDir: f.data,
           host: f.host,
@@ -147,7 +152,7 @@ export function registerDaemonCommands(program: Command): void {
       action(async (f: DatanodeFlags) => {
         if (!f.rack.startsWith('/')) throw new LoamError('invalid-argument', `--rack '${f.rack}' must start with '/', such as /r1`)
         const log = createLogger('datanode', logLevel(f.logLevel))
-        logStrayRejections(log)
+        daemonProcess(log)
         const dn = await Datanode.start({
           namenode: parseAddress(f.namenode ?? process.env.LOAM_NAMENODE ?? '127.0.0.1:8020', '--namenode'),
           dataDirs: f.data.split(',').filter(Boolean),

@@ -10,7 +10,7 @@ import { parseDuration } from '../common/units.js'
 import { isMounted, serveMount } from '../fuse/mount.js'
 import { RPC_TIMEOUT_DEFAULT_MS } from '../limits.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
-import { logLevel, logStrayRejections, stopOnSignal } from './daemon-commands.js'
+import { logLevel, daemonProcess, stopOnSignal } from './daemon-commands.js'
 import { action } from './run.js'
 
 interface MountFlags {
@@ -57,7 +57,7 @@ async function mountCommand(dir: string, flags: MountFlags): Promise<void> {
   if (await isMounted(target)) throw new LoamError('exists', `${target} is already a mountpoint; unmount it first (loam umount ${dir})`)
   if (!flags.foreground) return detach(target, flags)
   const log = createLogger('mount', level)
-  logStrayRejections(log)
+  daemonProcess(log)
   let handle
   try {
     handle = await serveMount({ dir: target, namenode, nodeId: flags.node, timeoutMs, readOnly: flags.readOnly ?? false, volume: flags.volume, log })

@@ -35,6 +35,8 @@ export class FramedSocket {
       this.closeError ??= err
     })
     socket.on('close', () => onClose(this.closeError))
+    // The handshake leaves the socket paused with nothing read ahead.
+    socket.resume()
   }
 
   get remoteAddress(): string {
