@@ -12,6 +12,8 @@ import { FRAME_BYTES_MAX } from '../src/limits.js'
 import { encodeFrame, FrameDecoder, type Frame } from '../src/rpc/frame.js'
 import { FrameKind, type FrameHeader } from '../src/rpc/messages.js'
 import { codecs } from '../src/rpc/schema.js'
+import { connectSecure } from '../src/rpc/secure-channel.js'
+import { processSecurity } from '../src/rpc/security.js'
 import { alive, startCluster, type TestCluster } from './helpers/cluster.js'
 import { Cleanups, pattern, sha256 } from './helpers/data.js'
 
@@ -52,7 +54,7 @@ function target(name: TargetName): Target {
   return { name, rpc: node.rpc, http: node.http, pid: node.pid, valid: { method: 'ShortCircuit', body, answers: FrameKind.ERROR, code: 'not-found' } }
 }
 
-/** A raw TCP connection that sends what it is told and records what comes back. */
+/** A connection that has passed the handshake (it holds the cluster secret) unless told not to, then sends raw bytes as it is told and records what comes back. */
 class Probe {
   private readonly decoder = new FrameDecoder()
   private readonly frames: Frame[] = []
@@ -76,16 +78,19 @@ class Probe {
       this.closed = true
       this.wake()
     })
+    socket.resume()
   }
 
-  static open(address: string): Promise<Probe> {
+  /** handshake: false for a port that speaks HTTP. */
+  static open(address: string, handshake = true): Promise<Probe> {
     const { host, port } = parseAddress(address)
     return new Promise((resolve, reject) => {
       const s = net.connect({ host, port })
       s.once('error', reject)
       s.once('connect', () => {
         s.off('error', reject)
-        resolve(new Probe(s))
+        if (!handshake) resolve(new Probe(s))
+        else connectSecure(s, processSecurity(), address).then((secure) => resolve(new Probe(secure)), reject)
       })
     })
   }
@@ -325,7 +330,7 @@ for (const name of TARGETS) {
       ['a NUL in the path', Buffer.from('GET /st\0atus HTTP/1.1\r\nHost: x\r\n\r\n')],
     ]
     for (const [what, bytes] of attacks) {
-      const p = await Probe.open(tg.http)
+      const p = await Probe.open(tg.http, false)
       try {
         p.send(bytes)
         t.true(await p.waitClosed(), `${what}: the HTTP connection is closed`)
@@ -334,7 +339,7 @@ for (const name of TARGETS) {
       }
     }
     // A request cut short, then a close.
-    const cut = await Probe.open(tg.http)
+    const cut = await Probe.open(tg.http, false)
     cut.send(Buffer.from('GET /sta'))
     cut.end()
     t.true(await cut.waitClosed())

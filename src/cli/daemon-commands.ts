@@ -74,6 +74,8 @@ interface NamenodeFlags {
   replication: string
   blockSize: string
   leaseLimit: string
+  superuser?: string
+  supergroup: string
   logLevel: string
 }
 
@@ -107,6 +109,8 @@ export function registerDaemonCommands(program: Command): void {
     .option('--replication <n>', 'default replication', '3')
     .option('--block-size <size>', 'default block size', '64MiB')
     .option('--lease-limit <duration>', 'a writer silent this long loses its open files to lease recovery', '60s')
+    .option('--superuser <user>', "a user that passes every permission check, besides the namenode's own")
+    .option('--supergroup <group>', 'members of this group pass every permission check', 'supergroup')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .action(
       action(async (f: NamenodeFlags) => {
@@ -125,6 +129,8 @@ export function registerDaemonCommands(program: Command): void {
           replication: Number(f.replication),
           blockSizeBytes: parseSize(f.blockSize, '--block-size'),
           leaseLimitMs: leaseLimit(f.leaseLimit),
+          superuser: f.superuser,
+          supergroup: f.supergroup,
           log,
         })
         stopOnSignal(nn.stop)

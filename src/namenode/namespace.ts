@@ -6,6 +6,7 @@ import { assert, LoamError } from '../rpc/errors.js'
 import { InodeType, type BlockRef, type FileStatus, type InodeRecord, type SnapshotRecord, type VolumeRecord } from '../rpc/messages.js'
 import { checkBlockSize, checkReplication } from '../common/validate.js'
 import { joinPath, parsePath } from './paths.js'
+import type { Owned } from './permissions.js'
 import { SNAPSHOTS_PER_VOLUME_MAX, SYMLINK_TARGET_BYTES_MAX, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX, XATTRS_PER_INODE_MAX } from '../limits.js'
 import { attached, charge, checkEpoch, checkSnapshotName, checkVolumeName, checkVolumeSize, detached, resized, SNAPSHOTS_DIR, volumePath, VOLUMES_DIR } from '../volumes/volume.js'
 
@@ -110,6 +111,20 @@ export class Namespace {
     }
     const name = parts[parts.length - 1]!
     return { parts, parentId: dir, name, id: this.txn.child(dir, name) }
+  }
+
+  /** What a path names, from the root down, for permission checks: undefined from the first missing component. */
+  inodesOf(path: string): Array<Owned | undefined> {
+    const out: Array<Owned | undefined> = []
+    let rec: InodeRecord | undefined = this.mustInode(ROOT_ID)
+    for (const name of [undefined, ...parsePath(path)]) {
+      if (name !== undefined) {
+        const id: number | undefined = rec?.type === InodeType.DIRECTORY ? this.txn.child(rec.id, name) : undefined
+        rec = id === undefined ? undefined : this.txn.inode(id)
+      }
+      out.push(rec && { owner: rec.owner, group: rec.group, mode: rec.mode, isDir: rec.type === InodeType.DIRECTORY })
+    }
+    return out
   }
 
   get(path: string): InodeRecord {

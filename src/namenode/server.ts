@@ -1,5 +1,6 @@
 // The namenode process: receives RPCs, runs the namespace core, commits, replies.
 import { randomUUID } from 'node:crypto'
+import os from 'node:os'
 import path from 'node:path'
 import { Gauge } from 'prom-client'
 import type { Address } from '../common/address.js'
@@ -16,6 +17,7 @@ import { Datanodes, sameHost, type DatanodeState } from './datanodes.js'
 import { Counters, decodeId, decodeInode, decodeVolume, formatOps, keys, StoreTxn } from './inode-store.js'
 import { fileStatus, Namespace, ROOT_ID, type Caller, type Tree } from './namespace.js'
 import { chooseTargets } from './placement.js'
+import { checkChown, checkPath, checkSuperuser, checkVolumeOwner, EXECUTE, READ, WRITE, type PathCheck, type Principal } from './permissions.js'
 import { planReplication } from './replication.js'
 import { LevelStore, type KvOp } from './store.js'
 import { mkdirp } from '../common/mkdirp.js'
@@ -32,6 +34,10 @@ export interface NamenodeOptions {
   blockSizeBytes?: number
   /** A writer silent this long loses its files to lease recovery. */
   leaseLimitMs?: number
+  /** Besides the namenode's own user, the user that passes every permission check. */
+  superuser?: string
+  /** Members of this group pass every permission check. */
+  supergroup?: string
   log: Logger
 }
 
@@ -72,6 +78,8 @@ export class Namenode {
   private readonly recovering = new Set<number>()
   private readonly leaseLimitMs: number
   private readonly datanodeClients = new Map<string, RpcClient<DatanodeServiceSpec>>()
+  private readonly superusers: Set<string>
+  private readonly supergroup: string
 
   private constructor(
     private readonly store: LevelStore,
@@ -84,6 +92,8 @@ export class Namenode {
     this.leaseLimitMs = opts.leaseLimitMs ?? LEASE_LIMIT_DEFAULT_MS
     this.pendingTimeoutMs = Math.max(PENDING_REPLICATION_TIMEOUT_MIN_MS, 2 * this.deadAfterMs)
     this.defaults = { replication: opts.replication ?? REPLICATION_DEFAULT, blockSizeBytes: opts.blockSizeBytes ?? BLOCK_SIZE_DEFAULT_BYTES }
+    this.superusers = new Set([namenodeUser(), ...(opts.superuser ? [opts.superuser] : [])])
+    this.supergroup = opts.supergroup ?? SUPERGROUP_DEFAULT
   }
 
   static async start(opts: NamenodeOptions): Promise<NamenodeHandle> {
@@ -100,7 +110,7 @@ export class Namenode {
     let clusterIdBuf = store.get(keys.counter('clusterId'))
     if (!store.get(keys.inode(ROOT_ID))) {
       clusterIdBuf = Buffer.from(randomUUID())
-      await store.commit([...formatOps(process.env.USER ?? 'root', 'supergroup', Date.now()), { type: 'put', key: keys.counter('clusterId'), value: clusterIdBuf }])
+      await store.commit([...formatOps(namenodeUser(), opts.supergroup ?? SUPERGROUP_DEFAULT, Date.now()), { type: 'put', key: keys.counter('clusterId'), value: clusterIdBuf }])
       opts.log.info({ dir }, 'formatted a new namespace')
     }
     const nn = new Namenode(store, Counters.load(store), clusterIdBuf?.toString() ?? 'unknown', opts)
@@ -150,6 +160,17 @@ export class Namenode {
 
   private caller(ctx: CallContext): Caller {
     return { user: ctx.user || 'nobody', group: ctx.groups[0] || ctx.user || 'nobody', nowMs: Date.now(), epoch: ctx.epoch }
+  }
+
+  private principal(ctx: CallContext): Principal {
+    const user = ctx.user || 'nobody'
+    const groups = ctx.groups.length > 0 ? ctx.groups : [user]
+    return { user, groups, superuser: this.superusers.has(user) || groups.includes(this.supergroup) }
+  }
+
+  /** Checks what ctx's user needs along path (see permissions.ts); in the same turn as the operation it guards. */
+  private allow(ns: Namespace, ctx: CallContext, path: string, check: PathCheck): void {
+    checkPath(this.principal(ctx), path, ns.inodesOf(path), check)
   }
 
   /** ctx: the caller the write path acts for (its volume epoch is checked). */
@@ -212,11 +233,17 @@ export class Namenode {
   private handlers(): Handlers<NamenodeServiceSpec> {
     return {
       Mkdirs: async (req, ctx) => {
-        const rec = await this.mutate((ns) => ns.mkdirs(req.path, req.mode || 0o755, req.parents, this.caller(ctx)))
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { ancestor: WRITE | EXECUTE })
+          return ns.mkdirs(req.path, req.mode || 0o755, req.parents, this.caller(ctx))
+        })
         return { status: this.status(req.path, rec) }
       },
       Create: async (req, ctx) => {
-        const { inode, freed } = await this.mutate((ns) => ns.create(req.path, { ...req, mode: req.mode || 0o644 }, this.defaults, this.caller(ctx), this.leaseExpired))
+        const { inode, freed } = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, req.createParents ? { ancestor: WRITE | EXECUTE, self: req.overwrite ? WRITE : undefined } : { parent: WRITE | EXECUTE, self: req.overwrite ? WRITE : undefined })
+          return ns.create(req.path, { ...req, mode: req.mode || 0o644 }, this.defaults, this.caller(ctx), this.leaseExpired)
+        })
         this.leases.set(req.clientName, Date.now())
         this.underConstruction.set(inode.id, req.clientName)
         this.invalidate(freed.blocks)
@@ -269,7 +296,9 @@ export class Namenode {
         return {}
       },
       GetBlockLocations: (req, ctx) => {
-        const rec = this.reader().get(req.path)
+        const ns = this.reader()
+        this.allow(ns, ctx, req.path, { self: READ })
+        const rec = ns.get(req.path)
         if (rec.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${req.path}: is a directory`)
         const reader = this.datanodes.nodes.get(req.readerNode)
         const order = (n: DatanodeState): number =>
@@ -284,10 +313,15 @@ export class Namenode {
         }
         return { status: this.status(req.path, rec), blocks }
       },
-      GetFileInfo: (req) => ({ status: this.status(req.path, this.reader().get(req.path)) }),
-      ListStatus: async (req) => {
+      GetFileInfo: (req, ctx) => {
+        const ns = this.reader()
+        this.allow(ns, ctx, req.path, {})
+        return { status: this.status(req.path, ns.get(req.path)) }
+      },
+      ListStatus: async (req, ctx) => {
         const ns = this.reader()
         const dir = ns.get(req.path)
+        this.allow(ns, ctx, req.path, dir.type === InodeType.DIRECTORY ? { self: READ | EXECUTE } : {})
         if (dir.type !== InodeType.DIRECTORY) return { entries: [this.status(req.path, dir)], hasMore: false }
         const limit = Math.min(req.limit || LIST_PAGE_ENTRIES_MAX, LIST_PAGE_ENTRIES_MAX)
         const page = await this.store.scan(keys.entryPrefix(dir.id), req.startAfter ? keys.entry(dir.id, req.startAfter) : undefined, limit + 1)
@@ -301,29 +335,62 @@ export class Namenode {
         return { entries, hasMore: page.length > limit }
       },
       Rename: async (req, ctx) => {
-        const freed = await this.mutate((ns) => ns.rename(req.src, req.dst, req.overwrite, this.caller(ctx)))
+        const freed = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.src, { parent: WRITE | EXECUTE, sticky: true })
+          this.allow(ns, ctx, req.dst, { parent: WRITE | EXECUTE, sticky: true })
+          return ns.rename(req.src, req.dst, req.overwrite, this.caller(ctx))
+        })
         this.invalidate(freed.blocks)
         return {}
       },
       Delete: async (req, ctx) => {
-        const freed = await this.mutate((ns) => ns.delete(req.path, req.recursive, this.caller(ctx)))
+        const freed = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { parent: WRITE | EXECUTE, sticky: true })
+          return ns.delete(req.path, req.recursive, this.caller(ctx))
+        })
         this.invalidate(freed.blocks)
         void this.collect()
         return {}
       },
       SetReplication: async (req, ctx) => {
-        const rec = await this.mutate((ns) => ns.setReplication(req.path, req.replication, this.caller(ctx)))
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { self: WRITE })
+          return ns.setReplication(req.path, req.replication, this.caller(ctx))
+        })
         for (const b of rec.blocks) {
           const info = this.blockMap.blocks.get(b.id)
           if (info) info.replication = rec.replication
         }
         return { status: this.status(req.path, rec) }
       },
-      SetPermission: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setPermission(req.path, req.mode, this.caller(ctx)))) }),
-      SetOwner: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setOwner(req.path, req.owner, req.group, this.caller(ctx)))) }),
-      SetTimes: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setTimes(req.path, req.mtimeMs, req.atimeMs, this.caller(ctx)))) }),
+      SetPermission: async (req, ctx) => {
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { owner: true })
+          return ns.setPermission(req.path, req.mode, this.caller(ctx))
+        })
+        return { status: this.status(req.path, rec) }
+      },
+      SetOwner: async (req, ctx) => {
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, {})
+          const current = ns.get(req.path)
+          checkChown(this.principal(ctx), req.path, { ...current, isDir: current.type === InodeType.DIRECTORY }, req.owner, req.group)
+          return ns.setOwner(req.path, req.owner, req.group, this.caller(ctx))
+        })
+        return { status: this.status(req.path, rec) }
+      },
+      SetTimes: async (req, ctx) => {
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { self: WRITE })
+          return ns.setTimes(req.path, req.mtimeMs, req.atimeMs, this.caller(ctx))
+        })
+        return { status: this.status(req.path, rec) }
+      },
       OpenForWrite: async (req, ctx) => {
-        const rec = await this.mutate((ns) => ns.openForWrite(req.path, req.clientName), ctx)
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { self: WRITE })
+          return ns.openForWrite(req.path, req.clientName)
+        }, ctx)
         this.leases.set(req.clientName, Date.now())
         this.underConstruction.set(rec.id, req.clientName)
         return { status: this.status(req.path, rec), leaseLimitMs: this.leaseLimitMs }
@@ -384,17 +451,40 @@ export class Namenode {
         this.invalidate(r.freed.blocks)
         return { status: this.status(req.path, r.inode), leaseLimitMs: this.leaseLimitMs }
       },
-      Link: async (req, ctx) => ({ status: this.status(req.dst, await this.mutate((ns) => ns.link(req.src, req.dst, this.caller(ctx)))) }),
-      Symlink: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.symlink(req.target, req.path, this.caller(ctx)))) }),
+      Link: async (req, ctx) => {
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.src, {})
+          this.allow(ns, ctx, req.dst, { parent: WRITE | EXECUTE })
+          return ns.link(req.src, req.dst, this.caller(ctx))
+        })
+        return { status: this.status(req.dst, rec) }
+      },
+      Symlink: async (req, ctx) => {
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { parent: WRITE | EXECUTE })
+          return ns.symlink(req.target, req.path, this.caller(ctx))
+        })
+        return { status: this.status(req.path, rec) }
+      },
       SetXattr: async (req, ctx) => {
-        await this.mutate((ns) => ns.setXattr(req.path, req.name, req.value, req, this.caller(ctx)))
+        await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { self: WRITE })
+          ns.setXattr(req.path, req.name, req.value, req, this.caller(ctx))
+        })
         return {}
       },
       RemoveXattr: async (req, ctx) => {
-        await this.mutate((ns) => ns.removeXattr(req.path, req.name, this.caller(ctx)))
+        await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { self: WRITE })
+          ns.removeXattr(req.path, req.name, this.caller(ctx))
+        })
         return {}
       },
-      GetXattrs: (req) => ({ xattrs: this.reader().get(req.path).xattrs }),
+      GetXattrs: (req, ctx) => {
+        const ns = this.reader()
+        this.allow(ns, ctx, req.path, { self: READ })
+        return { xattrs: ns.get(req.path).xattrs }
+      },
       CreateVolume: async (req, ctx) => {
         const count = (await this.store.scan(keys.volumePrefix, undefined, VOLUMES_MAX + 1)).length
         checkVolumeCount(count)
@@ -410,13 +500,23 @@ export class Namenode {
         return { ...this.volumeInfo(vol), nodes: await this.volumeNodeBytes(vol) }
       },
       DeleteVolume: async (req, ctx) => {
-        const freed = await this.mutate((ns) => ns.deleteVolume(req.name, req.force, this.caller(ctx)))
+        const freed = await this.mutate((ns) => {
+          checkVolumeOwner(this.principal(ctx), ns.volume(req.name), 'remove')
+          return ns.deleteVolume(req.name, req.force, this.caller(ctx))
+        })
         this.invalidate(freed.blocks)
         void this.collect()
         return {}
       },
-      ResizeVolume: async (req) => this.volumeInfo(await this.mutate((ns) => ns.resizeVolume(req.name, req.sizeBytes, this.liveCapacityBytes()))),
-      AttachVolume: async (req) => {
+      ResizeVolume: async (req, ctx) => {
+        const vol = await this.mutate((ns) => {
+          checkVolumeOwner(this.principal(ctx), ns.volume(req.name), 'resize')
+          return ns.resizeVolume(req.name, req.sizeBytes, this.liveCapacityBytes())
+        })
+        return this.volumeInfo(vol)
+      },
+      AttachVolume: async (req, ctx) => {
+        checkVolumeOwner(this.principal(ctx), this.reader().volume(req.name), 'attach (and so mount)')
         const node = this.datanodes.nodes.get(req.nodeId)
         if (!node) throw new LoamError('not-found', `datanode ${req.nodeId}: no such node (see 'loam report')`)
         if (!node.alive) throw new LoamError('unavailable', `datanode ${req.nodeId} is dead: attach the volume to a live node`)
@@ -428,9 +528,16 @@ export class Namenode {
         if (vol.epoch !== before.epoch) this.opts.log.info({ volume: vol.name, node: vol.attachedNode, epoch: vol.epoch, from: before.attachedNode }, 'volume attached')
         return this.volumeInfo(vol)
       },
-      DetachVolume: async (req) => this.volumeInfo(await this.mutate((ns) => ns.detachVolume(req.name))),
+      DetachVolume: async (req, ctx) => {
+        const vol = await this.mutate((ns) => {
+          checkVolumeOwner(this.principal(ctx), ns.volume(req.name), 'detach')
+          return ns.detachVolume(req.name)
+        })
+        return this.volumeInfo(vol)
+      },
       SnapshotVolume: async (req, ctx) => {
         const vol = this.reader().volume(req.volume)
+        checkVolumeOwner(this.principal(ctx), vol, 'snapshot')
         const tree = await this.readTree(vol.rootId)
         for (const entries of tree.values()) {
           for (const [name, id] of entries) {
@@ -447,13 +554,18 @@ export class Namenode {
       },
       ListSnapshots: (req) => ({ snapshots: this.reader().volume(req.name).snapshots }),
       DeleteSnapshot: async (req, ctx) => {
-        const freed = await this.mutate((ns) => ns.deleteSnapshot(req.volume, req.snapshot, this.caller(ctx)))
+        const freed = await this.mutate((ns) => {
+          checkVolumeOwner(this.principal(ctx), ns.volume(req.volume), 'remove a snapshot of')
+          return ns.deleteSnapshot(req.volume, req.snapshot, this.caller(ctx))
+        })
         this.invalidate(freed.blocks)
         void this.collect()
         return { snapshots: this.reader().volume(req.volume).snapshots }
       },
       RestoreSnapshot: async (req, ctx) => {
-        const snap = this.reader().volume(req.volume).snapshots.find((x) => x.name === req.snapshot)
+        const source = this.reader().volume(req.volume)
+        checkVolumeOwner(this.principal(ctx), source, 'restore a snapshot of')
+        const snap = source.snapshots.find((x) => x.name === req.snapshot)
         if (!snap) throw new LoamError('not-found', `volume ${req.volume} has no snapshot ${req.snapshot} (see 'loam volume snapshots ${req.volume}')`)
         const tree = await this.readTree(snap.rootId)
         const { volume, blocks } = await this.mutate((ns) => ns.restoreSnapshot(req, tree, this.defaults, this.liveCapacityBytes(), this.caller(ctx)))
@@ -473,7 +585,8 @@ export class Namenode {
         return {}
       },
       DatanodeReport: () => this.datanodeReport(),
-      Decommission: async (req) => {
+      Decommission: async (req, ctx) => {
+        checkSuperuser(this.principal(ctx), 'decommission a datanode')
         const node = this.datanodes.nodes.get(req.nodeId)
         if (!node) throw new LoamError('not-found', `datanode ${req.nodeId}: no such datanode (see 'loam report')`)
         if (req.recommission) {
@@ -490,14 +603,16 @@ export class Namenode {
         this.opts.log.info({ node: node.info.id, admin: node.admin }, 'datanode administrative state changed')
         return this.datanodeReport()
       },
-      RegisterDatanode: (req) => {
+      RegisterDatanode: (req, ctx) => {
+        checkSuperuser(this.principal(ctx), 'register a datanode')
         if (!req.node?.id) throw new LoamError('invalid-argument', 'a datanode registers with an id')
         const admin = this.store.get(keys.decommission(req.node.id))?.toString() === 'decommissioned' ? 'decommissioned' : this.store.get(keys.decommission(req.node.id)) ? 'decommissioning' : 'normal'
         this.datanodes.register(req.node, req, Date.now(), admin)
         this.opts.log.info({ node: req.node.id, host: req.node.host, port: req.node.rpcPort, rack: req.node.rack }, 'datanode registered')
         return { heartbeatIntervalMs: this.heartbeatMs, clusterId: this.clusterId }
       },
-      Heartbeat: (req) => {
+      Heartbeat: (req, ctx) => {
+        checkSuperuser(this.principal(ctx), 'send datanode heartbeats')
         const node = this.datanodes.nodes.get(req.nodeId)
         if (!node || !node.alive) return { commands: [], reregister: true }
         node.lastHeartbeatMs = Date.now()
@@ -513,7 +628,8 @@ export class Namenode {
         }
         return { commands, reregister: false }
       },
-      BlockReport: (req) => {
+      BlockReport: (req, ctx) => {
+        checkSuperuser(this.principal(ctx), 'report blocks')
         const node = this.datanodes.nodes.get(req.nodeId)
         if (!node) throw new LoamError('unavailable', `datanode ${req.nodeId} is not registered; register first`)
         if (req.full) {
@@ -956,5 +1072,16 @@ export class Namenode {
       underReplicated: this.countUnder(),
       datanodes: [...this.datanodes.nodes.values()].map((n) => this.datanodes.report(n)),
     }
+  }
+}
+
+const SUPERGROUP_DEFAULT = 'supergroup'
+
+/** The user the namenode runs as: the superuser, as in HDFS. */
+function namenodeUser(): string {
+  try {
+    return os.userInfo().username
+  } catch {
+    return `uid-${process.getuid?.() ?? 0}`
   }
 }

@@ -1,8 +1,8 @@
 // The calling side of a connection: unary calls with deadlines, and streams.
 import net from 'node:net'
-import os from 'node:os'
 import { RPC_TIMEOUT_DEFAULT_MS } from '../limits.js'
 import { formatAddress, type Address } from '../common/address.js'
+import { processIdentity } from '../common/identity.js'
 import type { Security } from './auth.js'
 import { assert, isErrorCode, LoamError } from './errors.js'
 import type { Frame } from './frame.js'
@@ -59,8 +59,9 @@ export class RpcClient<S extends ServiceSpec> {
     this.peerName = opts.peerName ?? 'server'
     this.timeoutMs = opts.timeoutMs ?? RPC_TIMEOUT_DEFAULT_MS
     this.connectTimeoutMs = opts.connectTimeoutMs ?? Math.min(this.timeoutMs, 10_000)
-    this.user = opts.user ?? safeUserName()
-    this.groups = opts.groups ?? []
+    const self = opts.user === undefined ? processIdentity() : undefined
+    this.user = opts.user ?? self!.user
+    this.groups = opts.groups ?? self?.groups ?? []
     this.epoch = opts.epoch ?? 0
     this.security = opts.security
   }
@@ -240,12 +241,4 @@ export class ClientStream<Res> extends FrameStream {
 export function errorFromHeader(header: FrameHeader): LoamError {
   const code = header.error?.code ?? 'io'
   return new LoamError(isErrorCode(code) ? code : 'io', header.error?.message || `remote error ${code}`)
-}
-
-function safeUserName(): string {
-  try {
-    return os.userInfo().username
-  } catch {
-    return `uid-${process.getuid?.() ?? 0}`
-  }
 }
