@@ -49,9 +49,9 @@ function target(name: TargetName): Target {
     return { name, rpc: nn.rpc, http: nn.http, pid: nn.pid, valid: { method: 'DatanodeReport', body: codecs.Empty.encode({}), answers: FrameKind.RESPONSE } }
   }
   const node = c.record.nodes.find((n) => n.id === name)!
-  // ShortCircuit for a block this node does not hold: a typed not-found error, on a connection that stays open.
+  // ShortCircuit without a block access token: a typed permission error, on a connection that stays open.
   const body = codecs.ShortCircuitRequest.encode({ block: { id: 999_999, genStamp: 1, lengthBytes: 0 } })
-  return { name, rpc: node.rpc, http: node.http, pid: node.pid, valid: { method: 'ShortCircuit', body, answers: FrameKind.ERROR, code: 'not-found' } }
+  return { name, rpc: node.rpc, http: node.http, pid: node.pid, valid: { method: 'ShortCircuit', body, answers: FrameKind.ERROR, code: 'permission' } }
 }
 
 /** A connection that has passed the handshake (it holds the cluster secret) unless told not to, then sends raw bytes as it is told and records what comes back. */

@@ -71,6 +71,9 @@ export class BlockPipeline {
         resizeBytes: mode.resizeBytes ?? 0,
         copyFromBlock: copyFrom?.id ?? 0,
         copyFromGenStamp: copyFrom?.genStamp ?? 0,
+        // The namenode's tokens for this block (and the one it is copied from): the pipeline passes them on.
+        token: located.token,
+        copyFromToken: located.copiedFromToken,
       }
       const stream = await client.openStream('WriteBlock', request, timeoutMs)
       return new BlockPipeline(located.block, client, stream, located.locations.map((l) => l.id))

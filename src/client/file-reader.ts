@@ -84,7 +84,7 @@ export class FileReader {
   private async *readRemote(lb: LocatedBlock, dn: DatanodeInfo, from: number, to: number): AsyncGenerator<Buffer> {
     const rpc = new RpcClient({ host: dn.host, port: dn.rpcPort }, DatanodeService, { peerName: `datanode ${dn.id}`, timeoutMs: this.client.timeoutMs })
     try {
-      const stream = await rpc.openStream('ReadBlock', { block: lb.block, offsetBytes: from, lengthBytes: to - from })
+      const stream = await rpc.openStream('ReadBlock', { block: lb.block, offsetBytes: from, lengthBytes: to - from, token: lb.token })
       let pos = from
       for (;;) {
         const frame = await stream.next()
@@ -107,7 +107,7 @@ export class FileReader {
 
   /** Short-circuit: the datanode says where the replica is; this process reads and verifies it. */
   private async *readLocal(lb: LocatedBlock, dn: DatanodeInfo, from: number, to: number): AsyncGenerator<Buffer> {
-    const where = await this.client.datanode(dn).call('ShortCircuit', { block: lb.block })
+    const where = await this.client.datanode(dn).call('ShortCircuit', { block: lb.block, token: lb.token })
     if (where.lengthBytes < to) throw new LoamError('io', `block ${lb.block!.id}: local replica has ${where.lengthBytes} bytes, expected ${to}`)
     const data = await open(where.dataPath, 'r')
     const meta = await open(where.metaPath, 'r')

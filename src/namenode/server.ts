@@ -6,10 +6,12 @@ import { Gauge } from 'prom-client'
 import type { Address } from '../common/address.js'
 import { startStatusServer, type StatusServer } from '../common/http.js'
 import type { Logger } from '../common/log.js'
-import { BLOCK_SIZE_DEFAULT_BYTES, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
+import { BLOCK_SIZE_DEFAULT_BYTES, BLOCK_TOKEN_LIFETIME_DEFAULT_MS, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock, type VolumeInfo, type VolumeNodeBytes, type VolumeRecord } from '../rpc/messages.js'
+import { BlockOp, blockTokenKey, issueBlockToken } from '../rpc/block-token.js'
 import { RpcClient } from '../rpc/client.js'
+import { processSecurity } from '../rpc/security.js'
 import { RpcServer, type CallContext, type Handlers } from '../rpc/server.js'
 import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type NamenodeServiceSpec } from '../rpc/service.js'
 import { BlockMap, type BlockInfo } from './blockmap.js'
@@ -38,6 +40,8 @@ export interface NamenodeOptions {
   superuser?: string
   /** Members of this group pass every permission check. */
   supergroup?: string
+  /** How long a block access token opens its block. */
+  blockTokenLifetimeMs?: number
   log: Logger
 }
 
@@ -79,6 +83,9 @@ export class Namenode {
   private readonly leaseLimitMs: number
   private readonly datanodeClients = new Map<string, RpcClient<DatanodeServiceSpec>>()
   private readonly superusers: Set<string>
+  /** Signs block access tokens; datanodes derive the same key from the cluster secret. */
+  private readonly tokenKey = blockTokenKey(processSecurity().secret)
+  private readonly blockTokenLifetimeMs: number
   private readonly supergroup: string
 
   private constructor(
@@ -94,6 +101,7 @@ export class Namenode {
     this.defaults = { replication: opts.replication ?? REPLICATION_DEFAULT, blockSizeBytes: opts.blockSizeBytes ?? BLOCK_SIZE_DEFAULT_BYTES }
     this.superusers = new Set([namenodeUser(), ...(opts.superuser ? [opts.superuser] : [])])
     this.supergroup = opts.supergroup ?? SUPERGROUP_DEFAULT
+    this.blockTokenLifetimeMs = opts.blockTokenLifetimeMs ?? BLOCK_TOKEN_LIFETIME_DEFAULT_MS
   }
 
   static async start(opts: NamenodeOptions): Promise<NamenodeHandle> {
@@ -227,7 +235,13 @@ export class Namenode {
       locations: locations.map((n) => n.info),
       corrupt: nodes(info?.corrupt ?? []).map((n) => n.info),
       complete: info?.complete ?? true,
+      token: this.blockToken(block.id, BlockOp.READ),
     }
+  }
+
+  /** A block access token: what the datanodes holding the block ask for before they serve it. */
+  private blockToken(blockId: number, op: BlockOp): Buffer {
+    return issueBlockToken(this.tokenKey, { blockId, op, expiresMs: Date.now() + this.blockTokenLifetimeMs })
   }
 
   private handlers(): Handlers<NamenodeServiceSpec> {
@@ -260,7 +274,7 @@ export class Namenode {
         }, ctx)
         this.leases.set(req.clientName, Date.now())
         const offsetBytes = inode.blocks.slice(0, -1).reduce((s, b) => s + b.lengthBytes, 0)
-        return { block, offsetBytes, locations: targets, corrupt: [], complete: false }
+        return { block, offsetBytes, locations: targets, corrupt: [], complete: false, token: this.blockToken(block.id, BlockOp.WRITE) }
       },
       RecoverPipeline: async (req, ctx) => {
         if (!req.block) throw new LoamError('invalid-argument', 'RecoverPipeline names no block')
@@ -280,7 +294,7 @@ export class Namenode {
         this.opts.log.info({ path: req.path, block: blockId, genStamp: block.genStamp, excluded: req.excludedNodes, targets: targets.map((t) => t.id) }, 'write pipeline recovered')
         const index = inode.blocks.findIndex((b) => b.id === blockId)
         const offsetBytes = inode.blocks.slice(0, index).reduce((s, b) => s + b.lengthBytes, 0)
-        return { block, offsetBytes, locations: targets, corrupt: [], complete: !last }
+        return { block, offsetBytes, locations: targets, corrupt: [], complete: !last, token: this.blockToken(block.id, BlockOp.WRITE) }
       },
       Complete: async (req, ctx) => {
         const rec = await this.mutate((ns) => {
@@ -416,7 +430,16 @@ export class Namenode {
           }, ctx)
           this.leases.set(req.clientName, Date.now())
           const offsetBytes = c.inode.blocks.slice(0, c.index).reduce((sum, b) => sum + b.lengthBytes, 0)
-          return { block: c.block, offsetBytes, locations: targets, corrupt: [], complete: false, copiedFrom: { ...c.old, genStamp: info?.genStamp ?? c.old.genStamp } }
+          return {
+            block: c.block,
+            offsetBytes,
+            locations: targets,
+            corrupt: [],
+            complete: false,
+            copiedFrom: { ...c.old, genStamp: info?.genStamp ?? c.old.genStamp },
+            token: this.blockToken(c.block.id, BlockOp.WRITE),
+            copiedFromToken: this.blockToken(c.old.id, BlockOp.READ),
+          }
         }
         const r = await this.mutate((ns) => {
           const u = ns.updateBlock(req.path, req.inodeId, req.clientName, req.blockId)
@@ -431,7 +454,7 @@ export class Namenode {
         }, ctx)
         this.leases.set(req.clientName, Date.now())
         const offsetBytes = r.inode.blocks.slice(0, r.index).reduce((sum, b) => sum + b.lengthBytes, 0)
-        return { block: r.block, offsetBytes, locations: targets, corrupt: [], complete: false }
+        return { block: r.block, offsetBytes, locations: targets, corrupt: [], complete: false, token: this.blockToken(r.block.id, BlockOp.WRITE) }
       },
       CommitBlocks: async (req, ctx) => {
         const r = await this.mutate((ns) => {
@@ -733,7 +756,7 @@ export class Namenode {
     const candidates = [...new Set(known.length > 0 ? known : this.datanodes.live().map((n) => n.info.id))]
     const found: Array<{ node: string; verifiedBytes: number; whole: boolean }> = []
     for (const node of candidates) {
-      const r = await this.datanodeClient(node)?.call('InspectReplica', { blockId: block.id }).catch(() => undefined)
+      const r = await this.datanodeClient(node)?.call('InspectReplica', { blockId: block.id, token: this.blockToken(block.id, BlockOp.WRITE) }).catch(() => undefined)
       if (r && r.genStamp >= block.genStamp) found.push({ node, verifiedBytes: r.verifiedBytes, whole: r.verifiedBytes === r.lengthBytes })
     }
     const longest = Math.max(0, ...found.map((f) => f.verifiedBytes))
@@ -744,7 +767,7 @@ export class Namenode {
     const recovered = { id: block.id, genStamp, lengthBytes }
     let done = 0
     for (const f of chosen) {
-      const ok = await this.datanodeClient(f.node)?.call('RecoverReplica', { block: recovered }).then(() => true, () => false)
+      const ok = await this.datanodeClient(f.node)?.call('RecoverReplica', { block: recovered, token: this.blockToken(recovered.id, BlockOp.WRITE) }).then(() => true, () => false)
       if (ok) done++
     }
     if (done === 0) throw new LoamError('unavailable', `no replica of block ${block.id} could be recovered`)
@@ -873,7 +896,7 @@ export class Namenode {
       const source = this.datanodes.nodes.get(copy.source)
       if (!info || !source) continue
       const targets = copy.targets.map((id) => this.datanodes.nodes.get(id)!.info)
-      source.pendingCommands.push({ action: CommandAction.REPLICATE, blocks: [{ id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes }], targets })
+      source.pendingCommands.push({ action: CommandAction.REPLICATE, blocks: [{ id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes }], targets, tokens: [this.blockToken(info.id, BlockOp.COPY)] })
       const p = this.pending.get(info.id) ?? { source: copy.source, targets: new Map<string, number>() }
       for (const t of copy.targets) p.targets.set(t, now + this.pendingTimeoutMs)
       this.pending.set(info.id, p)
