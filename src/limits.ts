@@ -16,6 +16,8 @@ export const CHECKSUM_BYTES = 8
 export const REPLICA_META_HEADER_BYTES = 32
 
 export const PATH_BYTES_MAX = 4096
+/** A writer's client name, which holds its leases. */
+export const CLIENT_NAME_BYTES_MAX = 255
 export const NAME_BYTES_MAX = 255
 export const PATH_COMPONENTS_MAX = 512
 export const SYMLINK_TARGET_BYTES_MAX = 4096

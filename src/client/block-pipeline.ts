@@ -4,7 +4,7 @@ import { PIPELINE_PACKETS_IN_FLIGHT_MAX } from '../limits.js'
 import { RpcClient, type ClientStream } from '../rpc/client.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
 import { FrameKind, type BlockRef, type LocatedBlock, type WriteBlockRequest, type WriteBlockResponse } from '../rpc/messages.js'
-import { codecs } from '../rpc/schema.js'
+import { codecs, decodeBody } from '../rpc/schema.js'
 import { DatanodeService, type DatanodeServiceSpec } from '../rpc/service.js'
 import { chunkChecksums } from '../common/checksum.js'
 
@@ -125,7 +125,7 @@ export class BlockPipeline {
         const frame = await this.stream.next()
         if (!frame) return
         if (frame.header.kind !== FrameKind.ACK) continue
-        const ack = codecs.PacketAck.decode(frame.header.body ?? new Uint8Array())
+        const ack = decodeBody(codecs.PacketAck, frame.header.body, 'packet acknowledgement')
         if (!ack.ok) {
           this.failedNode = ack.failedNode || this.nodes[0]
           throw new LoamError('io', `write pipeline for block ${this.block.id} failed at datanode ${ack.failedNode}: ${ack.message}`)

@@ -7,7 +7,7 @@ import { InodeType, type BlockRef, type FileStatus, type InodeRecord, type Snaps
 import { checkBlockSize, checkReplication } from '../common/validate.js'
 import { joinPath, parsePath } from './paths.js'
 import type { Owned } from './permissions.js'
-import { SNAPSHOTS_PER_VOLUME_MAX, SYMLINK_TARGET_BYTES_MAX, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX, XATTRS_PER_INODE_MAX } from '../limits.js'
+import { CLIENT_NAME_BYTES_MAX, SNAPSHOTS_PER_VOLUME_MAX, SYMLINK_TARGET_BYTES_MAX, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX, XATTRS_PER_INODE_MAX } from '../limits.js'
 import { attached, charge, checkEpoch, checkSnapshotName, checkVolumeName, checkVolumeSize, detached, resized, SNAPSHOTS_DIR, volumePath, VOLUMES_DIR } from '../volumes/volume.js'
 
 function checkXattrName(name: string): void {
@@ -172,7 +172,7 @@ export class Namespace {
     // What the caller asked for is checked before anything is made (parents included).
     if (opts.replication) checkReplication(opts.replication)
     if (opts.blockSizeBytes) checkBlockSize(opts.blockSizeBytes)
-    if (!opts.clientName) throw new LoamError('invalid-argument', 'create needs a client name')
+    if (!opts.clientName || Buffer.byteLength(opts.clientName) > CLIENT_NAME_BYTES_MAX) throw new LoamError('invalid-argument', `create needs a client name of 1 to ${CLIENT_NAME_BYTES_MAX} bytes`)
     const parts = parsePath(path)
     if (parts.length === 0) throw new LoamError('is-a-directory', '/: is a directory')
     if (opts.createParents && parts.length > 1) {
@@ -284,7 +284,7 @@ export class Namespace {
 
   /** Takes the lease on an existing file, for writes at any offset (a mount's open for writing). */
   openForWrite(path: string, clientName: string): InodeRecord {
-    if (!clientName) throw new LoamError('invalid-argument', 'opening for writing needs a client name')
+    if (!clientName || Buffer.byteLength(clientName) > CLIENT_NAME_BYTES_MAX) throw new LoamError('invalid-argument', `opening for writing needs a client name of 1 to ${CLIENT_NAME_BYTES_MAX} bytes`)
     const rec = this.get(path)
     if (rec.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${path}: is a directory`)
     if (rec.type !== InodeType.FILE) throw new LoamError('invalid-argument', `${path}: not a regular file`)

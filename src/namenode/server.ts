@@ -6,7 +6,7 @@ import { Gauge } from 'prom-client'
 import type { Address } from '../common/address.js'
 import { startStatusServer, type StatusServer } from '../common/http.js'
 import type { Logger } from '../common/log.js'
-import { BLOCK_SIZE_DEFAULT_BYTES, BLOCK_TOKEN_LIFETIME_DEFAULT_MS, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
+import { BLOCK_SIZE_DEFAULT_BYTES, BLOCK_TOKEN_LIFETIME_DEFAULT_MS, CLIENT_NAME_BYTES_MAX, NAME_BYTES_MAX, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock, type VolumeInfo, type VolumeNodeBytes, type VolumeRecord } from '../rpc/messages.js'
 import { BlockOp, blockTokenKey, issueBlockToken } from '../rpc/block-token.js'
@@ -306,6 +306,8 @@ export class Namenode {
         return { status: this.status(req.path, rec) }
       },
       RenewLease: (req) => {
+        // Only a name that can hold a lease is kept (what Create accepts): any other cannot grow the table.
+        if (!req.clientName || Buffer.byteLength(req.clientName) > CLIENT_NAME_BYTES_MAX) throw new LoamError('invalid-argument', `a client name is 1 to ${CLIENT_NAME_BYTES_MAX} bytes`)
         this.leases.set(req.clientName, Date.now())
         return {}
       },
@@ -597,7 +599,8 @@ export class Namenode {
       },
       ReportBadBlocks: (req) => {
         for (const r of req.replicas) {
-          if (!r.block) continue
+          // A report about a node the namenode does not know is about nothing it keeps.
+          if (!r.block || !this.datanodes.nodes.has(r.nodeId)) continue
           // A reader of an older generation may have seen the block change under it (an update in place): not corruption.
           if (r.block.genStamp < (this.blockMap.blocks.get(r.block.id)?.genStamp ?? 0)) continue
           const info = this.blockMap.markCorrupt(r.nodeId, r.block.id)
@@ -629,6 +632,7 @@ export class Namenode {
       RegisterDatanode: (req, ctx) => {
         checkSuperuser(this.principal(ctx), 'register a datanode')
         if (!req.node?.id) throw new LoamError('invalid-argument', 'a datanode registers with an id')
+        checkDatanodeInfo(req.node)
         const admin = this.store.get(keys.decommission(req.node.id))?.toString() === 'decommissioned' ? 'decommissioned' : this.store.get(keys.decommission(req.node.id)) ? 'decommissioning' : 'normal'
         this.datanodes.register(req.node, req, Date.now(), admin)
         this.opts.log.info({ node: req.node.id, host: req.node.host, port: req.node.rpcPort, rack: req.node.rack }, 'datanode registered')
@@ -1107,4 +1111,11 @@ function namenodeUser(): string {
   } catch {
     return `uid-${process.getuid?.() ?? 0}`
   }
+}
+
+/** What a registering datanode says about itself is checked where it enters: its id names files and metrics, its ports are dialled. */
+function checkDatanodeInfo(node: DatanodeInfo): void {
+  if (Buffer.byteLength(node.id) > NAME_BYTES_MAX || /[\0/]/.test(node.id)) throw new LoamError('invalid-argument', `datanode id must be 1 to ${NAME_BYTES_MAX} bytes without NUL or '/'`)
+  if (!node.host || Buffer.byteLength(node.host) > NAME_BYTES_MAX || node.host.includes('\0')) throw new LoamError('invalid-argument', `datanode ${node.id}: host must be 1 to ${NAME_BYTES_MAX} bytes without NUL`)
+  if (!(node.rpcPort >= 1 && node.rpcPort <= 65535) || !(node.httpPort >= 0 && node.httpPort <= 65535)) throw new LoamError('invalid-argument', `datanode ${node.id}: ports must be from 1 to 65535`)
 }
