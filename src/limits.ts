@@ -98,6 +98,10 @@ export const SAFEMODE_THRESHOLD = 0.999
 /** Scheduler: environment entries and retries a job spec may ask for. */
 export const JOB_ENV_ENTRIES_MAX = 256
 export const JOB_RETRIES_MAX = 100
+/** Instances of one service. */
+export const SERVICE_INSTANCES_MAX = 100
+/** Services the scheduler keeps. */
+export const SERVICES_MAX = 1_000
 /** A job spec's size on the wire. */
 export const JOB_SPEC_BYTES_MAX = 256 * 1024
 /** Agents heartbeat this often; one silent for AGENT_DEAD_AFTER_DEFAULT_MS is dead and its tasks are lost. */

@@ -82,6 +82,14 @@ test('a task that fails is retried up to `retries`; a job whose task keeps faili
   }
   const ls = JSON.parse((await c.loam(['job', 'ls', '--json'])).stdout.toString()) as Array<{ id: string }>
   t.deepEqual(ls.map((j) => j.id).sort(), ['bad', 'flaky'], 'nothing was started for a refused spec')
+
+  // A node that fails a task every time: after two failures there, the task goes to another node.
+  await put(c, '/in/one', 1000)
+  const home = (await c.client().getBlockLocations('/in/one', 0, 0)).blocks[0]!.locations[0]!.id
+  const picky = await run(c, { id: 'picky', cmd: `[ "$LOAM_NODE_ID" != "${home}" ] || exit 5`, input: '/in/one', cpus: 0.5, mem: 32, retries: 4 })
+  t.is(picky.state, 'FINISHED', JSON.stringify(picky))
+  t.is(picky.tasks[0]!.attempts, 3, 'two attempts on its data-local node, then one elsewhere')
+  t.not(picky.tasks[0]!.node, home)
 })
 
 test('delay scheduling: with its node busy, a task waits, then goes RACK_LOCAL', async (t) => {
@@ -121,4 +129,34 @@ test('scheduler kill -9 and restart mid-job: no task lost, none run twice', asyn
   const names = (JSON.parse(marks) as Array<{ name: string }>).map((m) => m.name.replace(/\.\d+$/, ''))
   t.true(job.tasks.every((x) => x.attempts >= 1))
   t.deepEqual(names.sort(), job.tasks.map((x) => x.id).sort(), 'each task ran exactly once')
+})
+
+test('DRF through real agents: a role alone takes the whole cluster; a second busy role converges to an equal dominant share', async (t) => {
+  // 2 nodes x 4 cpus, tasks of 0.25 cpu: 32 slots, so one slot is ~3% of the cluster.
+  const c = await startCluster(t, { nodes: 2, racks: 1, cpus: 4 })
+  const running = async (id: string): Promise<number> => (await status(c, id)).tasks.filter((x) => x.state === 'RUNNING').length
+  await run(c, { id: 'first', role: 'analytics', cmd: 'sleep 2', instances: 200, cpus: 0.25, mem: 16 }, { wait: false })
+  await waitFor(async () => (await running('first')) === 32, 30_000, 'the first role to fill the cluster')
+  await run(c, { id: 'second', role: 'etl', cmd: 'sleep 2', instances: 200, cpus: 0.25, mem: 16 }, { wait: false })
+  // As the first role's tasks end, their slots go to the second role until both hold half.
+  let shares: Array<{ role: string; dominantShare: number }> = []
+  await waitFor(
+    async () => {
+      const state = JSON.parse((await c.loam(['job', 'agents', '--json'])).stdout.toString()) as { roles: Array<{ role: string; dominantShare: number }> }
+      shares = state.roles
+      const etl = shares.find((r) => r.role === 'etl')?.dominantShare ?? 0
+      return etl >= 0.45
+    },
+    30_000,
+    'the second role to reach its share',
+  )
+  // Sampled a few times while both roles stay busy: each within 5% of the ideal half.
+  for (let i = 0; i < 3; i++) {
+    const [a, b] = [await running('first'), await running('second')]
+    t.true(Math.abs(a / 32 - 0.5) <= 0.05 + 1 / 32 && Math.abs(b / 32 - 0.5) <= 0.05 + 1 / 32, `analytics ${a}, etl ${b} of 32 slots`)
+    await new Promise((r) => setTimeout(r, 700))
+  }
+  t.true(shares.every((r) => Math.abs(r.dominantShare - 0.5) <= 0.05), JSON.stringify(shares))
+  await c.loam(['job', 'kill', 'first'])
+  await c.loam(['job', 'kill', 'second'])
 })

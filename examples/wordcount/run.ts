@@ -12,7 +12,7 @@ const loam = (args: string[], input?: string): string => execFileSync(process.ex
 const script = (name: string): string => `"${process.execPath}" "${fileURLToPath(new URL(`./${name}.js`, import.meta.url))}"`
 
 try {
-  loam(['fs', 'stat', input])
+  execFileSync(process.execPath, [cli, 'fs', 'stat', input], { stdio: 'ignore' })
 } catch {
   // No input yet: a few MiB of text, in 1 MiB blocks so there are several map tasks.
   const words = ['the', 'quick', 'brown', 'fox', 'jumps', 'over', 'lazy', 'dog', 'loam', 'block', 'replica', 'node', 'rack', 'data', 'local']

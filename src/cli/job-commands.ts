@@ -13,11 +13,11 @@ import { Scheduler } from '../scheduler/server.js'
 import { logLevel, daemonProcess, stopOnSignal, writeReadyFile } from './daemon-commands.js'
 import { action, printJson } from './run.js'
 
-interface SchedulerFlags {
+export interface SchedulerFlags {
   scheduler?: string
 }
 
-async function withScheduler<T>(flags: SchedulerFlags, fn: (c: RpcClient<SchedulerServiceSpec>) => Promise<T>): Promise<T> {
+export async function withScheduler<T>(flags: SchedulerFlags, fn: (c: RpcClient<SchedulerServiceSpec>) => Promise<T>): Promise<T> {
   const c = new RpcClient(schedulerAddress(flags.scheduler), SchedulerService, { peerName: 'scheduler' })
   try {
     return await fn(c)
@@ -53,6 +53,11 @@ function printStatus(job: JobStatusJson): void {
     const input = t.input ? ` ${t.input.path}@${t.input.offset}+${t.input.length}` : ''
     process.stdout.write(`  ${t.id}  ${t.state.padEnd(8)} ${(t.node ?? '-').padEnd(8)} ${(t.locality ?? '-').padEnd(10)} attempts ${t.attempts}${t.exitCode === null ? '' : ` exit ${t.exitCode}`}${input}${t.message ? `  (${t.message})` : ''}\n`)
   }
+}
+
+interface ClusterStateJson {
+  agents: Array<{ id: string; node: string | null; rack: string; cpus: number; memMib: number; usedCpus: number; usedMemMib: number; tasks: string[] }>
+  roles: Array<{ role: string; weight: number; dominantShare: number; running: number; pending: number }>
 }
 
 export function registerJobCommands(program: Command): void {
@@ -103,7 +108,6 @@ export function registerJobCommands(program: Command): void {
     )
 
   const job = program.command('job').description('batch jobs: one task per input block, placed where the data is')
-  const withSchedulerOption = (cmd: Command): Command => cmd.option('--scheduler <host:port>', 'the scheduler (default: $LOAM_SCHEDULER or 127.0.0.1:5050)')
 
   withSchedulerOption(job.command('run').argument('<spec>', 'a JSON job spec file (- for stdin)'))
     .description('submit a job: {"id", "cmd", "cpus", "mem", "instances" or "input", "env", "retries", "role"}')
@@ -111,7 +115,7 @@ export function registerJobCommands(program: Command): void {
     .option('--json', 'print the status as JSON')
     .action(
       action(async (file: string, f: SchedulerFlags & { wait?: boolean; json?: boolean }) => {
-        const text = file === '-' ? await readStdin() : await readFile(file, 'utf8').catch((err: Error) => Promise.reject(new LoamError('not-found', `cannot read ${file}: ${err.message}`)))
+        const text = await readSpec(file)
         await withScheduler(f, async (c) => {
           let status = JSON.parse((await c.call('SubmitJob', { json: text })).json) as JobStatusJson
           while (f.wait && status.state === 'RUNNING') {
@@ -151,6 +155,20 @@ export function registerJobCommands(program: Command): void {
       }),
     )
 
+  withSchedulerOption(job.command('agents'))
+    .description("the scheduler's agents (resources in use, running tasks) and each role's dominant share")
+    .option('--json', 'print JSON')
+    .action(
+      action(async (f: SchedulerFlags & { json?: boolean }) => {
+        await withScheduler(f, async (c) => {
+          const state = JSON.parse((await c.call('ClusterState', {})).json) as ClusterStateJson
+          if (f.json) return printJson(state)
+          for (const a of state.agents) process.stdout.write(`${a.id}  node ${a.node ?? '-'}  rack ${a.rack}  cpus ${a.usedCpus}/${a.cpus}  mem ${a.usedMemMib}/${a.memMib} MiB  tasks ${a.tasks.length}\n`)
+          for (const r of state.roles) process.stdout.write(`role ${r.role}  weight ${r.weight}  dominant share ${(r.dominantShare * 100).toFixed(1)}%  running ${r.running}  pending ${r.pending}\n`)
+        })
+      }),
+    )
+
   withSchedulerOption(job.command('kill').argument('<id>', 'the job'))
     .description('stop a job: its running tasks are killed, its pending ones dropped')
     .action(
@@ -184,6 +202,16 @@ export function registerJobCommands(program: Command): void {
         }
       }),
     )
+}
+
+export function withSchedulerOption(cmd: Command): Command {
+  return cmd.option('--scheduler <host:port>', 'the scheduler (default: $LOAM_SCHEDULER or 127.0.0.1:5050)')
+}
+
+/** A spec from a file, or from standard input for '-'. */
+export async function readSpec(file: string): Promise<string> {
+  if (file === '-') return readStdin()
+  return readFile(file, 'utf8').catch((err: Error) => Promise.reject(new LoamError('not-found', `cannot read ${file}: ${err.message}`)))
 }
 
 async function readStdin(): Promise<string> {

@@ -11,6 +11,7 @@ import { registerFsCommands } from './fs-commands.js'
 import { registerMountCommands } from './mount-commands.js'
 import { registerVolumeCommands } from './volume-commands.js'
 import { registerJobCommands } from './job-commands.js'
+import { registerServiceCommands } from './service-commands.js'
 import { errorLine, exitStatus } from './run.js'
 
 // `loam fs cat F | head` closes our stdout early: that is the reader's choice, not an error.
@@ -47,6 +48,7 @@ registerClusterCommands(program)
 registerMountCommands(program)
 registerVolumeCommands(program)
 registerJobCommands(program)
+registerServiceCommands(program)
 program.commands.forEach(function override(c: Command): void {
   securityOptions(c)
   c.exitOverride()

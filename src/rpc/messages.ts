@@ -236,7 +236,7 @@ export interface InspectReplicaRequest { blockId: number; token?: Uint8Array }
 export interface InspectReplicaResponse { genStamp: number; lengthBytes: number; verifiedBytes: number; finalized: boolean }
 export interface RecoverReplicaRequest { block: BlockRef | null; token?: Uint8Array }
 
-export interface TaskState { taskId: string; state: string; exitCode: number; message: string }
+export interface TaskState { taskId: string; state: string; exitCode: number; message: string; health: string }
 export interface RegisterAgentRequest {
   agentId: string
   nodeId: string
@@ -250,7 +250,19 @@ export interface RegisterAgentRequest {
 }
 export interface RegisterAgentResponse { heartbeatIntervalMs: number }
 export interface AgentHeartbeatRequest { agentId: string; tasks: TaskState[] }
-export interface LaunchTask { taskId: string; jobId: string; cmd: string; env: Record<string, string>; cpus: number; memMib: number }
+export interface TaskVolume { name: string; path: string; nodeId: string }
+export interface HealthCheck { cmd: string; port: number; path: string; intervalMs: number; timeoutMs: number; graceMs: number; maxFailures: number }
+export interface LaunchTask {
+  taskId: string
+  jobId: string
+  cmd: string
+  env: Record<string, string>
+  cpus: number
+  memMib: number
+  volumes: TaskVolume[]
+  healthCheck: HealthCheck | null
+}
+export interface ScaleRequest { id: string; instances: number }
 export interface AgentHeartbeatResponse { launch: LaunchTask[]; kill: string[]; forget: string[]; reregister: boolean }
 export interface JsonRequest { json: string }
 export interface JsonResponse { json: string }

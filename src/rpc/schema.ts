@@ -72,6 +72,7 @@ export const codecs = {
   JsonRequest: codec<m.JsonRequest>('JsonRequest'),
   JsonResponse: codec<m.JsonResponse>('JsonResponse'),
   IdRequest: codec<m.IdRequest>('IdRequest'),
+  ScaleRequest: codec<m.ScaleRequest>('ScaleRequest'),
   ReadLogRequest: codec<m.ReadLogRequest>('ReadLogRequest'),
   ReadLogResponse: codec<m.ReadLogResponse>('ReadLogResponse'),
   ListVolumesResponse: codec<m.ListVolumesResponse>('ListVolumesResponse'),

@@ -81,6 +81,11 @@ export const SchedulerService = {
   ListJobs: unary(codecs.Empty, codecs.JsonResponse),
   KillJob: unary(codecs.IdRequest, codecs.JsonResponse),
   TaskLocation: unary(codecs.IdRequest, codecs.JsonResponse),
+  DeployService: unary(codecs.JsonRequest, codecs.JsonResponse),
+  ServiceStatus: unary(codecs.IdRequest, codecs.JsonResponse),
+  ListServices: unary(codecs.Empty, codecs.JsonResponse),
+  ScaleService: unary(codecs.ScaleRequest, codecs.JsonResponse),
+  RemoveService: unary(codecs.IdRequest, codecs.JsonResponse),
   ClusterState: unary(codecs.Empty, codecs.JsonResponse),
 } satisfies ServiceSpec
 

@@ -10,7 +10,7 @@ import { startStatusServer } from '../common/http.js'
 import type { Logger } from '../common/log.js'
 import { mkdirp } from '../common/mkdirp.js'
 import { LoamClient } from '../client/client.js'
-import { AGENT_DEAD_AFTER_DEFAULT_MS, AGENT_HEARTBEAT_DEFAULT_MS, FINISHED_JOBS_KEPT, JOB_SPEC_BYTES_MAX, RECONCILE_GRACE_DEFAULT_MS } from '../limits.js'
+import { AGENT_DEAD_AFTER_DEFAULT_MS, AGENT_HEARTBEAT_DEFAULT_MS, FINISHED_JOBS_KEPT, JOB_SPEC_BYTES_MAX, RECONCILE_GRACE_DEFAULT_MS, SERVICE_INSTANCES_MAX } from '../limits.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
 import type { LaunchTask, RegisterAgentRequest, TaskState } from '../rpc/messages.js'
 import { RpcServer, type Handlers } from '../rpc/server.js'
@@ -18,7 +18,10 @@ import { SchedulerService, type SchedulerServiceSpec } from '../rpc/service.js'
 import { SchedulerCore, type Placement } from './core.js'
 import { splitInput } from './input.js'
 import { parseJobSpec } from './job-spec.js'
+import { PREFERRED_NODES_PER_TASK_MAX } from './limits.js'
 import * as R from './resources.js'
+import { Services, type ServiceHost } from './services.js'
+import type { ServiceCandidate } from './service-placement.js'
 import { StateFile, type JobRecord, type TaskRecord } from './state.js'
 
 export interface SchedulerOptions {
@@ -47,11 +50,16 @@ interface AgentEntry {
   launches: LaunchTask[]
   kills: Set<string>
   forget: Set<string>
-  /** Tasks found running on the agent after a scheduler restart, outside the core: their resources are held back from it. */
-  adopted: Map<string, R.Resources>
+  /**
+   * Launches whose resources are held back from the core: job tasks found running after a
+   * scheduler restart, and service tasks (placed outside the batch queue).
+   */
+  held: Map<string, R.Resources>
 }
 
 const ENDED = new Set(['FINISHED', 'FAILED', 'KILLED'])
+/** How often service instances waiting to start are looked at. */
+const SERVICE_TICK_MS = 500
 
 export class Scheduler {
   private readonly core: SchedulerCore
@@ -67,6 +75,7 @@ export class Scheduler {
   private readonly intervals: NodeJS.Timeout[] = []
   private readonly heartbeatMs: number
   private readonly deadAfterMs: number
+  private readonly services: Services
 
   private constructor(
     private readonly state: StateFile,
@@ -76,6 +85,7 @@ export class Scheduler {
     this.heartbeatMs = opts.heartbeatMs ?? AGENT_HEARTBEAT_DEFAULT_MS
     this.deadAfterMs = opts.deadAfterMs ?? AGENT_DEAD_AFTER_DEFAULT_MS
     this.core = new SchedulerCore({ localityWaitMs: opts.localityWaitMs, roleWeights: opts.roleWeights })
+    this.services = new Services(state, nn, this.serviceHost(), opts.log)
   }
 
   static async start(opts: SchedulerOptions): Promise<SchedulerHandle> {
@@ -88,6 +98,7 @@ export class Scheduler {
     const http = await startStatusServer(opts.host, opts.httpPort, () => s.clusterState())
     s.registerMetrics(http.registry)
     s.intervals.push(setInterval(() => s.checkAgents(), Math.min(1000, s.heartbeatMs)))
+    s.intervals.push(setInterval(() => s.services.tick(), SERVICE_TICK_MS))
     s.intervals.push(setTimeout(() => s.reconcileLeftovers(), opts.reconcileGraceMs ?? RECONCILE_GRACE_DEFAULT_MS))
     opts.log.info({ rpc: rpcAddress, http: http.address, jobs: state.jobs.size }, 'scheduler serving')
     return {
@@ -131,13 +142,13 @@ export class Scheduler {
         agent.lastSeenMs = this.now()
         this.report(agent, req.tasks)
         this.schedule()
-        // A launch is durable before the agent hears of it.
-        await this.state.flush()
         const launch = agent.launches.splice(0)
         const kill = [...agent.kills]
         agent.kills.clear()
         const forget = [...agent.forget]
         agent.forget.clear()
+        // A launch is durable before the agent hears of it (everything taken above was recorded before it was queued).
+        await this.state.flush()
         return { launch, kill, forget, reregister: false }
       },
       SubmitJob: async (req) => {
@@ -156,10 +167,30 @@ export class Scheduler {
       },
       TaskLocation: (req) => {
         const found = this.byTask.get(req.id)
-        if (!found || found.task.attempts === 0) throw new LoamError('not-found', `task ${req.id}: no such task, or it has not run yet (see 'loam job status')`)
-        const agent = this.agents.get(found.task.agentId)
+        const where = found && found.task.attempts > 0 ? { launch: launchId(found.task), agentId: found.task.agentId, state: found.task.state } : this.services.locate(req.id)
+        if (!where) throw new LoamError('not-found', `task ${req.id}: no such task, or it has not run yet (see 'loam job status' or 'loam service status')`)
+        const agent = this.agents.get(where.agentId)
         const address = agent ? formatAddress({ host: agent.req.host, port: agent.req.rpcPort }) : ''
-        return { json: JSON.stringify({ task: found.task.id, launch: launchId(found.task), agent: found.task.agentId, address, state: found.task.state }) }
+        return { json: JSON.stringify({ task: req.id, launch: where.launch, agent: where.agentId, address, state: where.state }) }
+      },
+      DeployService: async (req) => {
+        if (req.json.length > JOB_SPEC_BYTES_MAX) throw new LoamError('invalid-argument', `service spec is over ${JOB_SPEC_BYTES_MAX} bytes`)
+        const svc = await this.services.deploy(req.json, (id) => this.state.jobs.has(id))
+        await this.state.flush()
+        return { json: JSON.stringify(this.services.status(svc.id)) }
+      },
+      ServiceStatus: (req) => ({ json: JSON.stringify(this.services.status(req.id)) }),
+      ListServices: () => ({ json: JSON.stringify(this.services.list()) }),
+      ScaleService: async (req) => {
+        if (!Number.isInteger(req.instances) || req.instances > SERVICE_INSTANCES_MAX) throw new LoamError('invalid-argument', `instances ${req.instances} must be a whole number from 0 to ${SERVICE_INSTANCES_MAX}`)
+        const svc = await this.services.scale(req.id, req.instances)
+        await this.state.flush()
+        return { json: JSON.stringify(this.services.status(svc.id)) }
+      },
+      RemoveService: async (req) => {
+        const svc = this.services.remove(req.id)
+        await this.state.flush()
+        return { json: JSON.stringify(this.services.status(svc.id)) }
       },
       ClusterState: () => ({ json: JSON.stringify(this.clusterState()) }),
     }
@@ -172,20 +203,24 @@ export class Scheduler {
     const total = R.resources(req.cpus, req.memMib, req.diskMib)
     const previous = this.agents.get(req.agentId)
     if (previous) this.lose(req.agentId, 'the agent registered again')
-    const entry: AgentEntry = { req, lastSeenMs: this.now(), launches: [], kills: new Set(), forget: new Set(), adopted: new Map() }
-    // Tasks it still runs that the core does not know (this scheduler restarted): adopted, their resources held back.
+    const entry: AgentEntry = { req, lastSeenMs: this.now(), launches: [], kills: new Set(), forget: new Set(), held: new Map() }
+    // Tasks it still runs that the core does not know (this scheduler restarted), and service tasks: adopted, their resources held back.
     let held = R.ZERO
     for (const t of req.tasks) {
+      if (ENDED.has(t.state)) continue
       const found = this.byLaunch.get(t.taskId)
-      if (found && found.task.state === 'RUNNING' && found.task.agentId === req.agentId && !this.core.task(found.task.id)) {
-        const need = R.resources(found.job.spec.cpus, found.job.spec.mem)
-        entry.adopted.set(t.taskId, need)
+      const need =
+        found && found.task.state === 'RUNNING' && found.task.agentId === req.agentId && !this.core.task(found.task.id)
+          ? R.resources(found.job.spec.cpus, found.job.spec.mem)
+          : this.services.resourcesOf(t.taskId, req.agentId)
+      if (need) {
+        entry.held.set(t.taskId, need)
         held = R.add(held, need)
       }
     }
     this.core.addAgent({ id: req.agentId, nodeId: req.nodeId || undefined, rack: req.rack || '/default', resources: clampNonNegative(R.sub(total, held)) })
     this.agents.set(req.agentId, entry)
-    this.opts.log.info({ agent: req.agentId, node: req.nodeId, rack: req.rack, cpus: req.cpus, memMib: req.memMib, adopted: entry.adopted.size }, 'agent registered')
+    this.opts.log.info({ agent: req.agentId, node: req.nodeId, rack: req.rack, cpus: req.cpus, memMib: req.memMib, adopted: entry.held.size }, 'agent registered')
     this.report(entry, req.tasks)
     this.queuePending()
     this.schedule()
@@ -197,12 +232,13 @@ export class Scheduler {
       const found = this.byLaunch.get(t.taskId)
       const current = found && found.task.state === 'RUNNING' && launchId(found.task) === t.taskId && found.task.agentId === agent.req.agentId
       if (!ENDED.has(t.state)) {
-        // Running, but not as far as we know (an older attempt, a killed job): stop it.
-        if (!current) agent.kills.add(t.taskId)
+        // Running, but not as far as we know (an older attempt, a killed job, a removed service): stop it.
+        if (!current && !this.services.running(t.taskId, agent.req.agentId, t)) agent.kills.add(t.taskId)
         continue
       }
       agent.forget.add(t.taskId)
       if (current) this.ended(agent, found.job, found.task, t)
+      else this.services.ended(t.taskId, agent.req.agentId, t)
     }
   }
 
@@ -217,6 +253,7 @@ export class Scheduler {
       task.state = 'KILLED'
     } else if (task.attempts <= job.spec.retries) {
       task.state = 'PENDING'
+      this.steerAway(task)
       this.requeue(job, [task])
     } else {
       task.state = 'FAILED'
@@ -227,15 +264,64 @@ export class Scheduler {
     this.maybeFinish(job)
   }
 
-  /** The resources a task held go back: to the core, or to the agent's total for an adopted task. */
+  /**
+   * After its second failure on one node, a task prefers the other nodes (its other replicas
+   * first): a node that keeps failing it (a bad disk, a missing tool) is not tried forever.
+   */
+  private steerAway(task: TaskRecord): void {
+    const failedHere = (task.failedNodes ?? []).filter((n) => n === task.node).length + 1
+    task.failedNodes = [...(task.failedNodes ?? []), task.node].slice(-PREFERRED_NODES_PER_TASK_MAX)
+    if (failedHere < 2) return
+    const bad = new Set(task.failedNodes)
+    const others = [...this.agents.values()].map((a) => a.req.nodeId || a.req.agentId).filter((n) => !bad.has(n))
+    const replicas = task.preferredNodes.filter((n) => !bad.has(n))
+    const preferred = [...new Set([...replicas, ...others])].slice(0, PREFERRED_NODES_PER_TASK_MAX)
+    if (preferred.length === 0) return
+    task.preferredNodes = preferred
+    task.preferredRacks = []
+  }
+
+  /** The resources a task held go back: to the core, or to the agent's total for a held launch. */
   private release(agent: AgentEntry | undefined, task: TaskRecord, launch: string): void {
-    const adopted = agent?.adopted.get(launch)
-    if (agent && adopted) {
-      agent.adopted.delete(launch)
-      const view = this.core.agent(agent.req.agentId)
-      if (view) this.core.updateAgent(agent.req.agentId, { resources: R.add(view.total, adopted) })
-    } else if (this.core.task(task.id)) {
-      this.core.taskFinished(task.id)
+    if (!(agent && this.releaseHeld(agent, launch)) && this.core.task(task.id)) this.core.taskFinished(task.id)
+  }
+
+  private releaseHeld(agent: AgentEntry, launch: string): boolean {
+    const held = agent.held.get(launch)
+    if (!held) return false
+    agent.held.delete(launch)
+    const view = this.core.agent(agent.req.agentId)
+    if (view) this.core.updateAgent(agent.req.agentId, { resources: R.add(view.total, held) })
+    return true
+  }
+
+  /** What the services borrow: agents, their free resources, launches and kills. */
+  private serviceHost(): ServiceHost {
+    return {
+      candidates: () => {
+        const out: ServiceCandidate[] = []
+        for (const a of this.agents.values()) {
+          const view = this.core.agent(a.req.agentId)
+          if (view) out.push({ agentId: a.req.agentId, nodeId: a.req.nodeId, total: R.resources(a.req.cpus, a.req.memMib, a.req.diskMib), free: view.free })
+        }
+        return out
+      },
+      agentAlive: (id) => this.agents.has(id),
+      hold: (agentId, launch, need) => {
+        const agent = this.agents.get(agentId)
+        const view = this.core.agent(agentId)
+        if (!agent || !view) return
+        agent.held.set(launch, need)
+        this.core.updateAgent(agentId, { resources: clampNonNegative(R.sub(view.total, need)) })
+      },
+      release: (agentId, launch) => {
+        const agent = this.agents.get(agentId)
+        if (agent) this.releaseHeld(agent, launch)
+        this.schedule()
+      },
+      launch: (agentId, task) => this.agents.get(agentId)?.launches.push(task),
+      kill: (agentId, launch) => this.agents.get(agentId)?.kills.add(launch),
+      namenode: formatAddress(this.opts.namenode),
     }
   }
 
@@ -260,7 +346,7 @@ export class Scheduler {
       found.task.state = l.requeued ? 'PENDING' : 'KILLED'
       found.task.message = `lost with agent ${agentId}: ${why}`
     }
-    for (const launch of agent.adopted.keys()) {
+    for (const launch of agent.held.keys()) {
       const found = this.byLaunch.get(launch)
       if (found && found.task.state === 'RUNNING') again.push(found)
     }
@@ -269,6 +355,7 @@ export class Scheduler {
       f.task.message = `lost with agent ${agentId}: ${why}`
       this.requeue(f.job, [f.task])
     }
+    this.services.agentLost(agentId, why)
     this.state.changed()
     this.opts.log.warn({ agent: agentId, why, lost: lost.length + again.length }, 'agent lost')
   }
@@ -277,13 +364,14 @@ export class Scheduler {
   private reconcileLeftovers(): void {
     for (const job of this.state.jobs.values()) {
       if (job.state !== 'RUNNING') continue
-      const lost = job.tasks.filter((t) => t.state === 'RUNNING' && !this.core.task(t.id) && !this.agents.get(t.agentId)?.adopted.has(launchId(t)))
+      const lost = job.tasks.filter((t) => t.state === 'RUNNING' && !this.core.task(t.id) && !this.agents.get(t.agentId)?.held.has(launchId(t)))
       for (const t of lost) {
         t.state = 'PENDING'
         t.message = 'no agent reported it after the scheduler restarted'
       }
       if (lost.length > 0) this.requeue(job, lost)
     }
+    this.services.reconcile(new Set([...this.agents.values()].flatMap((a) => [...a.held.keys()])))
     this.queuePending()
     this.state.changed()
     this.schedule()
@@ -293,6 +381,7 @@ export class Scheduler {
 
   private async submit(text: string): Promise<JobRecord> {
     const spec = parseJobSpec(text)
+    if (this.state.services.has(spec.id)) throw new LoamError('exists', `job id ${spec.id} is a service's id; choose another`)
     const existing = this.state.jobs.get(spec.id)
     if (existing?.state === 'RUNNING') throw new LoamError('exists', `job ${spec.id} is running; kill it first or use another id`)
     const need = R.resources(spec.cpus, spec.mem)
@@ -401,7 +490,7 @@ export class Scheduler {
       LOAM_NAMENODE: formatAddress(this.opts.namenode),
     }
     if (task.input) Object.assign(env, { LOAM_INPUT_PATH: task.input.path, LOAM_INPUT_OFFSET: String(task.input.offset), LOAM_INPUT_LENGTH: String(task.input.length) })
-    agent.launches.push({ taskId: launch, jobId: job.id, cmd: job.spec.cmd, env, cpus: job.spec.cpus, memMib: job.spec.mem })
+    agent.launches.push({ taskId: launch, jobId: job.id, cmd: job.spec.cmd, env, cpus: job.spec.cpus, memMib: job.spec.mem, volumes: [], healthCheck: null })
   }
 
   private endJob(job: JobRecord, state: 'FAILED' | 'KILLED'): void {
@@ -468,6 +557,7 @@ export class Scheduler {
       }),
       roles: this.core.roleShares().map((r) => ({ role: r.role, weight: r.weight, dominantShare: r.dominantShare, running: r.runningTasks, pending: r.pendingTasks })),
       jobs: [...this.state.jobs.values()].map((j) => ({ id: j.id, state: j.state, tasks: j.tasks.length })),
+      services: this.services.list(),
     }
   }
 

@@ -1,11 +1,11 @@
-// What the scheduler keeps across its restarts: every job and the state of
-// each of its tasks, as one JSON document replaced atomically (written to a
+// What the scheduler keeps across its restarts: every job and service and the
+// state of each of its tasks, as one JSON document replaced atomically (written to a
 // temporary file, synced, renamed, the directory synced). A launch is made
 // durable before any agent hears of it, so a restart never launches twice.
 import { open, readFile, rename } from 'node:fs/promises'
 import path from 'node:path'
 import { LoamError } from '../rpc/errors.js'
-import type { JobDefinition } from './job-spec.js'
+import type { JobDefinition, ServiceDefinition } from './job-spec.js'
 
 export type TaskStateName = 'PENDING' | 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED'
 export type JobStateName = 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED'
@@ -25,6 +25,8 @@ export interface TaskRecord {
   input: { path: string; offset: number; length: number } | null
   preferredNodes: string[]
   preferredRacks: string[]
+  /** Nodes its failed attempts ran on, oldest first. */
+  failedNodes?: string[]
 }
 
 export interface JobRecord {
@@ -36,9 +38,40 @@ export interface JobRecord {
   tasks: TaskRecord[]
 }
 
+export interface InstanceRecord {
+  index: number
+  /** PENDING: to be placed (not before notBeforeMs); RUNNING: launched as `${service}.${index}.${attempts}`; KILLED: scaled away or removed. */
+  state: 'PENDING' | 'RUNNING' | 'KILLED'
+  attempts: number
+  agentId: string
+  node: string
+  locality: string
+  health: string
+  /** Restarts after the task ended or its node was lost. */
+  restarts: number
+  /** Ends in a row that came soon after the start: they lengthen the wait before the next start. */
+  quickFailures: number
+  notBeforeMs: number
+  startedMs: number
+  exitCode: number | null
+  message: string
+  /** The volumes this instance mounts (NAME, NAME-1, ...). */
+  volumes: string[]
+}
+
+export interface ServiceRecord {
+  id: string
+  spec: ServiceDefinition
+  /** REMOVING: every instance is being stopped; the record goes once none runs. */
+  state: 'RUNNING' | 'REMOVING'
+  createdMs: number
+  instances: InstanceRecord[]
+}
+
 interface Document {
   version: 1
   jobs: JobRecord[]
+  services?: ServiceRecord[]
 }
 
 export class StateFile {
@@ -48,6 +81,7 @@ export class StateFile {
   private constructor(
     private readonly file: string,
     readonly jobs: Map<string, JobRecord>,
+    readonly services: Map<string, ServiceRecord>,
   ) {}
 
   static async open(dataDir: string): Promise<StateFile> {
@@ -57,6 +91,7 @@ export class StateFile {
       throw new LoamError('io', `cannot read ${file}: ${err.message}`)
     })
     const jobs = new Map<string, JobRecord>()
+    const services = new Map<string, ServiceRecord>()
     if (text) {
       let doc: Document
       try {
@@ -66,8 +101,9 @@ export class StateFile {
       }
       if (doc.version !== 1) throw new LoamError('corrupt', `${file}: unknown version ${String(doc.version)}`)
       for (const job of doc.jobs) jobs.set(job.id, job)
+      for (const svc of doc.services ?? []) services.set(svc.id, svc)
     }
-    return new StateFile(file, jobs)
+    return new StateFile(file, jobs, services)
   }
 
   changed(): void {
@@ -79,7 +115,7 @@ export class StateFile {
     this.writing = this.writing.then(async () => {
       if (!this.dirty) return
       this.dirty = false
-      const doc: Document = { version: 1, jobs: [...this.jobs.values()] }
+      const doc: Document = { version: 1, jobs: [...this.jobs.values()], services: [...this.services.values()] }
       const tmp = `${this.file}.tmp`
       const fh = await open(tmp, 'w', 0o600)
       try {

@@ -13,7 +13,9 @@ import { mkdirp } from '../common/mkdirp.js'
 import { NAME_BYTES_MAX } from '../limits.js'
 import { assert, LoamError } from '../rpc/errors.js'
 import type { LaunchTask, ReadLogResponse, TaskState } from '../rpc/messages.js'
+import { HEALTH_FAILURES_MAX, HEALTH_INTERVAL_MAX_MS, HEALTH_INTERVAL_MIN_MS, HealthChecker } from './health-check.js'
 import { ID_BYTES_MAX } from './limits.js'
+import { checkVolumePath, detachLazily, mountsUnder, mountVolumes, TASK_VOLUMES_MAX, type MountedVolumes } from './volume-mounts.js'
 
 // ---------------------------------------------------------------- limits of one agent
 /** Tasks one agent runs at once; a launch beyond it fails at once (the scheduler places it again). */
@@ -59,6 +61,8 @@ interface Task {
   /** Why it is being killed ('' while nobody asked). */
   killReason: string
   killTimer: NodeJS.Timeout | undefined
+  checker: HealthChecker | undefined
+  mounts: MountedVolumes | undefined
   readonly exited: Promise<void>
   markExited(): void
 }
@@ -116,7 +120,7 @@ export class TaskRunner {
 
   /** Every task held, with its state: what a heartbeat or a registration reports. */
   states(): TaskState[] {
-    return [...this.held.values()].map((t) => ({ taskId: t.id, state: t.state, exitCode: t.exitCode, message: t.message }))
+    return [...this.held.values()].map((t) => ({ taskId: t.id, state: t.state, exitCode: t.exitCode, message: t.message, health: t.checker?.health ?? '' }))
   }
 
   sandboxOf(taskId: string): string | undefined {
@@ -158,7 +162,7 @@ export class TaskRunner {
     let out: FileHandle | undefined
     let err: FileHandle | undefined
     try {
-      await rm(task.sandbox, { recursive: true, force: true })
+      await removeSandbox(task.sandbox, this.opts.log)
       await mkdirp(task.sandbox)
       out = await open(path.join(task.sandbox, 'stdout'), 'w', 0o600)
       err = await open(path.join(task.sandbox, 'stderr'), 'w', 0o600)
@@ -173,6 +177,21 @@ export class TaskRunner {
         return
       }
       const env = this.taskEnv(spec, task)
+      if (spec.volumes?.length) {
+        try {
+          task.mounts = await mountVolumes(task.sandbox, spec.volumes, [process.execPath, CLI_PATH], env, this.opts.log)
+        } catch (e) {
+          this.end(task, 'FAILED', -1, `not started: ${(e as Error).message}`)
+          return
+        }
+        for (const [name, dir] of task.mounts.paths) env[`LOAM_VOLUME_${name.toUpperCase().replace(/-/g, '_')}`] = dir
+        env.LOAM_VOLUME_PATH = task.mounts.paths.values().next().value
+        if (task.killReason || this.stopping) {
+          await task.mounts.release()
+          this.end(task, 'KILLED', -1, task.killReason || 'the agent stopped before the task started')
+          return
+        }
+      }
       let child: ChildProcess
       try {
         child = spawn('/bin/sh', ['-c', spec.cmd], { cwd: task.sandbox, env, detached: true, stdio: ['ignore', out.fd, err.fd] })
@@ -184,7 +203,7 @@ export class TaskRunner {
       child.once('error', (e) => {
         if (!task.pid) this.end(task, 'FAILED', -1, `not started: ${e.message}`)
       })
-      child.once('exit', (code, signal) => this.onExit(task, code, signal))
+      child.once('exit', (code, signal) => void this.onExit(task, code, signal))
       if (child.pid) {
         task.pid = child.pid
         // Written before anything else can happen to this process, so a later incarnation finds it.
@@ -197,6 +216,7 @@ export class TaskRunner {
           return
         }
         this.opts.log.info({ taskId: id, jobId: task.jobId, pid: child.pid }, 'task started')
+        if (spec.healthCheck) task.checker = new HealthChecker(spec.healthCheck, task.sandbox, env, (detail) => this.kill(id, `health check failed: ${detail}`))
         if (task.killReason) this.signal(task, 'SIGTERM')
       }
     } finally {
@@ -278,9 +298,12 @@ export class TaskRunner {
     return env
   }
 
-  private onExit(task: Task, code: number | null, signal: NodeJS.Signals | null): void {
+  private async onExit(task: Task, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     const status = code ?? 128 + (signal ? (osConstants.signals[signal] ?? 0) : 0)
     const how = signal ? `killed by ${signal}` : `exited with status ${code}`
+    task.checker?.stop()
+    // Its volumes are unmounted before its end is reported: the scheduler may attach them elsewhere next.
+    await task.mounts?.release()
     if (task.killReason) this.end(task, 'KILLED', status, `${task.killReason} (${how})`)
     else this.end(task, code === 0 ? 'FINISHED' : 'FAILED', status, how)
     // What the shell left behind in its group (background jobs) goes with it: SIGTERM now, SIGKILL after the grace.
@@ -323,7 +346,7 @@ export class TaskRunner {
     while (this.retired.size > AGENT_SANDBOXES_KEPT_MAX) {
       const [oldest, r] = this.retired.entries().next().value as [string, Retired]
       this.retired.delete(oldest)
-      void rm(r.sandbox, { recursive: true, force: true }).catch((err: Error) => this.opts.log.warn({ sandbox: r.sandbox, err: err.message }, 'cannot remove an old sandbox'))
+      void removeSandbox(r.sandbox, this.opts.log).catch((err: Error) => this.opts.log.warn({ sandbox: r.sandbox, err: err.message }, 'cannot remove an old sandbox'))
     }
   }
 
@@ -356,6 +379,8 @@ export class TaskRunner {
     const deadline = Date.now() + TASK_KILL_GRACE_MS
     while (killed.some(groupAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
     for (const pid of killed) if (groupAlive(pid)) signalGroup(pid, 'SIGKILL')
+    // Their volume mounts outlived them (separate processes): detached, which ends those processes too.
+    await detachLazily([this.tasksDir], this.opts.log)
     // Their logs stay readable (as ended tasks) until collected, oldest first.
     found.sort((a, b) => a.record.startedAtMs - b.record.startedAtMs)
     for (const { record, sandbox } of found) this.retire(record.taskId, sandbox)
@@ -365,7 +390,7 @@ export class TaskRunner {
 function newTask(id: string, jobId: string, sandbox: string): Task {
   let markExited!: () => void
   const exited = new Promise<void>((resolve) => (markExited = resolve))
-  return { id, jobId, sandbox, state: 'RUNNING', exitCode: 0, message: '', pid: 0, child: undefined, killReason: '', killTimer: undefined, exited, markExited }
+  return { id, jobId, sandbox, state: 'RUNNING', exitCode: 0, message: '', pid: 0, child: undefined, killReason: '', killTimer: undefined, checker: undefined, mounts: undefined, exited, markExited }
 }
 
 /** What is wrong with a launch, or undefined. */
@@ -385,7 +410,29 @@ function checkLaunch(spec: LaunchTask, sandboxDirName: string): string | undefin
     bytes += Buffer.byteLength(k) + Buffer.byteLength(String(v)) + 2
   }
   if (bytes > TASK_ENV_BYTES_MAX) return `its environment is ${bytes} bytes, more than ${TASK_ENV_BYTES_MAX}`
+  const volumes = spec.volumes ?? []
+  if (volumes.length > TASK_VOLUMES_MAX) return `it asks for ${volumes.length} volumes, more than ${TASK_VOLUMES_MAX}`
+  for (const v of volumes) {
+    if (!v.name || !v.nodeId) return 'a volume without a name or node'
+    const bad = checkVolumePath(v.path)
+    if (bad) return bad
+  }
+  const hc = spec.healthCheck
+  if (hc) {
+    if (!hc.cmd && !(hc.port > 0 && hc.port < 65536)) return 'its health check has neither a command nor a port'
+    if (hc.intervalMs < HEALTH_INTERVAL_MIN_MS || hc.intervalMs > HEALTH_INTERVAL_MAX_MS) return `its health check interval must be from ${HEALTH_INTERVAL_MIN_MS} to ${HEALTH_INTERVAL_MAX_MS} ms`
+    if (hc.timeoutMs < 1 || hc.maxFailures < 1 || hc.maxFailures > HEALTH_FAILURES_MAX) return `its health check needs a timeout and from 1 to ${HEALTH_FAILURES_MAX} failures`
+  }
   return undefined
+}
+
+/** Removes a sandbox, but never through a mount still under it (that would delete a volume's data). */
+async function removeSandbox(sandbox: string, log: Logger): Promise<void> {
+  if ((await mountsUnder(sandbox)).length > 0) {
+    await detachLazily([sandbox], log)
+    if ((await mountsUnder(sandbox)).length > 0) throw new LoamError('io', `${sandbox} still has a mount under it; it is kept`)
+  }
+  await rm(sandbox, { recursive: true, force: true })
 }
 
 /**

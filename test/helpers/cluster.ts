@@ -1,7 +1,7 @@
 // A real multi-process cluster for tests and benchmarks (like HDFS's MiniDFSCluster):
 // `loam cluster up` on free ports in a temporary directory, always torn down.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url'
 import { LoamClient } from '../../src/client/client.js'
 import type { ClusterRecord } from '../../src/cli/cluster.js'
 import { parseAddress } from '../../src/common/address.js'
+import { createLogger } from '../../src/common/log.js'
 import { INSECURE_ENV, SECRET_FILE_ENV, writeSecretFile } from '../../src/rpc/security.js'
+import { detachLazily } from '../../src/scheduler/volume-mounts.js'
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 
@@ -135,6 +137,20 @@ export class TestCluster {
     return this.kill(this.record.nodes[i]!.pid, signal)
   }
 
+  /** A machine's death: the node's process and everything it started (tasks, volume mounts), all at once with SIGKILL. */
+  async killNodeTree(i: number): Promise<void> {
+    const root = this.record.nodes[i]!.pid
+    const pids = [root, ...descendants(root)]
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // Gone already.
+      }
+    }
+    for (const pid of pids) while (alive(pid)) await sleep(20)
+  }
+
   async restartNode(i: number): Promise<void> {
     const node = this.record.nodes[i]!
     node.pid = this.respawn(node.argv, path.join(node.data, 'log'))
@@ -162,6 +178,8 @@ export class TestCluster {
     // Whatever is still running (restarted roles, or a cluster up that did not stop them) goes now.
     const pids = [this.record.namenode.pid, this.record.scheduler.pid, ...this.record.nodes.map((n) => n.pid), ...this.extra.map((c) => c.pid ?? 0)]
     for (const pid of pids) if (pid && alive(pid)) await this.kill(pid)
+    // Mounts whose process was killed with its node stay behind, disconnected, until detached.
+    await detachLazily([this.dir], quietLog)
     await rm(this.dir, { recursive: true, force: true })
   }
 }
@@ -199,6 +217,32 @@ export async function startCluster(t: Teardown, opts: ClusterOptions = {}): Prom
   }, 60_000, 'the cluster to come up')
   started.cluster = new TestCluster(dir, JSON.parse(await readFile(readyFile, 'utf8')) as ClusterRecord, up, opts.insecure)
   return started.cluster
+}
+
+const quietLog = createLogger('test', 'silent')
+
+/** Every live process below pid (children, their children, ...), from /proc. */
+function descendants(pid: number): number[] {
+  const children = new Map<number, number[]>()
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(e)])
+    } catch {
+      // Gone while listing.
+    }
+  }
+  const out: number[] = []
+  const queue = [pid]
+  while (queue.length) {
+    for (const c of children.get(queue.shift()!) ?? []) {
+      out.push(c)
+      queue.push(c)
+    }
+  }
+  return out
 }
 
 export function alive(pid: number): boolean {

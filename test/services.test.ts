@@ -1,0 +1,126 @@
+// Services through real processes: instances restarted when they exit or fail
+// their health check, and a service with a volume that follows its data when
+// its node dies.
+import test from 'ava'
+import type { ServiceStatusJson } from '../src/cli/service-commands.js'
+import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
+
+type ServiceJson = ServiceStatusJson
+
+async function deploy(c: TestCluster, spec: unknown): Promise<{ code: number; stderr: string; status?: ServiceJson }> {
+  const r = await c.loam(['service', 'deploy', '-', '--json'], { input: Buffer.from(typeof spec === 'string' ? spec : JSON.stringify(spec)) })
+  return { code: r.code, stderr: r.stderr, status: r.code === 0 ? (JSON.parse(r.stdout.toString()) as ServiceJson) : undefined }
+}
+
+async function status(c: TestCluster, id: string): Promise<ServiceJson> {
+  const r = await c.loam(['service', 'status', id, '--json'])
+  if (r.code !== 0) throw new Error(r.stderr)
+  return JSON.parse(r.stdout.toString()) as ServiceJson
+}
+
+async function until(c: TestCluster, id: string, pred: (s: ServiceJson) => boolean, what: string, timeoutMs = 60_000): Promise<ServiceJson> {
+  let last: ServiceJson | undefined
+  try {
+    await waitFor(async () => pred((last = await status(c, id))), timeoutMs, what)
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last)}`, { cause: err })
+  }
+  return last!
+}
+
+async function fsText(c: TestCluster, p: string): Promise<string> {
+  const r = await c.loam(['fs', 'cat', p])
+  if (r.code !== 0) throw new Error(`cat ${p}: ${r.stderr}`)
+  return r.stdout.toString()
+}
+
+test('a service that exits or fails its health check is restarted; bad specs are refused with the field named, nothing started', async (t) => {
+  const c = await startCluster(t, { nodes: 2, racks: 1 })
+  t.is((await deploy(c, { id: 'crashy', cmd: 'echo up; sleep 1; exit 3', cpus: 0.25, mem: 32 })).code, 0)
+  const crashed = await until(c, 'crashy', (s) => s.tasks[0]!.restarts >= 2, 'crashy to be restarted twice')
+  t.regex(crashed.tasks[0]!.message ?? '', /failed: exited with status 3|^$/)
+  t.true(crashed.tasks[0]!.attempts >= 2)
+  // The latest attempt's log (it may have just started: read until its first line is there).
+  await waitFor(async () => (await c.loam(['logs', 'crashy.0'])).stdout.toString().startsWith('up\n'), 30_000, "crashy's log")
+
+  // Healthy while /flags/sick does not exist; two failed checks in a row and it is killed and started again.
+  const web = { id: 'web', cmd: 'exec sleep 1000', cpus: 0.25, mem: 32, healthCheck: { cmd: '! loam fs stat /flags/sick', intervalSeconds: 0.3, gracePeriodSeconds: 0, maxConsecutiveFailures: 2 } }
+  t.is((await deploy(c, web)).code, 0)
+  const healthy = await until(c, 'web', (s) => s.tasks[0]!.state === 'RUNNING' && s.tasks[0]!.health === 'HEALTHY', 'web to be healthy')
+  t.is(healthy.tasks[0]!.restarts, 0)
+  t.is((await c.loam(['fs', 'put', '-', '/flags/sick'], { input: Buffer.from('x') })).code, 0)
+  const restarted = await until(c, 'web', (s) => s.tasks[0]!.restarts >= 1, 'web to be restarted after failing its checks')
+  t.regex(restarted.tasks[0]!.message ?? '', /health check failed/)
+  t.is((await c.loam(['fs', 'rm', '/flags/sick'])).code, 0)
+  await until(c, 'web', (s) => s.tasks[0]!.state === 'RUNNING' && s.tasks[0]!.health === 'HEALTHY', 'web to be healthy again')
+
+  // Scaling: two instances, then one; removing: the service goes.
+  t.is((await c.loam(['service', 'scale', 'web', '2'])).code, 0)
+  await until(c, 'web', (s) => s.tasks.length === 2 && s.tasks.every((x) => x.state === 'RUNNING'), 'two instances')
+  t.is((await c.loam(['service', 'scale', 'web', '1'])).code, 0)
+  await until(c, 'web', (s) => s.tasks.length === 1, 'one instance')
+  t.is((await c.loam(['service', 'rm', 'crashy'])).code, 0)
+  await waitFor(async () => (await c.loam(['service', 'status', 'crashy'])).code !== 0, 30_000, 'crashy to go')
+
+  // A volume attached elsewhere, and specs that cannot run.
+  t.is((await c.loam(['volume', 'create', 'held', '--size', '16MiB'])).code, 0)
+  t.is((await c.loam(['volume', 'attach', 'held', '--node', 'dn1'])).code, 0)
+  for (const [spec, message] of [
+    ['{not json', /service spec is not valid JSON/],
+    [{ id: 'x' }, /service spec: cmd is missing/],
+    [{ id: 'x', cmd: 'true', cpus: 4000 }, /more than any agent/],
+    [{ id: 'x', cmd: 'true', volumes: [{ name: 'held', size: '16MiB', path: 'data' }] }, /volume held is attached to node dn1/],
+    [{ id: 'x', cmd: 'true', volumes: [{ name: 'v', size: '16MiB', path: '../out' }] }, /volumes\[0\]\.path/],
+    [{ id: 'x', cmd: 'true', volumes: [{ name: 'v', path: 'data' }] }, /volumes\[0\]\.size is missing/],
+    [{ id: 'x', cmd: 'true', healthCheck: { port: 0 } }, /healthCheck\.port/],
+    [{ id: 'web', cmd: 'true' }, /service web exists/],
+  ] as const) {
+    const r = await deploy(c, spec)
+    t.not(r.code, 0, JSON.stringify(spec))
+    t.regex(r.stderr, message)
+    t.is(r.stderr.trim().split('\n').length, 1, 'one line')
+  }
+  const ls = JSON.parse((await c.loam(['service', 'ls', '--json'])).stdout.toString()) as Array<{ id: string }>
+  t.deepEqual(ls.map((s) => s.id), ['web'], 'nothing started for a refused spec')
+  t.is((await c.loam(['volume', 'inspect', 'v'])).code, 1, 'no volume created for a refused spec')
+})
+
+test('a service with a volume runs where its replicas are, and after kill -9 of its node comes back on another node holding them, with its data', async (t) => {
+  const c = await startCluster(t, { nodes: 3, racks: 2, deadAfter: '4s' })
+  // First boot writes a payload and its checksum into the volume; every boot checks the payload and logs itself.
+  const cmd = [
+    'cd data',
+    '[ -f payload ] || { head -c 3000000 /dev/urandom > payload && md5sum payload > payload.md5; }',
+    'md5sum -c payload.md5 > check-$LOAM_NODE_ID 2>&1',
+    'echo "$LOAM_NODE_ID" > boot-$(date +%s%N)',
+    'exec sleep 1000',
+  ].join(' && ')
+  const spec = { id: 'db', cmd, cpus: 0.5, mem: 64, volumes: [{ name: 'dbvol', size: '64MiB', path: 'data', replication: 2 }], healthCheck: { cmd: 'test -f data/payload.md5', intervalSeconds: 0.5, gracePeriodSeconds: 30 } }
+  const deployed = await deploy(c, spec)
+  t.is(deployed.code, 0, deployed.stderr)
+  const first = await until(c, 'db', (s) => s.tasks[0]!.state === 'RUNNING' && s.tasks[0]!.health === 'HEALTHY', 'db to be healthy')
+  const node1 = first.tasks[0]!.node!
+  const vol = JSON.parse((await c.loam(['volume', 'inspect', 'dbvol', '--json'])).stdout.toString()) as { attachedNode: string; epoch: number; nodes: Array<{ node: string; bytes: number }> }
+  t.is(vol.attachedNode, node1, 'the volume is attached where the instance runs')
+  const holders = vol.nodes.filter((n) => n.bytes > 0).map((n) => n.node)
+  t.true(holders.includes(node1), `its first replicas are local: ${JSON.stringify(vol.nodes)}`)
+  t.is(holders.length, 2, 'replication 2')
+  const md5 = await fsText(c, '/volumes/dbvol/payload.md5')
+
+  // The machine dies: the node process, the instance and its mount, all at once.
+  const idx = c.record.nodes.findIndex((n) => n.id === node1)
+  await c.killNodeTree(idx)
+  const moved = await until(c, 'db', (s) => s.tasks[0]!.state === 'RUNNING' && s.tasks[0]!.node !== node1 && s.tasks[0]!.health === 'HEALTHY', 'db to come back elsewhere', 90_000)
+  const node2 = moved.tasks[0]!.node ?? ''
+  t.true(holders.includes(node2), `it came back on ${node2}, which holds its replicas (${holders.join(', ')})`)
+  t.is(moved.tasks[0]!.locality, 'NODE_LOCAL')
+  t.true(moved.tasks[0]!.restarts >= 1)
+  const after = JSON.parse((await c.loam(['volume', 'inspect', 'dbvol', '--json'])).stdout.toString()) as { attachedNode: string; epoch: number }
+  t.is(after.attachedNode, node2)
+  t.true(after.epoch > vol.epoch, 'attached under a new epoch: the old holder is fenced')
+  // Its data came with it: the same payload, checked on the new node.
+  t.is(await fsText(c, '/volumes/dbvol/payload.md5'), md5)
+  t.regex(await fsText(c, `/volumes/dbvol/check-${node2}`), /payload: OK/)
+  const boots = (await c.loam(['fs', 'ls', '/volumes/dbvol', '--json'])).stdout.toString()
+  t.is((JSON.parse(boots) as Array<{ name: string }>).filter((e) => e.name.startsWith('boot-')).length, 2, 'two boots: one per node')
+})
