@@ -123,4 +123,17 @@ test('a service with a volume runs where its replicas are, and after kill -9 of 
   t.regex(await fsText(c, `/volumes/dbvol/check-${node2}`), /payload: OK/)
   const boots = (await c.loam(['fs', 'ls', '/volumes/dbvol', '--json'])).stdout.toString()
   t.is((JSON.parse(boots) as Array<{ name: string }>).filter((e) => e.name.startsWith('boot-')).length, 2, 'two boots: one per node')
+
+  // A second instance gets a volume of its own; scaled away, its volume is detached and kept; scaled back, it is used again.
+  const inspect = async (name: string): Promise<{ attachedNode: string | null; usedBytes: number }> => JSON.parse((await c.loam(['volume', 'inspect', name, '--json'])).stdout.toString()) as { attachedNode: string | null; usedBytes: number }
+  for (const round of [1, 2]) {
+    t.is((await c.loam(['service', 'scale', 'db', '2'])).code, 0)
+    const two = await until(c, 'db', (s) => s.tasks.length === 2 && s.tasks.every((x) => x.health === 'HEALTHY'), `two healthy instances (round ${round})`)
+    t.deepEqual(two.tasks[1]!.volumes, ['dbvol-1'])
+    t.is((await inspect('dbvol-1')).attachedNode, two.tasks[1]!.node)
+    t.is((await c.loam(['service', 'scale', 'db', '1'])).code, 0)
+    await until(c, 'db', (s) => s.tasks.length === 1, `one instance (round ${round})`)
+    await waitFor(async () => !(await inspect('dbvol-1')).attachedNode, 30_000, 'dbvol-1 to be detached')
+    t.true((await inspect('dbvol-1')).usedBytes >= 3_000_000, 'its data stays')
+  }
 })

@@ -57,11 +57,6 @@ function newInstance(spec: ServiceDefinition, index: number): InstanceRecord {
   }
 }
 
-/** Instances past the count that run no more are dropped from the end. */
-function dropStopped(svc: ServiceRecord): void {
-  while (svc.instances.length > svc.spec.instances && svc.instances.at(-1)!.state === 'KILLED') svc.instances.pop()
-}
-
 export class Services {
   /** Running instances by launch id. */
   private readonly byLaunch = new Map<string, { svc: ServiceRecord; inst: InstanceRecord }>()
@@ -225,7 +220,7 @@ export class Services {
     inst.message = why
     if (svc.state === 'REMOVING' || inst.index >= svc.spec.instances) {
       inst.state = 'KILLED'
-      dropStopped(svc)
+      this.dropStopped(svc)
     } else {
       inst.state = 'PENDING'
       inst.restarts++
@@ -242,7 +237,18 @@ export class Services {
       if (inst.state === 'RUNNING') this.host.kill(inst.agentId, serviceLaunchId(svc, inst))
       else if (inst.state === 'PENDING') Object.assign(inst, { state: 'KILLED', message: why })
     }
-    dropStopped(svc)
+    this.dropStopped(svc)
+  }
+
+  /** Instances past the count that run no more are dropped from the end; their volumes are detached (their data stays). */
+  private dropStopped(svc: ServiceRecord): void {
+    while (svc.instances.length > svc.spec.instances && svc.instances.at(-1)!.state === 'KILLED') void this.detach(svc.instances.pop()!.volumes)
+  }
+
+  private async detach(names: string[]): Promise<void> {
+    for (const name of names) {
+      await this.nn.nn.call('DetachVolume', { name }).catch((err: unknown) => this.log.warn({ volume: name, err: toLoamError(err).message }, 'cannot detach a volume no instance uses'))
+    }
   }
 
   /** A removed service's record goes once nothing runs; its volumes stay (detached), with their data. */
@@ -250,9 +256,7 @@ export class Services {
     if (!this.state.services.has(svc.id)) return
     this.state.services.delete(svc.id)
     this.state.changed()
-    for (const name of new Set(svc.instances.flatMap((i) => i.volumes))) {
-      await this.nn.nn.call('DetachVolume', { name }).catch((err: unknown) => this.log.warn({ volume: name, err: toLoamError(err).message }, 'cannot detach a removed service volume'))
-    }
+    await this.detach([...new Set(svc.instances.flatMap((i) => i.volumes))])
     this.log.info({ service: svc.id }, 'service removed')
   }
 
