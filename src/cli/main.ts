@@ -29,7 +29,9 @@ const program = new Command('loam')
   // Through the environment, so every connection of this process and every process it starts uses them.
   .hook('preAction', (_program, cmd) => {
     const o = cmd.optsWithGlobals<{ secretFile?: string; insecure?: boolean }>()
-    if (o.secretFile) process.env[SECRET_FILE_ENV] = path.resolve(o.secretFile)
+    // Absolute, for children that start elsewhere (tasks start in their sandbox).
+    const secretFile = o.secretFile ?? process.env[SECRET_FILE_ENV]
+    if (secretFile) process.env[SECRET_FILE_ENV] = path.resolve(secretFile)
     if (o.insecure) process.env[INSECURE_ENV] = '1'
   })
 
