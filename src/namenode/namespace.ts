@@ -14,6 +14,15 @@ function checkXattrName(name: string): void {
   if (name.length === 0 || Buffer.byteLength(name) > XATTR_NAME_BYTES_MAX || name.includes('\0')) {
     throw new LoamError('invalid-argument', `xattr name must be 1 to ${XATTR_NAME_BYTES_MAX} bytes without NUL`)
   }
+  // Xattrs travel and are kept as a plain object (a protobuf map), where this key would set the
+  // prototype instead of an entry: it could be set but never read back. No xattr namespace
+  // (user., trusted., security., system.) makes such a name, so it is refused.
+  if (name === '__proto__') throw new LoamError('invalid-argument', "xattr name '__proto__' is reserved")
+}
+
+/** A lease holder's name: an empty one would match every file no one writes, so it is refused wherever a lease is named. */
+export function checkClientName(clientName: string, what: string): void {
+  if (!clientName || Buffer.byteLength(clientName) > CLIENT_NAME_BYTES_MAX) throw new LoamError('invalid-argument', `${what} needs a client name of 1 to ${CLIENT_NAME_BYTES_MAX} bytes`)
 }
 
 export const ROOT_ID = 1
@@ -172,7 +181,7 @@ export class Namespace {
     // What the caller asked for is checked before anything is made (parents included).
     if (opts.replication) checkReplication(opts.replication)
     if (opts.blockSizeBytes) checkBlockSize(opts.blockSizeBytes)
-    if (!opts.clientName || Buffer.byteLength(opts.clientName) > CLIENT_NAME_BYTES_MAX) throw new LoamError('invalid-argument', `create needs a client name of 1 to ${CLIENT_NAME_BYTES_MAX} bytes`)
+    checkClientName(opts.clientName, 'create')
     const parts = parsePath(path)
     if (parts.length === 0) throw new LoamError('is-a-directory', '/: is a directory')
     if (opts.createParents && parts.length > 1) {
@@ -215,6 +224,7 @@ export class Namespace {
 
   /** Checks that clientName holds the lease on the file at path (inode id guards against a replaced file). */
   underConstruction(path: string, inodeId: number, clientName: string): InodeRecord {
+    checkClientName(clientName, `writing ${path}`)
     const rec = this.get(path)
     if (rec.type !== InodeType.FILE) throw new LoamError('is-a-directory', `${path}: is a directory`)
     if (inodeId && rec.id !== inodeId) throw new LoamError('not-found', `${path}: was replaced or removed while being written`)
@@ -284,7 +294,7 @@ export class Namespace {
 
   /** Takes the lease on an existing file, for writes at any offset (a mount's open for writing). */
   openForWrite(path: string, clientName: string): InodeRecord {
-    if (!clientName || Buffer.byteLength(clientName) > CLIENT_NAME_BYTES_MAX) throw new LoamError('invalid-argument', `opening for writing needs a client name of 1 to ${CLIENT_NAME_BYTES_MAX} bytes`)
+    checkClientName(clientName, 'opening for writing')
     const rec = this.get(path)
     if (rec.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${path}: is a directory`)
     if (rec.type !== InodeType.FILE) throw new LoamError('invalid-argument', `${path}: not a regular file`)

@@ -6,7 +6,7 @@ import { Gauge } from 'prom-client'
 import type { Address } from '../common/address.js'
 import { startStatusServer, type StatusServer } from '../common/http.js'
 import type { Logger } from '../common/log.js'
-import { BLOCK_SIZE_DEFAULT_BYTES, BLOCK_TOKEN_LIFETIME_DEFAULT_MS, CLIENT_NAME_BYTES_MAX, NAME_BYTES_MAX, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
+import { BLOCK_SIZE_DEFAULT_BYTES, BLOCK_TOKEN_LIFETIME_DEFAULT_MS, NAME_BYTES_MAX, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock, type VolumeInfo, type VolumeNodeBytes, type VolumeRecord } from '../rpc/messages.js'
 import { BlockOp, blockTokenKey, issueBlockToken } from '../rpc/block-token.js'
@@ -17,7 +17,7 @@ import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type Nameno
 import { BlockMap, type BlockInfo } from './blockmap.js'
 import { Datanodes, sameHost, type DatanodeState } from './datanodes.js'
 import { Counters, decodeId, decodeInode, decodeVolume, formatOps, keys, StoreTxn } from './inode-store.js'
-import { fileStatus, Namespace, ROOT_ID, type Caller, type Tree } from './namespace.js'
+import { checkClientName, fileStatus, Namespace, ROOT_ID, type Caller, type Tree } from './namespace.js'
 import { chooseTargets } from './placement.js'
 import { checkChown, checkPath, checkSuperuser, checkVolumeOwner, EXECUTE, READ, WRITE, type PathCheck, type Principal } from './permissions.js'
 import { planReplication } from './replication.js'
@@ -307,7 +307,7 @@ export class Namenode {
       },
       RenewLease: (req) => {
         // Only a name that can hold a lease is kept (what Create accepts): any other cannot grow the table.
-        if (!req.clientName || Buffer.byteLength(req.clientName) > CLIENT_NAME_BYTES_MAX) throw new LoamError('invalid-argument', `a client name is 1 to ${CLIENT_NAME_BYTES_MAX} bytes`)
+        checkClientName(req.clientName, 'renewing a lease')
         this.leases.set(req.clientName, Date.now())
         return {}
       },

@@ -292,6 +292,7 @@ function xattrNameProblem(n: string): string | undefined {
   if (n.length === 0) return 'an empty xattr name'
   if (Buffer.byteLength(n) > XATTR_NAME_BYTES_MAX) return `an xattr name over ${XATTR_NAME_BYTES_MAX} bytes`
   if (n.includes('\0')) return 'an xattr name with NUL'
+  if (n === '__proto__') return "the reserved xattr name '__proto__'"
   return undefined
 }
 
