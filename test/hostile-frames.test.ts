@@ -356,6 +356,26 @@ for (const name of TARGETS) {
   })
 }
 
+test.serial('dn1: DATA frames pushed into a block stream that never reads them do not stall the connection once it ends', async (t) => {
+  const tg = target('dn1')
+  const p = await Probe.open(tg.rpc)
+  try {
+    // Refused at once (no block access token), with more DATA frames behind it than a stream queues before the socket pauses.
+    const read = codecs.ReadBlockRequest.encode({ block: { id: 999_998, genStamp: 1, lengthBytes: 0 }, offsetBytes: 0, lengthBytes: 0 })
+    const data = Array.from({ length: 64 }, (_, seqno) => frameBytes({ id: 500, kind: FrameKind.DATA, body: codecs.Packet.encode({ seqno, offsetBytes: 0, checksums: new Uint8Array(), last: false, sync: false }) }))
+    p.send(Buffer.concat([request(500, 'ReadBlock', read), ...data]))
+    const [refused] = await p.nextFrames(1)
+    t.is(refused?.header.id, 500)
+    t.is(refused?.header.error?.code, 'permission')
+    p.send(request(501, tg.valid.method, tg.valid.body))
+    const [ok] = await p.nextFrames(1)
+    t.is(ok?.header.id, 501, 'the next call on the connection is answered')
+    t.is(ok?.header.error?.code, tg.valid.code)
+  } finally {
+    p.destroy()
+  }
+})
+
 test.serial('after all that, the loam command still works: report, put, get', async (t) => {
   for (const name of TARGETS) t.true(alive(target(name).pid), `${name} is alive`)
   const report = await c.loam(['report'])

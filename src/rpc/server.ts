@@ -172,6 +172,9 @@ export class RpcServer<S extends ServiceSpec> {
         if (!(err instanceof LoamError)) this.log.error({ method, err: (err as Error).stack ?? String(err) }, 'handler failed')
         conn.socket.send({ id: header.id, kind: FrameKind.ERROR, error: { code: e.code, message: e.message } })
       } finally {
+        // Frames the handler left unread (a peer may push DATA into a stream that never reads it) go:
+        // a queue that paused the socket would otherwise hold up every later call on the connection.
+        ctx.stream?.queue.finish()
         conn.streams.delete(header.id)
         conn.inFlight--
         if (conn.paused && conn.inFlight < CALLS_PER_CONNECTION_MAX / 2) {
