@@ -2,7 +2,7 @@
 // at the handshake, the namenode's permission checks for another OS user, and
 // the datanodes' block access tokens.
 import { spawn } from 'node:child_process'
-import { chown, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { chown, copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import test from 'ava'
@@ -21,7 +21,8 @@ let c: TestCluster
 let scratch: string
 
 test.before(async () => {
-  c = await startCluster(cleanups, { nodes: 2, racks: 1, replication: 2 })
+  // Every role logs at debug, so the last test can show that nothing they log, at any level, holds the secret.
+  c = await startCluster(cleanups, { nodes: 2, racks: 1, replication: 2, logLevel: 'debug' })
   scratch = await mkdtemp(path.join(os.tmpdir(), 'loam-security-'))
   cleanups.teardown(() => rm(scratch, { recursive: true, force: true }))
 })
@@ -142,4 +143,27 @@ test.serial('a block access token opens its own block only, and not once expired
   const write = await rpc.openStream('WriteBlock', { block: b.block, downstream: [], clientName: 'x', update: false, oldGenStamp: 0, resize: false, resizeBytes: 0, copyFromBlock: 0, copyFromGenStamp: 0, token: b.token })
   const w = await t.throwsAsync(write.result, { instanceOf: LoamError })
   t.is(w?.code, 'permission', 'a read token does not write')
+})
+
+test.serial('the secret never appears in any daemon\'s /status, /metrics or log', async (t) => {
+  // Run last: the logs then hold refused handshakes, denied permissions and refused tokens too.
+  const hex = (await readFile(c.record.secretFile, 'utf8')).trim()
+  const forms = [hex.toLowerCase(), hex.toUpperCase(), Buffer.from(hex, 'hex').toString('base64'), hex.slice(0, 16).toLowerCase()]
+  const holdsSecret = (text: string): boolean => forms.some((f) => text.includes(f))
+  const daemons = [['namenode', c.record.namenode.http], ['scheduler', c.record.scheduler.http], ...c.record.nodes.map((n) => [n.id!, n.http])] as const
+  for (const [role, http] of daemons) {
+    for (const page of ['status', 'metrics']) {
+      const res = await fetch(`http://${http}/${page}`)
+      t.is(res.status, 200, `${role} /${page}`)
+      const body = await res.text()
+      if (page === 'status') t.notThrows(() => JSON.parse(body), `${role} /status is JSON`)
+      t.false(holdsSecret(body), `${role} /${page} holds the secret`)
+    }
+  }
+  const logs = (await readdir(c.dir, { recursive: true })).filter((f) => path.basename(f) === 'log' || f === 'cluster-up.log')
+  t.true(logs.length >= 2 + c.record.nodes.length, `every role's log was read (${logs.join(', ')})`)
+  for (const f of logs) {
+    const text = await readFile(path.join(c.dir, f), 'utf8')
+    t.false(holdsSecret(text), `${f} holds the secret`)
+  }
 })
