@@ -18,8 +18,10 @@ export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.ur
 /**
  * One cluster secret for every cluster this test process starts: clients in this
  * process and `loam` children find it in the environment, as a user's shell would.
+ * A process that inherits one keeps it: a script a test starts may import these
+ * helpers, and must still talk to its parent's clusters.
  */
-export const SECRET_FILE = ((): string => {
+export const SECRET_FILE = process.env[SECRET_FILE_ENV] || ((): string => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'loam-secret-'))
   const file = path.join(dir, 'secret')
   writeSecretFile(file)
