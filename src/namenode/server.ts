@@ -240,6 +240,17 @@ export class Namenode {
   }
 
   /** A block access token: what the datanodes holding the block ask for before they serve it. */
+  /** A writer's tokens for a block: to write it, and to read it back when the caller may read the file. */
+  private writerTokens(ctx: CallContext, path: string, blockId: number): { token: Buffer; readToken?: Buffer } {
+    const token = this.blockToken(blockId, BlockOp.WRITE)
+    try {
+      this.allow(this.reader(), ctx, path, { self: READ })
+    } catch {
+      return { token }
+    }
+    return { token, readToken: this.blockToken(blockId, BlockOp.READ) }
+  }
+
   private blockToken(blockId: number, op: BlockOp): Buffer {
     return issueBlockToken(this.tokenKey, { blockId, op, expiresMs: Date.now() + this.blockTokenLifetimeMs })
   }
@@ -274,7 +285,7 @@ export class Namenode {
         }, ctx)
         this.leases.set(req.clientName, Date.now())
         const offsetBytes = inode.blocks.slice(0, -1).reduce((s, b) => s + b.lengthBytes, 0)
-        return { block, offsetBytes, locations: targets, corrupt: [], complete: false, token: this.blockToken(block.id, BlockOp.WRITE) }
+        return { block, offsetBytes, locations: targets, corrupt: [], complete: false, ...this.writerTokens(ctx, req.path, block.id) }
       },
       RecoverPipeline: async (req, ctx) => {
         if (!req.block) throw new LoamError('invalid-argument', 'RecoverPipeline names no block')
@@ -294,7 +305,7 @@ export class Namenode {
         this.opts.log.info({ path: req.path, block: blockId, genStamp: block.genStamp, excluded: req.excludedNodes, targets: targets.map((t) => t.id) }, 'write pipeline recovered')
         const index = inode.blocks.findIndex((b) => b.id === blockId)
         const offsetBytes = inode.blocks.slice(0, index).reduce((s, b) => s + b.lengthBytes, 0)
-        return { block, offsetBytes, locations: targets, corrupt: [], complete: !last, token: this.blockToken(block.id, BlockOp.WRITE) }
+        return { block, offsetBytes, locations: targets, corrupt: [], complete: !last, ...this.writerTokens(ctx, req.path, block.id) }
       },
       Complete: async (req, ctx) => {
         const rec = await this.mutate((ns) => {
@@ -439,7 +450,7 @@ export class Namenode {
             corrupt: [],
             complete: false,
             copiedFrom: { ...c.old, genStamp: info?.genStamp ?? c.old.genStamp },
-            token: this.blockToken(c.block.id, BlockOp.WRITE),
+            ...this.writerTokens(ctx, req.path, c.block.id),
             copiedFromToken: this.blockToken(c.old.id, BlockOp.READ),
           }
         }
@@ -456,7 +467,7 @@ export class Namenode {
         }, ctx)
         this.leases.set(req.clientName, Date.now())
         const offsetBytes = r.inode.blocks.slice(0, r.index).reduce((sum, b) => sum + b.lengthBytes, 0)
-        return { block: r.block, offsetBytes, locations: targets, corrupt: [], complete: false, token: this.blockToken(r.block.id, BlockOp.WRITE) }
+        return { block: r.block, offsetBytes, locations: targets, corrupt: [], complete: false, ...this.writerTokens(ctx, req.path, r.block.id) }
       },
       CommitBlocks: async (req, ctx) => {
         const r = await this.mutate((ns) => {

@@ -33,6 +33,8 @@ export interface LocatedBlock {
   /** Block access token for this block (src/rpc/block-token.ts). */
   token?: Uint8Array
   copiedFromToken?: Uint8Array
+  /** With a write token, for a writer that may read the file: a random writer reads back what it wrote. */
+  readToken?: Uint8Array
 }
 export interface FileStatus {
   inodeId: number
