@@ -10,6 +10,7 @@ import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import type { LoamClient } from '../src/client/client.js'
+import { loadSecurity, useSecurity } from '../src/rpc/security.js'
 import { startCluster, type TestCluster } from '../test/helpers/cluster.js'
 import { CpuMeter, fixed, formatCpu, log, mbPerS, noteLoad, Pattern, PIECE_BYTES, table, targetTable, Verifier, writeResults, type Cleanup, type CpuGroups, type Target } from './lib.js'
 
@@ -27,6 +28,8 @@ interface Measurement {
   op: 'write' | 'read'
   /** 0 for the local disk. */
   replication: number
+  /** Cluster connections encrypted (the default) or --insecure; true for the local disk. */
+  encrypted: boolean
   path: 'local-disk' | 'pipeline' | 'short-circuit' | 'tcp'
   /** Reads: 'page' right after the write (memory speed), 'cold' after dropping the page cache (disk speed). */
   cache: 'page' | 'cold'
@@ -70,52 +73,59 @@ export async function runDfsio(cleanup: Cleanup, opts: DfsioOptions): Promise<vo
   }
   let ms = writes.sort((a, b) => a - b)[Math.floor(LOCAL_WRITE_RUNS / 2)]!
   log(`  local disk write runs: ${writes.map((w) => fixed(mbPerS(opts.sizeBytes, w))).join(', ')} MB/s; the median is the baseline`)
-  add({ name: 'local disk write (median of 3)', op: 'write', replication: 0, path: 'local-disk', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+  add({ name: 'local disk write (median of 3)', op: 'write', replication: 0, encrypted: true, path: 'local-disk', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
   cpu = new CpuMeter({})
   ms = await localRead(file, opts.sizeBytes, pattern, opts.verify)
-  add({ name: 'local disk read (page cache)', op: 'read', replication: 0, path: 'local-disk', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+  add({ name: 'local disk read (page cache)', op: 'read', replication: 0, encrypted: true, path: 'local-disk', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
   const cold = await dropCaches()
   if (cold) {
     cpu = new CpuMeter({})
     ms = await localRead(file, opts.sizeBytes, pattern, opts.verify)
-    add({ name: 'local disk read (cold cache)', op: 'read', replication: 0, path: 'local-disk', cache: 'cold', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+    add({ name: 'local disk read (cold cache)', op: 'read', replication: 0, encrypted: true, path: 'local-disk', cache: 'cold', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
   } else {
     log('dfsio: cannot drop the page cache (needs root): cold-cache reads are left out')
   }
   await rm(file, { force: true })
 
-  log('dfsio: starting a cluster (namenode + 3 datanodes in 2 racks, --log-level warn)')
-  const cluster = await startCluster(cleanup, { nodes: 3, racks: 2, logLevel: 'warn' })
-  const groups: CpuGroups = { namenode: [cluster.record.namenode.pid], datanodes: cluster.record.nodes.map((n) => n.pid) }
-  // The client runs on dn1's machine, as a TestDFSIO map task would: first replicas land on dn1.
-  const nodeId = cluster.record.nodes[0]?.id ?? ''
-  const shortCircuit = cluster.client({ nodeId })
-  const tcp = cluster.client({ nodeId, shortCircuit: false })
-  await shortCircuit.mkdirs('/dfsio', { parents: true })
+  // Once encrypted (the default) and once --insecure, in the same run: what encryption costs.
+  for (const encrypted of [true, false]) {
+    const mode = encrypted ? 'encrypted' : '--insecure'
+    log(`dfsio: starting a cluster (namenode + 3 datanodes in 2 racks, --log-level warn, ${mode})`)
+    const cluster = await startCluster(cleanup, { nodes: 3, racks: 2, logLevel: 'warn', insecure: !encrypted })
+    // This process's connections must match the cluster's.
+    useSecurity(loadSecurity({ secretFile: cluster.record.secretFile, insecure: !encrypted }))
+    const groups: CpuGroups = { namenode: [cluster.record.namenode.pid], datanodes: cluster.record.nodes.map((n) => n.pid) }
+    // The client runs on dn1's machine, as a TestDFSIO map task would: first replicas land on dn1.
+    const nodeId = cluster.record.nodes[0]?.id ?? ''
+    const shortCircuit = cluster.client({ nodeId })
+    const tcp = cluster.client({ nodeId, shortCircuit: false })
+    await shortCircuit.mkdirs('/dfsio', { parents: true })
 
-  for (const replication of opts.replications) {
-    const p = `/dfsio/r${replication}.bin`
-    cpu = new CpuMeter(groups)
-    ms = await clusterWrite(shortCircuit, p, opts, replication, pattern)
-    add({ name: `cluster write, replication ${replication}`, op: 'write', replication, path: 'pipeline', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
-    await checkReplicas(cluster, p, replication)
-    cpu = new CpuMeter(groups)
-    ms = await clusterRead(shortCircuit, p, opts, pattern)
-    add({ name: `cluster read, replication ${replication}, short-circuit (page cache)`, op: 'read', replication, path: 'short-circuit', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
-    if (cold && (await dropCaches())) {
+    for (const replication of opts.replications) {
+      const p = `/dfsio/r${replication}.bin`
+      cpu = new CpuMeter(groups)
+      ms = await clusterWrite(shortCircuit, p, opts, replication, pattern)
+      add({ name: `cluster write, replication ${replication}, ${mode}`, op: 'write', replication, encrypted, path: 'pipeline', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+      await checkReplicas(cluster, p, replication)
       cpu = new CpuMeter(groups)
       ms = await clusterRead(shortCircuit, p, opts, pattern)
-      add({ name: `cluster read, replication ${replication}, short-circuit (cold cache)`, op: 'read', replication, path: 'short-circuit', cache: 'cold', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+      add({ name: `cluster read, replication ${replication}, short-circuit (page cache), ${mode}`, op: 'read', replication, encrypted, path: 'short-circuit', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+      if (cold && (await dropCaches())) {
+        cpu = new CpuMeter(groups)
+        ms = await clusterRead(shortCircuit, p, opts, pattern)
+        add({ name: `cluster read, replication ${replication}, short-circuit (cold cache), ${mode}`, op: 'read', replication, encrypted, path: 'short-circuit', cache: 'cold', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+      }
+      cpu = new CpuMeter(groups)
+      ms = await clusterRead(tcp, p, opts, pattern)
+      add({ name: `cluster read, replication ${replication}, TCP (page cache), ${mode}`, op: 'read', replication, encrypted, path: 'tcp', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+      await shortCircuit.delete(p)
     }
-    cpu = new CpuMeter(groups)
-    ms = await clusterRead(tcp, p, opts, pattern)
-    add({ name: `cluster read, replication ${replication}, TCP (page cache)`, op: 'read', replication, path: 'tcp', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
-    await shortCircuit.delete(p)
+    await cluster.stop()
   }
 
   const targets: Target[] = []
   const get = (replication: number, op: string, via: string, cache: Measurement['cache'] = 'page'): Measurement | undefined =>
-    results.find((r) => r.replication === replication && r.op === op && r.path === via && r.cache === cache)
+    results.find((r) => r.replication === replication && r.op === op && r.path === via && r.cache === cache && r.encrypted)
   const target = (m: Measurement | undefined, want: number, what: string, info = false): void => {
     if (m) targets.push({ what, want: `>= ${want.toFixed(2)} x local`, got: `${m.ratio.toFixed(2)} x`, met: m.ratio >= want, info })
   }

@@ -16,6 +16,8 @@ export const CHECKSUM_BYTES = 8
 export const REPLICA_META_HEADER_BYTES = 32
 
 export const PATH_BYTES_MAX = 4096
+/** A writer's client name, which holds its leases. */
+export const CLIENT_NAME_BYTES_MAX = 255
 export const NAME_BYTES_MAX = 255
 export const PATH_COMPONENTS_MAX = 512
 export const SYMLINK_TARGET_BYTES_MAX = 4096
@@ -64,6 +66,14 @@ export const VOLUME_INSPECT_INODES_MAX = 1_000_000
 export const LIST_PAGE_ENTRIES_MAX = 1000
 /** Calls in flight on one connection before the server stops reading from it. */
 export const CALLS_PER_CONNECTION_MAX = 256
+/** Block streams (reads, writes) open at once on one connection; one more is refused. */
+export const STREAMS_PER_CONNECTION_MAX = 256
+/** A connection proves it holds the cluster secret within this, or is closed. */
+export const HANDSHAKE_TIMEOUT_MS = 10_000
+/** Connections a daemon lets handshake at once; past this, new ones are closed unread. */
+export const HANDSHAKES_IN_FLIGHT_MAX = 256
+/** How long a block access token issued by the namenode opens its block. */
+export const BLOCK_TOKEN_LIFETIME_DEFAULT_MS = 10 * 60_000
 /** Packets a writer may have sent and not yet seen acknowledged. */
 export const PIPELINE_PACKETS_IN_FLIGHT_MAX = 64
 /** Namespace records (inodes, entries, misses) the namenode keeps decoded-ready in memory. */

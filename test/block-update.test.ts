@@ -23,6 +23,7 @@ import { codecs } from '../src/rpc/schema.js'
 import { DatanodeService, type DatanodeServiceSpec } from '../src/rpc/service.js'
 import { startCluster, type TestCluster } from './helpers/cluster.js'
 import { Cleanups, KiB, MiB, pattern } from './helpers/data.js'
+import { BlockOp, blockToken } from './helpers/tokens.js'
 
 const TIMEOUT_MS = 30_000
 const GEN_STEP = 1000
@@ -62,7 +63,7 @@ function datanode(dn: DatanodeInfo): RpcClient<DatanodeServiceSpec> {
 async function readReplica(dn: DatanodeInfo, block: BlockRef): Promise<Buffer> {
   const rpc = new RpcClient({ host: dn.host, port: dn.rpcPort }, DatanodeService, { peerName: `datanode ${dn.id}`, timeoutMs: TIMEOUT_MS })
   try {
-    const stream = await rpc.openStream('ReadBlock', { block, offsetBytes: 0, lengthBytes: 0 })
+    const stream = await rpc.openStream('ReadBlock', { block, offsetBytes: 0, lengthBytes: 0, token: blockToken(block.id, BlockOp.READ) })
     const parts: Buffer[] = []
     let at = 0
     for (;;) {
@@ -89,7 +90,7 @@ interface Packet {
 
 /** The block as a located block at a new gen stamp: what UpdateBlock will hand a writer. */
 function restamped(located: LocatedBlock, genStamp: number): LocatedBlock {
-  return { ...located, block: { ...located.block!, genStamp } }
+  return { ...located, block: { ...located.block!, genStamp }, token: blockToken(located.block!.id, BlockOp.WRITE) }
 }
 
 /** An update pipeline to every replica: packets in the order given, then the last one; resolves when all acknowledged. */
@@ -129,7 +130,7 @@ async function checkReplicas(t: ExecutionContext, located: LocatedBlock, oldGenS
     t.true(got.equals(want), `${dn.id}: replica bytes`)
     const old = await t.throwsAsync(readReplica(dn, { ...block, genStamp: oldGenStamp }), { instanceOf: LoamError })
     t.is(old?.code, 'stale-generation', `${dn.id}: the old version is not served`)
-    const inspected = await datanode(dn).call('InspectReplica', { blockId: block.id })
+    const inspected = await datanode(dn).call('InspectReplica', { blockId: block.id, token: blockToken(block.id, BlockOp.WRITE) })
     t.deepEqual(inspected, { genStamp: block.genStamp, lengthBytes: want.length, verifiedBytes: want.length, finalized: true }, `${dn.id}: inspect`)
   }
 }
@@ -188,13 +189,13 @@ test.serial('a replica being updated is served over TCP at its new gen stamp, ne
   const block: BlockRef = { id: located.block!.id, genStamp: newGen, lengthBytes: want.length }
   for (const dn of located.locations) {
     t.true((await readReplica(dn, block)).equals(want), `${dn.id}: the unfinished replica as written so far`)
-    const sc = await t.throwsAsync(datanode(dn).call('ShortCircuit', { block }), { instanceOf: LoamError })
+    const sc = await t.throwsAsync(datanode(dn).call('ShortCircuit', { block, token: blockToken(block.id, BlockOp.READ) }), { instanceOf: LoamError })
     t.is(sc?.code, 'unavailable', `${dn.id}: no short-circuit read of an unfinished replica`)
-    t.deepEqual(await datanode(dn).call('InspectReplica', { blockId: block.id }), { genStamp: newGen, lengthBytes: want.length, verifiedBytes: want.length, finalized: false })
+    t.deepEqual(await datanode(dn).call('InspectReplica', { blockId: block.id, token: blockToken(block.id, BlockOp.WRITE) }), { genStamp: newGen, lengthBytes: want.length, verifiedBytes: want.length, finalized: false })
   }
   await pipeline.finish(await pipeline.send(0, Buffer.alloc(0), { last: true }))
   for (const dn of located.locations) {
-    const where = await datanode(dn).call('ShortCircuit', { block })
+    const where = await datanode(dn).call('ShortCircuit', { block, token: blockToken(block.id, BlockOp.READ) })
     t.like(where, { genStamp: newGen, lengthBytes: want.length }, `${dn.id}: short-circuit once finalized`)
   }
   await checkReplicas(t, located, gen, want)
@@ -212,9 +213,9 @@ test.serial('an update whose writer vanished is recovered on every datanode at a
   // Block recovery (as the namenode runs it): inspect, then finalize at a newer gen stamp and an agreed length.
   const recovered: BlockRef = { id: located.block!.id, genStamp: gen + 2 * GEN_STEP, lengthBytes: want.length }
   for (const dn of located.locations) {
-    const inspected = await datanode(dn).call('InspectReplica', { blockId: recovered.id })
+    const inspected = await datanode(dn).call('InspectReplica', { blockId: recovered.id, token: blockToken(recovered.id, BlockOp.WRITE) })
     t.like(inspected, { genStamp: gen + GEN_STEP, verifiedBytes: want.length }, `${dn.id}: inspect`)
-    await datanode(dn).call('RecoverReplica', { block: recovered })
+    await datanode(dn).call('RecoverReplica', { block: recovered, token: blockToken(recovered.id, BlockOp.WRITE) })
     t.true((await readReplica(dn, recovered)).equals(want), `${dn.id}: recovered replica`)
   }
 })
@@ -255,7 +256,8 @@ const COPY_ID_BASE = 2 ** 40
 /** A copy-on-write pipeline: a new block, under a new gen stamp, copied from located's block on each of its datanodes, then packets and the last one. */
 async function copyUpdate(located: LocatedBlock, packets: Packet[], resizeBytes?: number): Promise<BlockRef> {
   const old = located.block!
-  const copy: LocatedBlock = { ...located, block: { id: COPY_ID_BASE + old.id, genStamp: old.genStamp + GEN_STEP, lengthBytes: old.lengthBytes } }
+  const id = COPY_ID_BASE + old.id
+  const copy: LocatedBlock = { ...located, block: { id, genStamp: old.genStamp + GEN_STEP, lengthBytes: old.lengthBytes }, token: blockToken(id, BlockOp.WRITE), copiedFromToken: blockToken(old.id, BlockOp.READ) }
   const pipeline = await BlockPipeline.open(copy, 'test-client', TIMEOUT_MS, { oldGenStamp: old.genStamp, copyFrom: old, resizeBytes })
   try {
     for (const p of packets) await pipeline.send(p.offset, p.data)
@@ -274,9 +276,9 @@ async function checkCopies(t: ExecutionContext, located: LocatedBlock, copied: B
     const got = await readReplica(dn, { ...copied, lengthBytes: want.length })
     t.is(got.length, want.length, `${dn.id}: new block length`)
     t.true(got.equals(want), `${dn.id}: new block bytes`)
-    t.deepEqual(await datanode(dn).call('InspectReplica', { blockId: copied.id }), { genStamp: copied.genStamp, lengthBytes: want.length, verifiedBytes: want.length, finalized: true }, `${dn.id}: new block inspected`)
+    t.deepEqual(await datanode(dn).call('InspectReplica', { blockId: copied.id, token: blockToken(copied.id, BlockOp.WRITE) }), { genStamp: copied.genStamp, lengthBytes: want.length, verifiedBytes: want.length, finalized: true }, `${dn.id}: new block inspected`)
     t.true((await readReplica(dn, old)).equals(oldData), `${dn.id}: old block unchanged`)
-    t.deepEqual(await datanode(dn).call('InspectReplica', { blockId: old.id }), { genStamp: old.genStamp, lengthBytes: oldData.length, verifiedBytes: oldData.length, finalized: true }, `${dn.id}: old block inspected`)
+    t.deepEqual(await datanode(dn).call('InspectReplica', { blockId: old.id, token: blockToken(old.id, BlockOp.WRITE) }), { genStamp: old.genStamp, lengthBytes: oldData.length, verifiedBytes: oldData.length, finalized: true }, `${dn.id}: old block inspected`)
   }
 }
 
@@ -296,7 +298,7 @@ test.serial('a copy-on-write pipeline makes a new block on every datanode as a c
   t.is(copied.genStamp, located.block!.genStamp + GEN_STEP)
   await checkCopies(t, located, copied, data, packets.reduce(applyWrite, data))
   // The old block is still served at its own gen stamp, and short-circuited (it is finalized and unchanged).
-  for (const dn of located.locations) t.like(await datanode(dn).call('ShortCircuit', { block: located.block! }), { genStamp: located.block!.genStamp, lengthBytes: data.length })
+  for (const dn of located.locations) t.like(await datanode(dn).call('ShortCircuit', { block: located.block!, token: located.token }), { genStamp: located.block!.genStamp, lengthBytes: data.length })
 })
 
 test.serial('a copy-on-write pipeline resizes the copy, not the old block, before its packets', async (t) => {
@@ -315,7 +317,7 @@ test.serial('a copy-on-write from a wrong gen stamp is refused at the first data
   const err = await t.throwsAsync(copyUpdate(wrong, [{ offset: 1, data: pattern(10, 92) }]))
   t.regex(err?.message ?? '', /gen stamp/)
   for (const dn of located.locations) {
-    const missing = await t.throwsAsync(datanode(dn).call('InspectReplica', { blockId: COPY_ID_BASE + located.block!.id }), { instanceOf: LoamError })
+    const missing = await t.throwsAsync(datanode(dn).call('InspectReplica', { blockId: COPY_ID_BASE + located.block!.id, token: blockToken(COPY_ID_BASE + located.block!.id, BlockOp.WRITE) }), { instanceOf: LoamError })
     t.is(missing?.code, 'not-found', `${dn.id}: no replica of the new block`)
     t.true((await readReplica(dn, located.block!)).equals(data), `${dn.id}: old block untouched`)
   }

@@ -65,6 +65,17 @@ test('the dashboard shows the cluster, moves files both ways, runs a job, and an
     if (!t.passed) await shoot(page, shots, 'failed').catch(() => undefined)
   })
   const base = `http://${c.record.namenode.http}`
+  // The API acts with the namenode's rights: without the cluster's dashboard token it answers nothing.
+  for (const headers of [{}, { authorization: 'Bearer 0123456789' }, { cookie: 'loam_dashboard=nope' }] as Array<Record<string, string>>) {
+    const denied = await fetch(`${base}/api/files?path=/data`, { headers })
+    t.is(denied.status, 403)
+    t.regex(((await denied.json()) as { error: { line: string } }).error.line, /needs the cluster's access token/)
+  }
+  t.is((await fetch(`${base}/api/upload?path=/data/sneaky`, { method: 'POST', body: 'x' })).status, 403)
+  t.false((await c.client().exists('/data/sneaky')), 'a refused upload wrote nothing')
+  // Opened once with its token (as `cluster up` prints it), the page keeps it as a cookie.
+  t.regex(c.record.dashboard, /\/\?token=[0-9a-f]{40}$/)
+  await page.goto(c.record.dashboard)
 
   // Overview: the live nodes, the namespace's counts, safe mode off.
   await page.goto(`${base}/#/overview`)

@@ -12,6 +12,8 @@ import { FRAME_BYTES_MAX } from '../src/limits.js'
 import { encodeFrame, FrameDecoder, type Frame } from '../src/rpc/frame.js'
 import { FrameKind, type FrameHeader } from '../src/rpc/messages.js'
 import { codecs } from '../src/rpc/schema.js'
+import { connectSecure } from '../src/rpc/secure-channel.js'
+import { processSecurity } from '../src/rpc/security.js'
 import { alive, startCluster, type TestCluster } from './helpers/cluster.js'
 import { Cleanups, pattern, sha256 } from './helpers/data.js'
 
@@ -47,12 +49,12 @@ function target(name: TargetName): Target {
     return { name, rpc: nn.rpc, http: nn.http, pid: nn.pid, valid: { method: 'DatanodeReport', body: codecs.Empty.encode({}), answers: FrameKind.RESPONSE } }
   }
   const node = c.record.nodes.find((n) => n.id === name)!
-  // ShortCircuit for a block this node does not hold: a typed not-found error, on a connection that stays open.
+  // ShortCircuit without a block access token: a typed permission error, on a connection that stays open.
   const body = codecs.ShortCircuitRequest.encode({ block: { id: 999_999, genStamp: 1, lengthBytes: 0 } })
-  return { name, rpc: node.rpc, http: node.http, pid: node.pid, valid: { method: 'ShortCircuit', body, answers: FrameKind.ERROR, code: 'not-found' } }
+  return { name, rpc: node.rpc, http: node.http, pid: node.pid, valid: { method: 'ShortCircuit', body, answers: FrameKind.ERROR, code: 'permission' } }
 }
 
-/** A raw TCP connection that sends what it is told and records what comes back. */
+/** A connection that has passed the handshake (it holds the cluster secret) unless told not to, then sends raw bytes as it is told and records what comes back. */
 class Probe {
   private readonly decoder = new FrameDecoder()
   private readonly frames: Frame[] = []
@@ -76,16 +78,19 @@ class Probe {
       this.closed = true
       this.wake()
     })
+    socket.resume()
   }
 
-  static open(address: string): Promise<Probe> {
+  /** handshake: false for a port that speaks HTTP. */
+  static open(address: string, handshake = true): Promise<Probe> {
     const { host, port } = parseAddress(address)
     return new Promise((resolve, reject) => {
       const s = net.connect({ host, port })
       s.once('error', reject)
       s.once('connect', () => {
         s.off('error', reject)
-        resolve(new Probe(s))
+        if (!handshake) resolve(new Probe(s))
+        else connectSecure(s, processSecurity(), address).then((secure) => resolve(new Probe(secure)), reject)
       })
     })
   }
@@ -325,7 +330,7 @@ for (const name of TARGETS) {
       ['a NUL in the path', Buffer.from('GET /st\0atus HTTP/1.1\r\nHost: x\r\n\r\n')],
     ]
     for (const [what, bytes] of attacks) {
-      const p = await Probe.open(tg.http)
+      const p = await Probe.open(tg.http, false)
       try {
         p.send(bytes)
         t.true(await p.waitClosed(), `${what}: the HTTP connection is closed`)
@@ -334,7 +339,7 @@ for (const name of TARGETS) {
       }
     }
     // A request cut short, then a close.
-    const cut = await Probe.open(tg.http)
+    const cut = await Probe.open(tg.http, false)
     cut.send(Buffer.from('GET /sta'))
     cut.end()
     t.true(await cut.waitClosed())
@@ -350,6 +355,26 @@ for (const name of TARGETS) {
     await stillServes(t, tg, `${name} after HTTP garbage`)
   })
 }
+
+test.serial('dn1: DATA frames pushed into a block stream that never reads them do not stall the connection once it ends', async (t) => {
+  const tg = target('dn1')
+  const p = await Probe.open(tg.rpc)
+  try {
+    // Refused at once (no block access token), with more DATA frames behind it than a stream queues before the socket pauses.
+    const read = codecs.ReadBlockRequest.encode({ block: { id: 999_998, genStamp: 1, lengthBytes: 0 }, offsetBytes: 0, lengthBytes: 0 })
+    const data = Array.from({ length: 64 }, (_, seqno) => frameBytes({ id: 500, kind: FrameKind.DATA, body: codecs.Packet.encode({ seqno, offsetBytes: 0, checksums: new Uint8Array(), last: false, sync: false }) }))
+    p.send(Buffer.concat([request(500, 'ReadBlock', read), ...data]))
+    const [refused] = await p.nextFrames(1)
+    t.is(refused?.header.id, 500)
+    t.is(refused?.header.error?.code, 'permission')
+    p.send(request(501, tg.valid.method, tg.valid.body))
+    const [ok] = await p.nextFrames(1)
+    t.is(ok?.header.id, 501, 'the next call on the connection is answered')
+    t.is(ok?.header.error?.code, tg.valid.code)
+  } finally {
+    p.destroy()
+  }
+})
 
 test.serial('after all that, the loam command still works: report, put, get', async (t) => {
   for (const name of TARGETS) t.true(alive(target(name).pid), `${name} is alive`)

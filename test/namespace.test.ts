@@ -541,6 +541,14 @@ test('complete of an empty file with no block', (t) => {
   t.is(done.leaseHolder, '')
 })
 
+test('a closed file cannot be completed (nor its last block resized) under an empty client name', (t) => {
+  const env = fresh()
+  const f = writeFile(env.ns, '/f', [100])
+  refuses(t, env, () => env.ns.complete('/f', f.id, '', { ...f.blocks[0]!, lengthBytes: 5 }, CALLER), 'invalid-argument')
+  refuses(t, env, () => env.ns.addBlock('/f', f.id, '', null), 'invalid-argument')
+  t.is(env.ns.get('/f').lengthBytes, 100)
+})
+
 test('a block exactly the block size is accepted', (t) => {
   const { ns } = fresh()
   const { inode, block } = openFile(ns, '/f', 'c1')
@@ -966,6 +974,9 @@ test('xattrs: set, replace, create-only, remove, and their limits', (t) => {
   ns.removeXattr('/f', 'user.a', CALLER)
   t.deepEqual(Object.keys(ns.get('/f').xattrs), [])
   refuses(t, env, () => ns.removeXattr('/f', 'user.a', CALLER), 'no-xattr')
+  // A name a plain object cannot hold as an entry is refused, not silently lost.
+  refuses(t, env, () => ns.setXattr('/f', '__proto__', Buffer.from('4'), { create: false, replace: false }, CALLER), 'invalid-argument')
+  t.deepEqual(Object.keys(ns.get('/f').xattrs), [])
 })
 
 // ---------------------------------------------------------------- volumes

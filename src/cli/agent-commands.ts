@@ -16,7 +16,7 @@ import { LoamError } from '../rpc/errors.js'
 import { schedulerAddress, startAgent, type AgentHandle } from '../scheduler/agent.js'
 import { AGENT_DISK_MIB_MAX } from '../scheduler/limits.js'
 import { sandboxName } from '../scheduler/task-runner.js'
-import { logLevel, logStrayRejections, port, stopOnSignal, writeReadyFile } from './daemon-commands.js'
+import { logLevel, daemonProcess, port, stopOnSignal, writeReadyFile } from './daemon-commands.js'
 import { action } from './run.js'
 
 export { schedulerAddress } from '../scheduler/agent.js'
@@ -151,7 +151,7 @@ export function registerAgentCommands(program: Command): void {
         const rack = checkRack(f.rack)
         const res = await resources(f, workDir)
         const log = createLogger('agent', level)
-        logStrayRejections(log)
+        daemonProcess(log)
         const registry = new Registry()
         const agent = await startAgent({ scheduler, agentId, nodeId: f.nodeId ?? '', rack, host, advertise, port: agentPort, workDir, ...res, registry, log })
         const http = await startStatusServer(host, httpPort, () => agent.status(), { registry }).catch(async (err: unknown) => {
@@ -215,7 +215,7 @@ export function registerAgentCommands(program: Command): void {
         const scanPeriodMs = parseDuration(f.scanPeriod, '--scan-period')
         const res = await resources(f, workDir)
         const log = createLogger('node', level)
-        logStrayRejections(log)
+        daemonProcess(log)
         const dn: DatanodeHandle = await Datanode.start({
           namenode,
           dataDirs,

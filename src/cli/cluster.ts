@@ -9,6 +9,8 @@ import { LoamClient } from '../client/client.js'
 import { parseAddress } from '../common/address.js'
 import { parseDuration } from '../common/units.js'
 import { LoamError } from '../rpc/errors.js'
+import { isInsecureEnv, loadSecurity, processSecurity, SECRET_FILE_ENV, writeSecretFile } from '../rpc/security.js'
+import { dashboardToken } from '../dashboard/access.js'
 import { checkTimings, writeReadyFile } from './daemon-commands.js'
 import type { MountNotice } from './mount-commands.js'
 import { runDemo } from './demo.js'
@@ -17,6 +19,7 @@ import { mkdirp } from '../common/mkdirp.js'
 
 const CLI_PATH = fileURLToPath(new URL('./main.js', import.meta.url))
 const START_TIMEOUT_MS = 60_000
+const SECRET_FILE_NAME = 'secret'
 
 export interface RoleRecord {
   id?: string
@@ -36,6 +39,10 @@ export interface ClusterRecord {
   mount: string | null
   /** The mount process's /status and /metrics. */
   mountHttp: string | null
+  /** The cluster secret every role and client proves it holds. */
+  secretFile: string
+  /** The dashboard's address, with its access token. */
+  dashboard: string
 }
 
 interface UpFlags {
@@ -57,6 +64,18 @@ interface UpFlags {
   mount?: string
   localityWait: string
   cpus?: string
+}
+
+/** The cluster secret in DIR: kept when there is one, else made (0600). */
+async function clusterSecretFile(dir: string): Promise<string> {
+  await mkdirp(dir)
+  const file = path.join(dir, SECRET_FILE_NAME)
+  try {
+    writeSecretFile(file)
+  } catch (err) {
+    if (!(err instanceof LoamError && err.code === 'exists')) throw err
+  }
+  return file
 }
 
 async function waitForFile(file: string, child: ChildProcess, log: string): Promise<Record<string, unknown>> {
@@ -146,6 +165,26 @@ function stopAll(children: ChildProcess[]): Promise<void> {
 export function registerClusterCommands(program: Command): void {
   const cluster = program.command('cluster').description('run a whole cluster on this machine')
   cluster
+    .command('init')
+    .description('write a new cluster secret (DIR/secret, readable by its owner only); every role and client needs it')
+    .option('--dir <dir>', 'where to write it', '.')
+    .action(
+      action(async (f: { dir: string }) => {
+        await mkdirp(path.resolve(f.dir))
+        const file = path.resolve(f.dir, SECRET_FILE_NAME)
+        writeSecretFile(file)
+        process.stdout.write(`wrote the cluster secret ${file}; give it to every role and client with --secret-file ${file} or ${SECRET_FILE_ENV}=${file}\n`)
+      }),
+    )
+  cluster
+    .command('token')
+    .description("print the dashboard's access token, made from the cluster secret (open http://NAMENODE:9870/?token=TOKEN)")
+    .action(
+      action(async () => {
+        process.stdout.write(dashboardToken(processSecurity().secret) + '\n')
+      }),
+    )
+  cluster
     .command('up')
     .description('start a namenode and datanodes (each its own process) in the foreground; Ctrl-C stops all')
     .requiredOption('--dir <dir>', 'where every role keeps its data and log')
@@ -188,7 +227,12 @@ export function registerClusterCommands(program: Command): void {
         process.on('SIGINT', () => void shutdown(0))
         process.on('SIGTERM', () => void shutdown(0))
         try {
-          const common = ['--heartbeat', f.heartbeat, '--dead-after', f.deadAfter, '--log-level', f.logLevel]
+          // Every role is started with the secret named on its command line (so a restart from its argv has it);
+          // the mount and the demo inherit it from the environment.
+          const secretFile = process.env[SECRET_FILE_ENV] ?? (await clusterSecretFile(dir))
+          process.env[SECRET_FILE_ENV] = secretFile
+          const security = ['--secret-file', secretFile, ...(isInsecureEnv() ? ['--insecure'] : [])]
+          const common = ['--heartbeat', f.heartbeat, '--dead-after', f.deadAfter, '--log-level', f.logLevel, ...security]
           const nnDir = path.join(dir, 'namenode')
           const nnArgs = ['namenode', '--data', path.join(nnDir, 'meta'), '--host', f.host, '--port', f.port, '--http-port', f.httpPort, ...common]
           if (f.replication) nnArgs.push('--replication', f.replication)
@@ -197,7 +241,7 @@ export function registerClusterCommands(program: Command): void {
           const nn = await startRole(nnArgs, nnDir, children)
           const nnRpc = String(nn.record.rpc)
           const schedDir = path.join(dir, 'scheduler')
-          const schedArgs = ['scheduler', '--namenode', nnRpc, '--data', path.join(schedDir, 'state'), '--host', f.host, '--port', '0', '--http-port', '0', '--heartbeat', '1s', '--dead-after', f.deadAfter, '--locality-wait', f.localityWait, '--log-level', f.logLevel]
+          const schedArgs = ['scheduler', '--namenode', nnRpc, '--data', path.join(schedDir, 'state'), '--host', f.host, '--port', '0', '--http-port', '0', '--heartbeat', '1s', '--dead-after', f.deadAfter, '--locality-wait', f.localityWait, '--log-level', f.logLevel, ...security]
           const sched = await startRole(schedArgs, schedDir, children)
           const schedRpc = String(sched.record.rpc)
           const record: ClusterRecord = {
@@ -206,13 +250,15 @@ export function registerClusterCommands(program: Command): void {
             nodes: [],
             mount: null,
             mountHttp: null,
+            secretFile,
+            dashboard: `http://${String(nn.record.http)}/?token=${dashboardToken(loadSecurity({ secretFile }).secret)}`,
           }
           const started = await Promise.all(
             Array.from({ length: nodes }, async (_, i) => {
               const id = `dn${i + 1}`
               const rack = `/r${(i % racks) + 1}`
               const nodeDir = path.join(dir, id)
-              const args = ['node', '--namenode', nnRpc, '--scheduler', schedRpc, '--data', path.join(nodeDir, 'data'), '--work', path.join(nodeDir, 'work'), '--id', id, '--rack', rack, '--host', f.host, '--port', '0', '--http-port', '0', '--agent-port', '0', '--log-level', f.logLevel, '--scan-period', f.scanPeriod ?? '7d']
+              const args = ['node', '--namenode', nnRpc, '--scheduler', schedRpc, '--data', path.join(nodeDir, 'data'), '--work', path.join(nodeDir, 'work'), '--id', id, '--rack', rack, '--host', f.host, '--port', '0', '--http-port', '0', '--agent-port', '0', '--log-level', f.logLevel, '--scan-period', f.scanPeriod ?? '7d', ...security]
               if (f.cpus) args.push('--cpus', f.cpus)
               const dn = await startRole(args, nodeDir, children)
               const rpc = String(dn.record.rpc)
@@ -242,6 +288,7 @@ export function registerClusterCommands(program: Command): void {
             })
           }
           process.stdout.write(`Loam is up: namenode ${nnRpc} (status: http://${record.namenode.http}/status), scheduler ${schedRpc}, ${nodes} nodes (datanode + agent) in ${racks} racks, data and logs in ${dir}\n`)
+          process.stdout.write(`Dashboard: ${record.dashboard}\n`)
           if (record.mount) process.stdout.write(`The cluster filesystem is mounted on ${record.mount}.\n`)
           if (f.demo) await runDemo(CLI_PATH, nnRpc, schedRpc, dir, record.mount)
           process.stdout.write('Ctrl-C stops the cluster.\n')

@@ -32,8 +32,13 @@ export function checkTimings(heartbeatMs: number, deadAfterMs: number): void {
   if (deadAfterMs <= heartbeatMs) throw new LoamError('invalid-argument', `--dead-after (${deadAfterMs} ms) must be longer than --heartbeat (${heartbeatMs} ms), or every node would be declared dead between heartbeats`)
 }
 
-/** A stray rejection (a peer vanishing mid-call, say) is logged; it must not take the daemon down. */
-export function logStrayRejections(log: Logger): void {
+/**
+ * What every daemon does first: files it creates (data, metadata, logs) are its
+ * own alone, 0600/0700 whatever the umask it was started with; and a stray
+ * rejection (a peer vanishing mid-call, say) is logged, never taking it down.
+ */
+export function daemonProcess(log: Logger): void {
+  process.umask(0o077)
   process.on('unhandledRejection', (err) => log.error({ err: err instanceof Error ? err.stack : String(err) }, 'unhandled rejection'))
 }
 
@@ -69,6 +74,8 @@ interface NamenodeFlags {
   replication: string
   blockSize: string
   leaseLimit: string
+  superuser?: string
+  supergroup: string
   logLevel: string
 }
 
@@ -102,6 +109,8 @@ export function registerDaemonCommands(program: Command): void {
     .option('--replication <n>', 'default replication', '3')
     .option('--block-size <size>', 'default block size', '64MiB')
     .option('--lease-limit <duration>', 'a writer silent this long loses its open files to lease recovery', '60s')
+    .option('--superuser <user>', "a user that passes every permission check, besides the namenode's own")
+    .option('--supergroup <group>', 'members of this group pass every permission check', 'supergroup')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
     .action(
       action(async (f: NamenodeFlags) => {
@@ -109,7 +118,7 @@ export function registerDaemonCommands(program: Command): void {
         const deadAfterMs = parseDuration(f.deadAfter, '--dead-after')
         checkTimings(heartbeatMs, deadAfterMs)
         const log = createLogger('namenode', logLevel(f.logLevel))
-        logStrayRejections(log)
+        daemonProcess(log)
         const nn = await Namenode.start({
           dataDir: f.data,
           host: f.host,
@@ -120,6 +129,8 @@ export function registerDaemonCommands(program: Command): void {
           replication: Number(f.replication),
           blockSizeBytes: parseSize(f.blockSize, '--block-size'),
           leaseLimitMs: leaseLimit(f.leaseLimit),
+          superuser: f.superuser,
+          supergroup: f.supergroup,
           log,
         })
         stopOnSignal(nn.stop)
@@ -147,7 +158,7 @@ export function registerDaemonCommands(program: Command): void {
       action(async (f: DatanodeFlags) => {
         if (!f.rack.startsWith('/')) throw new LoamError('invalid-argument', `--rack '${f.rack}' must start with '/', such as /r1`)
         const log = createLogger('datanode', logLevel(f.logLevel))
-        logStrayRejections(log)
+        daemonProcess(log)
         const dn = await Datanode.start({
           namenode: parseAddress(f.namenode ?? process.env.LOAM_NAMENODE ?? '127.0.0.1:8020', '--namenode'),
           dataDirs: f.data.split(',').filter(Boolean),

@@ -5,6 +5,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { SECRET_FILE_ENV } from '../rpc/security.js'
 
 const run = promisify(execFile)
 
@@ -18,7 +19,9 @@ export async function runDemo(cliPath: string, namenode: string, scheduler: stri
     const { stdout, stderr } = await run(process.execPath, [cliPath, ...args], { env, maxBuffer: 16 << 20 })
     process.stdout.write(stdout + stderr)
   }
-  process.stdout.write(`\nexport LOAM_NAMENODE=${namenode}\n`)
+  // What a shell needs to join: where the namenode is, and the file holding the secret (never the secret).
+  const exports = `export LOAM_NAMENODE=${namenode} ${SECRET_FILE_ENV}=${process.env[SECRET_FILE_ENV] ?? ''}`
+  process.stdout.write(`\n${exports}\n`)
   await show(['report'])
   await show(['fs', 'put', '--force', sample, '/demo/sample.txt'])
   await show(['fs', 'ls', '-l', '/demo'])
@@ -44,5 +47,5 @@ export async function runDemo(cliPath: string, namenode: string, scheduler: stri
   process.stdout.write(`\n$ node ${path.relative(process.cwd(), wordcount)}    (a data-local word count: one map task per block, then one reduce)\n`)
   const wc = await run(process.execPath, [wordcount], { env, maxBuffer: 16 << 20 })
   process.stdout.write(wc.stdout + wc.stderr)
-  process.stdout.write(`\nTry it from another terminal (npx loam, or node ${path.relative(process.cwd(), cliPath)}):\n  export LOAM_NAMENODE=${namenode}\n  npx loam fs put ./some-file /some-file\n  npx loam fs ls -l /\n  npx loam fs get /some-file ./some-file.copy\n  npx loam fsck /\n  export LOAM_SCHEDULER=${scheduler}\n  npx loam job ls; npx loam job status ID\n${mount ? `  ls -l ${mount}    (the cluster filesystem, mounted; any program can use it)\n` : ''}`)
+  process.stdout.write(`\nTry it from another terminal (npx loam, or node ${path.relative(process.cwd(), cliPath)}):\n  ${exports}\n  npx loam fs put ./some-file /some-file\n  npx loam fs ls -l /\n  npx loam fs get /some-file ./some-file.copy\n  npx loam fsck /\n  export LOAM_SCHEDULER=${scheduler}\n  npx loam job ls; npx loam job status ID\n${mount ? `  ls -l ${mount}    (the cluster filesystem, mounted; any program can use it)\n` : ''}`)
 }

@@ -10,7 +10,7 @@ import { LoamError } from '../rpc/errors.js'
 import { RpcClient } from '../rpc/client.js'
 import { AgentService, SchedulerService, type SchedulerServiceSpec } from '../rpc/service.js'
 import { Scheduler } from '../scheduler/server.js'
-import { logLevel, logStrayRejections, stopOnSignal, writeReadyFile } from './daemon-commands.js'
+import { logLevel, daemonProcess, stopOnSignal, writeReadyFile } from './daemon-commands.js'
 import { action, printJson } from './run.js'
 import type { JobStatus } from '../dashboard/model.js'
 
@@ -60,7 +60,7 @@ export function registerJobCommands(program: Command): void {
     .action(
       action(async (f: { namenode?: string; data: string; host: string; port: string; httpPort: string; heartbeat: string; deadAfter: string; localityWait: string; roleWeight?: string[]; readyFile?: string; logLevel: string }) => {
         const log = createLogger('scheduler', logLevel(f.logLevel))
-        logStrayRejections(log)
+        daemonProcess(log)
         const roleWeights: Record<string, number> = {}
         for (const rw of f.roleWeight ?? []) {
           const m = /^([^=]+)=(\d+(\.\d+)?)$/.exec(rw)

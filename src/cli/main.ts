@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // The `loam` command.
+import path from 'node:path'
 import { Command, CommanderError } from 'commander'
+import { INSECURE_ENV, SECRET_FILE_ENV } from '../rpc/security.js'
 import { registerAdminCommands } from './admin-commands.js'
 import { registerAgentCommands } from './agent-commands.js'
 import { registerClusterCommands } from './cluster.js'
@@ -25,6 +27,21 @@ const program = new Command('loam')
   .exitOverride()
   .configureOutput({ outputError: (text, write) => write(`loam: ${text.replace(/^error: /, '').trim()}\n`) })
   .showHelpAfterError(false)
+  // Through the environment, so every connection of this process and every process it starts uses them.
+  .hook('preAction', (_program, cmd) => {
+    const o = cmd.optsWithGlobals<{ secretFile?: string; insecure?: boolean }>()
+    // Absolute, for children that start elsewhere (tasks start in their sandbox).
+    const secretFile = o.secretFile ?? process.env[SECRET_FILE_ENV]
+    if (secretFile) process.env[SECRET_FILE_ENV] = path.resolve(secretFile)
+    if (o.insecure) process.env[INSECURE_ENV] = '1'
+  })
+
+/** Every command that talks to a cluster takes these, before or after its own arguments. */
+function securityOptions(c: Command): Command {
+  return c
+    .option('--secret-file <file>', `the cluster secret every connection proves it holds (default: $${SECRET_FILE_ENV})`)
+    .option('--insecure', `do not encrypt connections (benchmarks only; the whole cluster must agree; default: $${INSECURE_ENV})`)
+}
 
 registerFsCommands(program)
 registerAdminCommands(program)
@@ -36,6 +53,7 @@ registerVolumeCommands(program)
 registerJobCommands(program)
 registerServiceCommands(program)
 program.commands.forEach(function override(c: Command): void {
+  securityOptions(c)
   c.exitOverride()
   c.configureOutput({ outputError: (text, write) => write(`loam: ${text.replace(/^error: /, '').trim()}\n`) })
   c.commands.forEach(override)

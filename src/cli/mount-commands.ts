@@ -13,7 +13,7 @@ import { parseDuration } from '../common/units.js'
 import { isMounted, serveMount } from '../fuse/mount.js'
 import { RPC_TIMEOUT_DEFAULT_MS } from '../limits.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
-import { logLevel, logStrayRejections, port, stopOnSignal } from './daemon-commands.js'
+import { logLevel, daemonProcess, port, stopOnSignal } from './daemon-commands.js'
 import { action } from './run.js'
 
 interface MountFlags {
@@ -65,7 +65,7 @@ async function mountCommand(dir: string, flags: MountFlags): Promise<void> {
   if (await isMounted(target)) throw new LoamError('exists', `${target} is already a mountpoint; unmount it first (loam umount ${dir})`)
   if (!flags.foreground) return detach(target, flags)
   const log = createLogger('mount', level)
-  logStrayRejections(log)
+  daemonProcess(log)
   const registry = new Registry()
   let handle
   let http

@@ -4,7 +4,7 @@ import { PIPELINE_PACKETS_IN_FLIGHT_MAX } from '../limits.js'
 import { RpcClient, type ClientStream } from '../rpc/client.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
 import { FrameKind, type BlockRef, type LocatedBlock, type WriteBlockRequest, type WriteBlockResponse } from '../rpc/messages.js'
-import { codecs } from '../rpc/schema.js'
+import { codecs, decodeBody } from '../rpc/schema.js'
 import { DatanodeService, type DatanodeServiceSpec } from '../rpc/service.js'
 import { chunkChecksums } from '../common/checksum.js'
 
@@ -71,6 +71,9 @@ export class BlockPipeline {
         resizeBytes: mode.resizeBytes ?? 0,
         copyFromBlock: copyFrom?.id ?? 0,
         copyFromGenStamp: copyFrom?.genStamp ?? 0,
+        // The namenode's tokens for this block (and the one it is copied from): the pipeline passes them on.
+        token: located.token,
+        copyFromToken: located.copiedFromToken,
       }
       const stream = await client.openStream('WriteBlock', request, timeoutMs)
       return new BlockPipeline(located.block, client, stream, located.locations.map((l) => l.id))
@@ -122,7 +125,7 @@ export class BlockPipeline {
         const frame = await this.stream.next()
         if (!frame) return
         if (frame.header.kind !== FrameKind.ACK) continue
-        const ack = codecs.PacketAck.decode(frame.header.body ?? new Uint8Array())
+        const ack = decodeBody(codecs.PacketAck, frame.header.body, 'packet acknowledgement')
         if (!ack.ok) {
           this.failedNode = ack.failedNode || this.nodes[0]
           throw new LoamError('io', `write pipeline for block ${this.block.id} failed at datanode ${ack.failedNode}: ${ack.message}`)

@@ -1,13 +1,13 @@
 // Reads a byte range of one file: block by block, from the nearest replica,
 // verifying every chunk's checksum; a replica that fails is reported (when
 // corrupt) and the read goes on from the next one where it left off.
-import { open } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
 import { CHECKSUM_BYTES, CHUNK_BYTES, REPLICA_META_HEADER_BYTES } from '../limits.js'
 import { firstBadChunk } from '../common/checksum.js'
 import { RpcClient } from '../rpc/client.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
 import type { DatanodeInfo, FileStatus, LocatedBlock } from '../rpc/messages.js'
-import { codecs } from '../rpc/schema.js'
+import { codecs, decodeBody } from '../rpc/schema.js'
 import { DatanodeService } from '../rpc/service.js'
 import type { LoamClient } from './client.js'
 import { isLocalHost } from './locality.js'
@@ -84,12 +84,12 @@ export class FileReader {
   private async *readRemote(lb: LocatedBlock, dn: DatanodeInfo, from: number, to: number): AsyncGenerator<Buffer> {
     const rpc = new RpcClient({ host: dn.host, port: dn.rpcPort }, DatanodeService, { peerName: `datanode ${dn.id}`, timeoutMs: this.client.timeoutMs })
     try {
-      const stream = await rpc.openStream('ReadBlock', { block: lb.block, offsetBytes: from, lengthBytes: to - from })
+      const stream = await rpc.openStream('ReadBlock', { block: lb.block, offsetBytes: from, lengthBytes: to - from, token: lb.token })
       let pos = from
       for (;;) {
         const frame = await stream.next()
         if (!frame) break
-        const packet = codecs.Packet.decode(frame.header.body ?? new Uint8Array())
+        const packet = decodeBody(codecs.Packet, frame.header.body, 'packet header')
         const bad = firstBadChunk(frame.payload, packet.checksums)
         if (bad >= 0) throw new LoamError('corrupt', `block ${lb.block!.id} chunk at ${packet.offsetBytes + bad * CHUNK_BYTES} failed its checksum`)
         const piece = trim(frame.payload, packet.offsetBytes, pos, to)
@@ -107,10 +107,18 @@ export class FileReader {
 
   /** Short-circuit: the datanode says where the replica is; this process reads and verifies it. */
   private async *readLocal(lb: LocatedBlock, dn: DatanodeInfo, from: number, to: number): AsyncGenerator<Buffer> {
-    const where = await this.client.datanode(dn).call('ShortCircuit', { block: lb.block })
+    const where = await this.client.datanode(dn).call('ShortCircuit', { block: lb.block, token: lb.token })
     if (where.lengthBytes < to) throw new LoamError('io', `block ${lb.block!.id}: local replica has ${where.lengthBytes} bytes, expected ${to}`)
-    const data = await open(where.dataPath, 'r')
-    const meta = await open(where.metaPath, 'r')
+    // A replica's files are the datanode's user's alone (0600): another user reads it over TCP instead.
+    const openLocal = (file: string): Promise<FileHandle> =>
+      open(file, 'r').catch((err: NodeJS.ErrnoException) => {
+        throw err.code === 'EACCES' || err.code === 'EPERM' ? new LoamError('unavailable', `block ${lb.block!.id}: the local replica is not readable by this user; reading it over TCP`) : err
+      })
+    const data = await openLocal(where.dataPath)
+    const meta = await openLocal(where.metaPath).catch(async (err: unknown) => {
+      await data.close()
+      throw err
+    })
     // Whole chunks covering [from, to): their checksums can be verified, and no more is read than asked for.
     const stop = Math.min(where.lengthBytes, Math.ceil(to / CHUNK_BYTES) * CHUNK_BYTES)
     const readPiece = async (pos: number): Promise<Piece> => {

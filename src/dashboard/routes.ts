@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url'
 import type { HttpRoutes } from '../common/http.js'
 import type { Logger } from '../common/log.js'
 import { errorLine, LoamError, toLoamError, type ErrorCode } from '../rpc/errors.js'
+import { allowed, tokenCookie } from './access.js'
 import type { DashboardApi } from './api.js'
 import type { ApiError } from './model.js'
 
@@ -40,7 +41,8 @@ const ANSWERED = Symbol('answered')
 
 type Handler = (q: URLSearchParams, req: IncomingMessage, res: ServerResponse) => Promise<unknown>
 
-export function dashboardRoutes(api: DashboardApi, log: Logger): HttpRoutes {
+/** token: what /api/ requires (dashboardToken of the cluster secret). */
+export function dashboardRoutes(api: DashboardApi, token: string, log: Logger): HttpRoutes {
   const get: Record<string, Handler> = {
     '/api/overview': () => api.overview(),
     '/api/nodes': () => api.nodes(),
@@ -62,9 +64,11 @@ export function dashboardRoutes(api: DashboardApi, log: Logger): HttpRoutes {
     '/api/services/remove': async (q) => api.removeService(required(q, 'id')),
   }
   return (req, res, path) => {
+    const q = new URL(req.url ?? '/', 'http://localhost').searchParams
     if (req.method === 'GET' && PAGES[path]) {
       const [file, type] = PAGES[path]
-      void sendFile(res, file, type)
+      // The page opened with the right ?token= keeps it as a cookie for its API calls.
+      void sendFile(res, file, type, q.has('token') && allowed(req, q, token) ? { 'set-cookie': tokenCookie(token) } : {})
       return true
     }
     const script = req.method === 'GET' ? SCRIPT_PATH.exec(path) : null
@@ -74,8 +78,8 @@ export function dashboardRoutes(api: DashboardApi, log: Logger): HttpRoutes {
     }
     const handler = (req.method === 'GET' ? get : req.method === 'POST' ? post : {})[path]
     if (!handler) return false
-    const q = new URL(req.url ?? '/', 'http://localhost').searchParams
-    handler(q, req, res).then(
+    const run = allowed(req, q, token) ? handler(q, req, res) : Promise.reject(new LoamError('permission', "the dashboard needs the cluster's access token: open the address 'loam cluster up' prints, or add ?token= from 'loam cluster token'"))
+    run.then(
       (value) => {
         if (value !== ANSWERED) sendJson(res, 200, value)
       },
@@ -114,10 +118,10 @@ function sendJson(res: ServerResponse, status: number, value: unknown): void {
   res.end(body)
 }
 
-async function sendFile(res: ServerResponse, file: string, type: string): Promise<void> {
+async function sendFile(res: ServerResponse, file: string, type: string, headers: Record<string, string> = {}): Promise<void> {
   try {
     const body = await readFile(file)
-    res.writeHead(200, { 'content-type': type, 'cache-control': 'no-cache' })
+    res.writeHead(200, { 'content-type': type, 'cache-control': 'no-cache', ...headers })
     res.end(body)
   } catch {
     res.writeHead(404, { 'content-type': 'text/plain' })

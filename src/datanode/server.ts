@@ -9,10 +9,12 @@ import { initChecksums } from '../common/checksum.js'
 import { startStatusServer } from '../common/http.js'
 import type { Logger } from '../common/log.js'
 import { HEARTBEAT_DEFAULT_MS } from '../limits.js'
+import { BlockOp, blockTokenKey, verifyBlockToken } from '../rpc/block-token.js'
 import { RpcClient } from '../rpc/client.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
 import { CommandAction, FrameKind, type BlockRef, type DatanodeCommand, type DatanodeInfo } from '../rpc/messages.js'
 import { codecs } from '../rpc/schema.js'
+import { processSecurity } from '../rpc/security.js'
 import { RpcServer, type Handlers } from '../rpc/server.js'
 import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type NamenodeServiceSpec } from '../rpc/service.js'
 import { ReplicaStore } from './replica-store.js'
@@ -70,6 +72,8 @@ export class Datanode {
   /** Copies that failed, told to the namenode with the next heartbeat so it plans them again at once. */
   private failedCopies: BlockRef[] = []
   readonly metrics = { bytesWritten: 0, bytesRead: 0, checksumFailures: 0 }
+  /** Checks the namenode's block access tokens. */
+  private readonly tokenKey = blockTokenKey(processSecurity().secret)
 
   private constructor(
     readonly store: ReplicaStore,
@@ -213,14 +217,19 @@ export class Datanode {
       }
     } else if (cmd.action === CommandAction.REPLICATE) {
       // Copies run beside heartbeats; the namenode bounds how many it hands one node.
-      for (const b of cmd.blocks) void this.replicate(b, cmd.targets)
+      cmd.blocks.forEach((b, i) => void this.replicate(b, cmd.targets, cmd.tokens?.[i]))
     }
   }
 
-  private async replicate(block: BlockRef, targets: DatanodeInfo[]): Promise<void> {
+  /** Every block operation needs the namenode's token for that block and operation. */
+  private allowBlock(token: Uint8Array | undefined, blockId: number, ops: readonly BlockOp[]): void {
+    verifyBlockToken(this.tokenKey, token, blockId, ops, Date.now())
+  }
+
+  private async replicate(block: BlockRef, targets: DatanodeInfo[], token: Uint8Array | undefined): Promise<void> {
     this.activeTransfers++
     try {
-      await transferReplica(this.store, block, targets, `datanode-${this.info.id}`, REPLICATION_TIMEOUT_MS)
+      await transferReplica(this.store, block, targets, `datanode-${this.info.id}`, REPLICATION_TIMEOUT_MS, token)
       this.opts.log.info({ block: block.id, targets: targets.map((t) => t.id) }, 'replica copied')
     } catch (err) {
       const e = toLoamError(err)
@@ -248,6 +257,9 @@ export class Datanode {
   private handlers(): Handlers<DatanodeServiceSpec> {
     return {
       WriteBlock: async (req, ctx) => {
+        if (!req.block) throw new LoamError('invalid-argument', 'WriteBlock names no block')
+        this.allowBlock(req.token, req.block.id, [BlockOp.WRITE, BlockOp.COPY])
+        if (req.copyFromBlock) this.allowBlock(req.copyFromToken, req.copyFromBlock, [BlockOp.READ])
         this.activeTransfers++
         try {
           const block = await runWritePipeline(this, req, ctx)
@@ -259,6 +271,7 @@ export class Datanode {
       ReadBlock: async (req, ctx) => {
         const stream = ctx.stream!
         if (!req.block) throw new LoamError('invalid-argument', 'ReadBlock names no block')
+        this.allowBlock(req.token, req.block.id, [BlockOp.READ])
         this.activeTransfers++
         try {
           let seqno = 0
@@ -279,18 +292,23 @@ export class Datanode {
         }
       },
       InspectReplica: async (req) => {
+        this.allowBlock(req.token, req.blockId, [BlockOp.WRITE])
         const r = await this.store.inspect(req.blockId)
         return { genStamp: r.genStamp, lengthBytes: r.lengthBytes, verifiedBytes: r.verifiedBytes, finalized: r.state === 'finalized' }
       },
       RecoverReplica: async (req) => {
         if (!req.block) throw new LoamError('invalid-argument', 'RecoverReplica names no block')
+        this.allowBlock(req.token, req.block.id, [BlockOp.WRITE])
         const info = await this.store.recover(req.block.id, req.block.genStamp, req.block.lengthBytes)
         await this.blockReceived({ id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes })
         this.opts.log.info({ block: info.id, genStamp: info.genStamp, length: info.lengthBytes }, 'replica recovered')
         return {}
       },
       ShortCircuit: (req) => {
-        const r = req.block ? this.store.get(req.block.id) : undefined
+        if (!req.block) throw new LoamError('invalid-argument', 'ShortCircuit names no block')
+        // Reading the files straight from disk is reading the block: the same token.
+        this.allowBlock(req.token, req.block.id, [BlockOp.READ])
+        const r = this.store.get(req.block.id)
         if (!r) throw new LoamError('not-found', `block ${req.block?.id ?? 0}: no replica here`)
         if (r.genStamp !== req.block!.genStamp) throw new LoamError('stale-generation', `block ${r.id}: replica generation ${r.genStamp}, asked for ${req.block!.genStamp}`)
         // An unfinished replica changes under its files' names (and moves when finalized): this node serves it over TCP, between writes.

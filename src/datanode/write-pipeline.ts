@@ -11,10 +11,10 @@
 // req.copyFromBlock, which stays as it is, and the copy is updated. req.resize
 // cuts or zero-extends the replica before the first packet.
 import { RpcClient, type ClientStream } from '../rpc/client.js'
-import { CHUNK_BYTES, DISK_WRITE_BYTES_MAX, WRITE_BEHIND_BYTES } from '../limits.js'
+import { CHUNK_BYTES, DISK_WRITE_BYTES_MAX, PACKET_BYTES_MAX, WRITE_BEHIND_BYTES } from '../limits.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
 import { FrameKind, type BlockRef, type Packet, type PacketAck, type WriteBlockRequest, type WriteBlockResponse } from '../rpc/messages.js'
-import { codecs } from '../rpc/schema.js'
+import { codecs, decodeBody } from '../rpc/schema.js'
 import type { CallContext } from '../rpc/server.js'
 import { DatanodeService, type DatanodeServiceSpec } from '../rpc/service.js'
 import type { ReplicaStore, ReplicaWriter } from './replica-store.js'
@@ -101,7 +101,7 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
         for (;;) {
           const frame = await mirror.next()
           if (!frame) return
-          const ack = codecs.PacketAck.decode(frame.header.body ?? new Uint8Array())
+          const ack = decodeBody(codecs.PacketAck, frame.header.body, 'packet acknowledgement')
           if (!ack.ok) throw new LoamError('io', `${ack.failedNode}: ${ack.message}`)
           for (const p of inflight) {
             if (p.seqno > ack.seqno) break
@@ -177,7 +177,8 @@ export async function runWritePipeline(node: PipelineNode, req: WriteBlockReques
       const frame = await upstream.next()
       if (!frame) throw new LoamError('unavailable', 'the writer closed the stream before the last packet')
       if (frame.header.kind !== FrameKind.DATA) continue
-      const packet = codecs.Packet.decode(frame.header.body ?? new Uint8Array())
+      const packet = decodeBody(codecs.Packet, frame.header.body, 'packet header')
+      if (frame.payload.length > PACKET_BYTES_MAX) throw new LoamError('protocol', `a packet of ${frame.payload.length} bytes is over the limit of ${PACKET_BYTES_MAX}`)
       const entry: InFlight = { seqno: packet.seqno, local: false, downstream: false }
       inflight.push(entry)
       if (mirror && !mirror.send(FrameKind.DATA, frame.header.body ?? new Uint8Array(), frame.payload)) await mirror.drain()

@@ -23,6 +23,7 @@ const ERRNO: Record<ErrorCode, number> = {
   'stale-epoch': 116, // ESTALE: the volume was attached elsewhere since this mount began (fenced)
   'cross-volume': 18, // EXDEV: mv falls back to copy and delete
   'read-only': 30, // EROFS: a snapshot, or a mount made --read-only
+  'token-expired': 13, // EACCES: a block access token outlived its time (the client asks for a new one first)
 }
 
 /** The negative errno FUSE replies with for any thrown value. */

@@ -7,7 +7,7 @@ import { OpenFile } from '../client/open-file.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, type FileStatus } from '../rpc/messages.js'
 import { FUSE_ATTR_CACHE_ENTRIES_MAX, FUSE_ATTR_CACHE_MS, FUSE_HANDLES_MAX, FUSE_LEASE_WAIT_MS, FUSE_PREFETCH_AFTER_MISSES, FUSE_PREFETCH_DIRS_MAX } from '../limits.js'
-import { Identities } from './identity.js'
+import { Identities } from '../common/identity.js'
 import type { VolumeQuota } from '../volumes/quota.js'
 
 export interface Stat {

@@ -6,13 +6,23 @@ import { assert, LoamError } from '../rpc/errors.js'
 import { InodeType, type BlockRef, type FileStatus, type InodeRecord, type SnapshotRecord, type VolumeRecord } from '../rpc/messages.js'
 import { checkBlockSize, checkReplication } from '../common/validate.js'
 import { joinPath, parsePath } from './paths.js'
-import { SNAPSHOTS_PER_VOLUME_MAX, SYMLINK_TARGET_BYTES_MAX, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX, XATTRS_PER_INODE_MAX } from '../limits.js'
+import type { Owned } from './permissions.js'
+import { CLIENT_NAME_BYTES_MAX, SNAPSHOTS_PER_VOLUME_MAX, SYMLINK_TARGET_BYTES_MAX, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX, XATTRS_PER_INODE_MAX } from '../limits.js'
 import { attached, charge, checkEpoch, checkSnapshotName, checkVolumeName, checkVolumeSize, detached, resized, SNAPSHOTS_DIR, volumePath, VOLUMES_DIR } from '../volumes/volume.js'
 
 function checkXattrName(name: string): void {
   if (name.length === 0 || Buffer.byteLength(name) > XATTR_NAME_BYTES_MAX || name.includes('\0')) {
     throw new LoamError('invalid-argument', `xattr name must be 1 to ${XATTR_NAME_BYTES_MAX} bytes without NUL`)
   }
+  // Xattrs travel and are kept as a plain object (a protobuf map), where this key would set the
+  // prototype instead of an entry: it could be set but never read back. No xattr namespace
+  // (user., trusted., security., system.) makes such a name, so it is refused.
+  if (name === '__proto__') throw new LoamError('invalid-argument', "xattr name '__proto__' is reserved")
+}
+
+/** A lease holder's name: an empty one would match every file no one writes, so it is refused wherever a lease is named. */
+export function checkClientName(clientName: string, what: string): void {
+  if (!clientName || Buffer.byteLength(clientName) > CLIENT_NAME_BYTES_MAX) throw new LoamError('invalid-argument', `${what} needs a client name of 1 to ${CLIENT_NAME_BYTES_MAX} bytes`)
 }
 
 export const ROOT_ID = 1
@@ -112,6 +122,20 @@ export class Namespace {
     return { parts, parentId: dir, name, id: this.txn.child(dir, name) }
   }
 
+  /** What a path names, from the root down, for permission checks: undefined from the first missing component. */
+  inodesOf(path: string): Array<Owned | undefined> {
+    const out: Array<Owned | undefined> = []
+    let rec: InodeRecord | undefined = this.mustInode(ROOT_ID)
+    for (const name of [undefined, ...parsePath(path)]) {
+      if (name !== undefined) {
+        const id: number | undefined = rec?.type === InodeType.DIRECTORY ? this.txn.child(rec.id, name) : undefined
+        rec = id === undefined ? undefined : this.txn.inode(id)
+      }
+      out.push(rec && { owner: rec.owner, group: rec.group, mode: rec.mode, isDir: rec.type === InodeType.DIRECTORY })
+    }
+    return out
+  }
+
   get(path: string): InodeRecord {
     const r = this.resolve(path)
     if (r.id === undefined) throw new LoamError('not-found', `${joinPath(r.parts)}: no such file or directory`)
@@ -157,7 +181,7 @@ export class Namespace {
     // What the caller asked for is checked before anything is made (parents included).
     if (opts.replication) checkReplication(opts.replication)
     if (opts.blockSizeBytes) checkBlockSize(opts.blockSizeBytes)
-    if (!opts.clientName) throw new LoamError('invalid-argument', 'create needs a client name')
+    checkClientName(opts.clientName, 'create')
     const parts = parsePath(path)
     if (parts.length === 0) throw new LoamError('is-a-directory', '/: is a directory')
     if (opts.createParents && parts.length > 1) {
@@ -200,6 +224,7 @@ export class Namespace {
 
   /** Checks that clientName holds the lease on the file at path (inode id guards against a replaced file). */
   underConstruction(path: string, inodeId: number, clientName: string): InodeRecord {
+    checkClientName(clientName, `writing ${path}`)
     const rec = this.get(path)
     if (rec.type !== InodeType.FILE) throw new LoamError('is-a-directory', `${path}: is a directory`)
     if (inodeId && rec.id !== inodeId) throw new LoamError('not-found', `${path}: was replaced or removed while being written`)
@@ -269,7 +294,7 @@ export class Namespace {
 
   /** Takes the lease on an existing file, for writes at any offset (a mount's open for writing). */
   openForWrite(path: string, clientName: string): InodeRecord {
-    if (!clientName) throw new LoamError('invalid-argument', 'opening for writing needs a client name')
+    checkClientName(clientName, 'opening for writing')
     const rec = this.get(path)
     if (rec.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${path}: is a directory`)
     if (rec.type !== InodeType.FILE) throw new LoamError('invalid-argument', `${path}: not a regular file`)

@@ -1,5 +1,6 @@
 // The namenode process: receives RPCs, runs the namespace core, commits, replies.
 import { randomUUID } from 'node:crypto'
+import os from 'node:os'
 import path from 'node:path'
 import { Gauge, Registry } from 'prom-client'
 import { parseAddress, type Address } from '../common/address.js'
@@ -8,19 +9,23 @@ import { LOAM_VERSION } from '../common/version.js'
 import { LoamClient } from '../client/client.js'
 import { DashboardApi } from '../dashboard/api.js'
 import type { NamenodeSummary } from '../dashboard/model.js'
+import { dashboardToken } from '../dashboard/access.js'
 import { dashboardRoutes } from '../dashboard/routes.js'
 import type { Logger } from '../common/log.js'
-import { BLOCK_SIZE_DEFAULT_BYTES, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
+import { BLOCK_SIZE_DEFAULT_BYTES, BLOCK_TOKEN_LIFETIME_DEFAULT_MS, NAME_BYTES_MAX, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock, type VolumeInfo, type VolumeNodeBytes, type VolumeRecord } from '../rpc/messages.js'
+import { BlockOp, blockTokenKey, issueBlockToken } from '../rpc/block-token.js'
 import { RpcClient } from '../rpc/client.js'
+import { processSecurity } from '../rpc/security.js'
 import { RpcServer, type CallContext, type Handlers } from '../rpc/server.js'
 import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type NamenodeServiceSpec } from '../rpc/service.js'
 import { BlockMap, type BlockInfo } from './blockmap.js'
 import { Datanodes, sameHost, stateName, type DatanodeState } from './datanodes.js'
 import { COUNT_FIELD, Counters, decodeId, decodeInode, decodeVolume, formatOps, inodeCountChanges, keys, StoreTxn, type InodeCounts } from './inode-store.js'
-import { fileStatus, Namespace, ROOT_ID, type Caller, type Tree } from './namespace.js'
+import { checkClientName, fileStatus, Namespace, ROOT_ID, type Caller, type Tree } from './namespace.js'
 import { chooseTargets } from './placement.js'
+import { checkChown, checkPath, checkSuperuser, checkVolumeOwner, EXECUTE, READ, WRITE, type PathCheck, type Principal } from './permissions.js'
 import { planReplication } from './replication.js'
 import { LevelStore, type KvOp } from './store.js'
 import { mkdirp } from '../common/mkdirp.js'
@@ -37,6 +42,12 @@ export interface NamenodeOptions {
   blockSizeBytes?: number
   /** A writer silent this long loses its files to lease recovery. */
   leaseLimitMs?: number
+  /** Besides the namenode's own user, the user that passes every permission check. */
+  superuser?: string
+  /** Members of this group pass every permission check. */
+  supergroup?: string
+  /** How long a block access token opens its block. */
+  blockTokenLifetimeMs?: number
   log: Logger
 }
 
@@ -81,6 +92,11 @@ export class Namenode {
   private schedulerAddress: Address | undefined
   /** Inodes of each type: counted at start, then kept by every commit. */
   private readonly inodes: InodeCounts = { files: 0, directories: 0, symlinks: 0 }
+  private readonly superusers: Set<string>
+  /** Signs block access tokens; datanodes derive the same key from the cluster secret. */
+  private readonly tokenKey = blockTokenKey(processSecurity().secret)
+  private readonly blockTokenLifetimeMs: number
+  private readonly supergroup: string
 
   private constructor(
     private readonly store: LevelStore,
@@ -93,6 +109,9 @@ export class Namenode {
     this.leaseLimitMs = opts.leaseLimitMs ?? LEASE_LIMIT_DEFAULT_MS
     this.pendingTimeoutMs = Math.max(PENDING_REPLICATION_TIMEOUT_MIN_MS, 2 * this.deadAfterMs)
     this.defaults = { replication: opts.replication ?? REPLICATION_DEFAULT, blockSizeBytes: opts.blockSizeBytes ?? BLOCK_SIZE_DEFAULT_BYTES }
+    this.superusers = new Set([namenodeUser(), ...(opts.superuser ? [opts.superuser] : [])])
+    this.supergroup = opts.supergroup ?? SUPERGROUP_DEFAULT
+    this.blockTokenLifetimeMs = opts.blockTokenLifetimeMs ?? BLOCK_TOKEN_LIFETIME_DEFAULT_MS
   }
 
   static async start(opts: NamenodeOptions): Promise<NamenodeHandle> {
@@ -109,7 +128,7 @@ export class Namenode {
     let clusterIdBuf = store.get(keys.counter('clusterId'))
     if (!store.get(keys.inode(ROOT_ID))) {
       clusterIdBuf = Buffer.from(randomUUID())
-      await store.commit([...formatOps(process.env.USER ?? 'root', 'supergroup', Date.now()), { type: 'put', key: keys.counter('clusterId'), value: clusterIdBuf }])
+      await store.commit([...formatOps(namenodeUser(), opts.supergroup ?? SUPERGROUP_DEFAULT, Date.now()), { type: 'put', key: keys.counter('clusterId'), value: clusterIdBuf }])
       opts.log.info({ dir }, 'formatted a new namespace')
     }
     const nn = new Namenode(store, Counters.load(store), clusterIdBuf?.toString() ?? 'unknown', opts)
@@ -120,7 +139,7 @@ export class Namenode {
     // The dashboard reads the namespace as any client does, through this namenode's RPCs.
     const dashboardClient = new LoamClient({ namenode: rpcAddress })
     const dashboard = new DashboardApi({ client: dashboardClient, summary: () => nn.summary(), scheduler: () => nn.schedulerAddress })
-    const http = await startStatusServer(opts.host, opts.httpPort, () => nn.statusJson(), { registry, routes: dashboardRoutes(dashboard, opts.log) })
+    const http = await startStatusServer(opts.host, opts.httpPort, () => nn.statusJson(), { registry, routes: dashboardRoutes(dashboard, dashboardToken(processSecurity().secret), opts.log) })
     nn.registerMetrics(registry)
     nn.timers.push(setInterval(() => nn.checkDatanodes(), Math.min(1000, nn.heartbeatMs)))
     nn.timers.push(setInterval(() => nn.monitorReplication(), Math.min(1000, nn.heartbeatMs)))
@@ -166,6 +185,17 @@ export class Namenode {
 
   private caller(ctx: CallContext): Caller {
     return { user: ctx.user || 'nobody', group: ctx.groups[0] || ctx.user || 'nobody', nowMs: Date.now(), epoch: ctx.epoch }
+  }
+
+  private principal(ctx: CallContext): Principal {
+    const user = ctx.user || 'nobody'
+    const groups = ctx.groups.length > 0 ? ctx.groups : [user]
+    return { user, groups, superuser: this.superusers.has(user) || groups.includes(this.supergroup) }
+  }
+
+  /** Checks what ctx's user needs along path (see permissions.ts); in the same turn as the operation it guards. */
+  private allow(ns: Namespace, ctx: CallContext, path: string, check: PathCheck): void {
+    checkPath(this.principal(ctx), path, ns.inodesOf(path), check)
   }
 
   /** ctx: the caller the write path acts for (its volume epoch is checked). */
@@ -229,17 +259,40 @@ export class Namenode {
       locations: locations.map((n) => n.info),
       corrupt: nodes(info?.corrupt ?? []).map((n) => n.info),
       complete: info?.complete ?? true,
+      token: this.blockToken(block.id, BlockOp.READ),
     }
+  }
+
+  /** A block access token: what the datanodes holding the block ask for before they serve it. */
+  /** A writer's tokens for a block: to write it, and to read it back when the caller may read the file. */
+  private writerTokens(ctx: CallContext, path: string, blockId: number): { token: Buffer; readToken?: Buffer } {
+    const token = this.blockToken(blockId, BlockOp.WRITE)
+    try {
+      this.allow(this.reader(), ctx, path, { self: READ })
+    } catch {
+      return { token }
+    }
+    return { token, readToken: this.blockToken(blockId, BlockOp.READ) }
+  }
+
+  private blockToken(blockId: number, op: BlockOp): Buffer {
+    return issueBlockToken(this.tokenKey, { blockId, op, expiresMs: Date.now() + this.blockTokenLifetimeMs })
   }
 
   private handlers(): Handlers<NamenodeServiceSpec> {
     return {
       Mkdirs: async (req, ctx) => {
-        const rec = await this.mutate((ns) => ns.mkdirs(req.path, req.mode || 0o755, req.parents, this.caller(ctx)))
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { ancestor: WRITE | EXECUTE })
+          return ns.mkdirs(req.path, req.mode || 0o755, req.parents, this.caller(ctx))
+        })
         return { status: this.status(req.path, rec) }
       },
       Create: async (req, ctx) => {
-        const { inode, freed } = await this.mutate((ns) => ns.create(req.path, { ...req, mode: req.mode || 0o644 }, this.defaults, this.caller(ctx), this.leaseExpired))
+        const { inode, freed } = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, req.createParents ? { ancestor: WRITE | EXECUTE, self: req.overwrite ? WRITE : undefined } : { parent: WRITE | EXECUTE, self: req.overwrite ? WRITE : undefined })
+          return ns.create(req.path, { ...req, mode: req.mode || 0o644 }, this.defaults, this.caller(ctx), this.leaseExpired)
+        })
         this.leases.set(req.clientName, Date.now())
         this.underConstruction.set(inode.id, req.clientName)
         this.invalidate(freed.blocks)
@@ -256,7 +309,7 @@ export class Namenode {
         }, ctx)
         this.leases.set(req.clientName, Date.now())
         const offsetBytes = inode.blocks.slice(0, -1).reduce((s, b) => s + b.lengthBytes, 0)
-        return { block, offsetBytes, locations: targets, corrupt: [], complete: false }
+        return { block, offsetBytes, locations: targets, corrupt: [], complete: false, ...this.writerTokens(ctx, req.path, block.id) }
       },
       RecoverPipeline: async (req, ctx) => {
         if (!req.block) throw new LoamError('invalid-argument', 'RecoverPipeline names no block')
@@ -276,7 +329,7 @@ export class Namenode {
         this.opts.log.info({ path: req.path, block: blockId, genStamp: block.genStamp, excluded: req.excludedNodes, targets: targets.map((t) => t.id) }, 'write pipeline recovered')
         const index = inode.blocks.findIndex((b) => b.id === blockId)
         const offsetBytes = inode.blocks.slice(0, index).reduce((s, b) => s + b.lengthBytes, 0)
-        return { block, offsetBytes, locations: targets, corrupt: [], complete: !last }
+        return { block, offsetBytes, locations: targets, corrupt: [], complete: !last, ...this.writerTokens(ctx, req.path, block.id) }
       },
       Complete: async (req, ctx) => {
         const rec = await this.mutate((ns) => {
@@ -288,11 +341,15 @@ export class Namenode {
         return { status: this.status(req.path, rec) }
       },
       RenewLease: (req) => {
+        // Only a name that can hold a lease is kept (what Create accepts): any other cannot grow the table.
+        checkClientName(req.clientName, 'renewing a lease')
         this.leases.set(req.clientName, Date.now())
         return {}
       },
       GetBlockLocations: (req, ctx) => {
-        const rec = this.reader().get(req.path)
+        const ns = this.reader()
+        this.allow(ns, ctx, req.path, { self: READ })
+        const rec = ns.get(req.path)
         if (rec.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${req.path}: is a directory`)
         const reader = this.datanodes.nodes.get(req.readerNode)
         const order = (n: DatanodeState): number =>
@@ -307,10 +364,15 @@ export class Namenode {
         }
         return { status: this.status(req.path, rec), blocks }
       },
-      GetFileInfo: (req) => ({ status: this.status(req.path, this.reader().get(req.path)) }),
-      ListStatus: async (req) => {
+      GetFileInfo: (req, ctx) => {
+        const ns = this.reader()
+        this.allow(ns, ctx, req.path, {})
+        return { status: this.status(req.path, ns.get(req.path)) }
+      },
+      ListStatus: async (req, ctx) => {
         const ns = this.reader()
         const dir = ns.get(req.path)
+        this.allow(ns, ctx, req.path, dir.type === InodeType.DIRECTORY ? { self: READ | EXECUTE } : {})
         if (dir.type !== InodeType.DIRECTORY) return { entries: [this.status(req.path, dir)], hasMore: false }
         const limit = Math.min(req.limit || LIST_PAGE_ENTRIES_MAX, LIST_PAGE_ENTRIES_MAX)
         const page = await this.store.scan(keys.entryPrefix(dir.id), req.startAfter ? keys.entry(dir.id, req.startAfter) : undefined, limit + 1)
@@ -324,29 +386,62 @@ export class Namenode {
         return { entries, hasMore: page.length > limit }
       },
       Rename: async (req, ctx) => {
-        const freed = await this.mutate((ns) => ns.rename(req.src, req.dst, req.overwrite, this.caller(ctx)))
+        const freed = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.src, { parent: WRITE | EXECUTE, sticky: true })
+          this.allow(ns, ctx, req.dst, { parent: WRITE | EXECUTE, sticky: true })
+          return ns.rename(req.src, req.dst, req.overwrite, this.caller(ctx))
+        })
         this.invalidate(freed.blocks)
         return {}
       },
       Delete: async (req, ctx) => {
-        const freed = await this.mutate((ns) => ns.delete(req.path, req.recursive, this.caller(ctx)))
+        const freed = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { parent: WRITE | EXECUTE, sticky: true })
+          return ns.delete(req.path, req.recursive, this.caller(ctx))
+        })
         this.invalidate(freed.blocks)
         void this.collect()
         return {}
       },
       SetReplication: async (req, ctx) => {
-        const rec = await this.mutate((ns) => ns.setReplication(req.path, req.replication, this.caller(ctx)))
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { self: WRITE })
+          return ns.setReplication(req.path, req.replication, this.caller(ctx))
+        })
         for (const b of rec.blocks) {
           const info = this.blockMap.blocks.get(b.id)
           if (info) info.replication = rec.replication
         }
         return { status: this.status(req.path, rec) }
       },
-      SetPermission: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setPermission(req.path, req.mode, this.caller(ctx)))) }),
-      SetOwner: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setOwner(req.path, req.owner, req.group, this.caller(ctx)))) }),
-      SetTimes: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.setTimes(req.path, req.mtimeMs, req.atimeMs, this.caller(ctx)))) }),
+      SetPermission: async (req, ctx) => {
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { owner: true })
+          return ns.setPermission(req.path, req.mode, this.caller(ctx))
+        })
+        return { status: this.status(req.path, rec) }
+      },
+      SetOwner: async (req, ctx) => {
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, {})
+          const current = ns.get(req.path)
+          checkChown(this.principal(ctx), req.path, { ...current, isDir: current.type === InodeType.DIRECTORY }, req.owner, req.group)
+          return ns.setOwner(req.path, req.owner, req.group, this.caller(ctx))
+        })
+        return { status: this.status(req.path, rec) }
+      },
+      SetTimes: async (req, ctx) => {
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { self: WRITE })
+          return ns.setTimes(req.path, req.mtimeMs, req.atimeMs, this.caller(ctx))
+        })
+        return { status: this.status(req.path, rec) }
+      },
       OpenForWrite: async (req, ctx) => {
-        const rec = await this.mutate((ns) => ns.openForWrite(req.path, req.clientName), ctx)
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { self: WRITE })
+          return ns.openForWrite(req.path, req.clientName)
+        }, ctx)
         this.leases.set(req.clientName, Date.now())
         this.underConstruction.set(rec.id, req.clientName)
         return { status: this.status(req.path, rec), leaseLimitMs: this.leaseLimitMs }
@@ -372,7 +467,16 @@ export class Namenode {
           }, ctx)
           this.leases.set(req.clientName, Date.now())
           const offsetBytes = c.inode.blocks.slice(0, c.index).reduce((sum, b) => sum + b.lengthBytes, 0)
-          return { block: c.block, offsetBytes, locations: targets, corrupt: [], complete: false, copiedFrom: { ...c.old, genStamp: info?.genStamp ?? c.old.genStamp } }
+          return {
+            block: c.block,
+            offsetBytes,
+            locations: targets,
+            corrupt: [],
+            complete: false,
+            copiedFrom: { ...c.old, genStamp: info?.genStamp ?? c.old.genStamp },
+            ...this.writerTokens(ctx, req.path, c.block.id),
+            copiedFromToken: this.blockToken(c.old.id, BlockOp.READ),
+          }
         }
         const r = await this.mutate((ns) => {
           const u = ns.updateBlock(req.path, req.inodeId, req.clientName, req.blockId)
@@ -387,7 +491,7 @@ export class Namenode {
         }, ctx)
         this.leases.set(req.clientName, Date.now())
         const offsetBytes = r.inode.blocks.slice(0, r.index).reduce((sum, b) => sum + b.lengthBytes, 0)
-        return { block: r.block, offsetBytes, locations: targets, corrupt: [], complete: false }
+        return { block: r.block, offsetBytes, locations: targets, corrupt: [], complete: false, ...this.writerTokens(ctx, req.path, r.block.id) }
       },
       CommitBlocks: async (req, ctx) => {
         const r = await this.mutate((ns) => {
@@ -407,17 +511,40 @@ export class Namenode {
         this.invalidate(r.freed.blocks)
         return { status: this.status(req.path, r.inode), leaseLimitMs: this.leaseLimitMs }
       },
-      Link: async (req, ctx) => ({ status: this.status(req.dst, await this.mutate((ns) => ns.link(req.src, req.dst, this.caller(ctx)))) }),
-      Symlink: async (req, ctx) => ({ status: this.status(req.path, await this.mutate((ns) => ns.symlink(req.target, req.path, this.caller(ctx)))) }),
+      Link: async (req, ctx) => {
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.src, {})
+          this.allow(ns, ctx, req.dst, { parent: WRITE | EXECUTE })
+          return ns.link(req.src, req.dst, this.caller(ctx))
+        })
+        return { status: this.status(req.dst, rec) }
+      },
+      Symlink: async (req, ctx) => {
+        const rec = await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { parent: WRITE | EXECUTE })
+          return ns.symlink(req.target, req.path, this.caller(ctx))
+        })
+        return { status: this.status(req.path, rec) }
+      },
       SetXattr: async (req, ctx) => {
-        await this.mutate((ns) => ns.setXattr(req.path, req.name, req.value, req, this.caller(ctx)))
+        await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { self: WRITE })
+          ns.setXattr(req.path, req.name, req.value, req, this.caller(ctx))
+        })
         return {}
       },
       RemoveXattr: async (req, ctx) => {
-        await this.mutate((ns) => ns.removeXattr(req.path, req.name, this.caller(ctx)))
+        await this.mutate((ns) => {
+          this.allow(ns, ctx, req.path, { self: WRITE })
+          ns.removeXattr(req.path, req.name, this.caller(ctx))
+        })
         return {}
       },
-      GetXattrs: (req) => ({ xattrs: this.reader().get(req.path).xattrs }),
+      GetXattrs: (req, ctx) => {
+        const ns = this.reader()
+        this.allow(ns, ctx, req.path, { self: READ })
+        return { xattrs: ns.get(req.path).xattrs }
+      },
       CreateVolume: async (req, ctx) => {
         const count = (await this.store.scan(keys.volumePrefix, undefined, VOLUMES_MAX + 1)).length
         checkVolumeCount(count)
@@ -433,13 +560,23 @@ export class Namenode {
         return { ...this.volumeInfo(vol), nodes: await this.volumeNodeBytes(vol) }
       },
       DeleteVolume: async (req, ctx) => {
-        const freed = await this.mutate((ns) => ns.deleteVolume(req.name, req.force, this.caller(ctx)))
+        const freed = await this.mutate((ns) => {
+          checkVolumeOwner(this.principal(ctx), ns.volume(req.name), 'remove')
+          return ns.deleteVolume(req.name, req.force, this.caller(ctx))
+        })
         this.invalidate(freed.blocks)
         void this.collect()
         return {}
       },
-      ResizeVolume: async (req) => this.volumeInfo(await this.mutate((ns) => ns.resizeVolume(req.name, req.sizeBytes, this.liveCapacityBytes()))),
-      AttachVolume: async (req) => {
+      ResizeVolume: async (req, ctx) => {
+        const vol = await this.mutate((ns) => {
+          checkVolumeOwner(this.principal(ctx), ns.volume(req.name), 'resize')
+          return ns.resizeVolume(req.name, req.sizeBytes, this.liveCapacityBytes())
+        })
+        return this.volumeInfo(vol)
+      },
+      AttachVolume: async (req, ctx) => {
+        checkVolumeOwner(this.principal(ctx), this.reader().volume(req.name), 'attach (and so mount)')
         const node = this.datanodes.nodes.get(req.nodeId)
         if (!node) throw new LoamError('not-found', `datanode ${req.nodeId}: no such node (see 'loam report')`)
         if (!node.alive) throw new LoamError('unavailable', `datanode ${req.nodeId} is dead: attach the volume to a live node`)
@@ -451,9 +588,16 @@ export class Namenode {
         if (vol.epoch !== before.epoch) this.opts.log.info({ volume: vol.name, node: vol.attachedNode, epoch: vol.epoch, from: before.attachedNode }, 'volume attached')
         return this.volumeInfo(vol)
       },
-      DetachVolume: async (req) => this.volumeInfo(await this.mutate((ns) => ns.detachVolume(req.name))),
+      DetachVolume: async (req, ctx) => {
+        const vol = await this.mutate((ns) => {
+          checkVolumeOwner(this.principal(ctx), ns.volume(req.name), 'detach')
+          return ns.detachVolume(req.name)
+        })
+        return this.volumeInfo(vol)
+      },
       SnapshotVolume: async (req, ctx) => {
         const vol = this.reader().volume(req.volume)
+        checkVolumeOwner(this.principal(ctx), vol, 'snapshot')
         const tree = await this.readTree(vol.rootId)
         for (const entries of tree.values()) {
           for (const [name, id] of entries) {
@@ -470,13 +614,18 @@ export class Namenode {
       },
       ListSnapshots: (req) => ({ snapshots: this.reader().volume(req.name).snapshots }),
       DeleteSnapshot: async (req, ctx) => {
-        const freed = await this.mutate((ns) => ns.deleteSnapshot(req.volume, req.snapshot, this.caller(ctx)))
+        const freed = await this.mutate((ns) => {
+          checkVolumeOwner(this.principal(ctx), ns.volume(req.volume), 'remove a snapshot of')
+          return ns.deleteSnapshot(req.volume, req.snapshot, this.caller(ctx))
+        })
         this.invalidate(freed.blocks)
         void this.collect()
         return { snapshots: this.reader().volume(req.volume).snapshots }
       },
       RestoreSnapshot: async (req, ctx) => {
-        const snap = this.reader().volume(req.volume).snapshots.find((x) => x.name === req.snapshot)
+        const source = this.reader().volume(req.volume)
+        checkVolumeOwner(this.principal(ctx), source, 'restore a snapshot of')
+        const snap = source.snapshots.find((x) => x.name === req.snapshot)
         if (!snap) throw new LoamError('not-found', `volume ${req.volume} has no snapshot ${req.snapshot} (see 'loam volume snapshots ${req.volume}')`)
         const tree = await this.readTree(snap.rootId)
         const { volume, blocks } = await this.mutate((ns) => ns.restoreSnapshot(req, tree, this.defaults, this.liveCapacityBytes(), this.caller(ctx)))
@@ -485,7 +634,8 @@ export class Namenode {
       },
       ReportBadBlocks: (req) => {
         for (const r of req.replicas) {
-          if (!r.block) continue
+          // A report about a node the namenode does not know is about nothing it keeps.
+          if (!r.block || !this.datanodes.nodes.has(r.nodeId)) continue
           // A reader of an older generation may have seen the block change under it (an update in place): not corruption.
           if (r.block.genStamp < (this.blockMap.blocks.get(r.block.id)?.genStamp ?? 0)) continue
           const info = this.blockMap.markCorrupt(r.nodeId, r.block.id)
@@ -496,13 +646,15 @@ export class Namenode {
         return {}
       },
       DatanodeReport: () => this.datanodeReport(),
-      AnnounceScheduler: (req) => {
+      AnnounceScheduler: (req, ctx) => {
+        checkSuperuser(this.principal(ctx), 'announce a scheduler')
         const address = parseAddress(req.rpcAddress, 'scheduler address')
         if (this.schedulerAddress?.host !== address.host || this.schedulerAddress.port !== address.port) this.opts.log.info({ scheduler: req.rpcAddress, http: req.httpAddress }, 'scheduler announced')
         this.schedulerAddress = address
         return {}
       },
-      Decommission: async (req) => {
+      Decommission: async (req, ctx) => {
+        checkSuperuser(this.principal(ctx), 'decommission a datanode')
         const node = this.datanodes.nodes.get(req.nodeId)
         if (!node) throw new LoamError('not-found', `datanode ${req.nodeId}: no such datanode (see 'loam report')`)
         if (req.recommission) {
@@ -519,14 +671,17 @@ export class Namenode {
         this.opts.log.info({ node: node.info.id, admin: node.admin }, 'datanode administrative state changed')
         return this.datanodeReport()
       },
-      RegisterDatanode: (req) => {
+      RegisterDatanode: (req, ctx) => {
+        checkSuperuser(this.principal(ctx), 'register a datanode')
         if (!req.node?.id) throw new LoamError('invalid-argument', 'a datanode registers with an id')
+        checkDatanodeInfo(req.node)
         const admin = this.store.get(keys.decommission(req.node.id))?.toString() === 'decommissioned' ? 'decommissioned' : this.store.get(keys.decommission(req.node.id)) ? 'decommissioning' : 'normal'
         this.datanodes.register(req.node, req, Date.now(), admin)
         this.opts.log.info({ node: req.node.id, host: req.node.host, port: req.node.rpcPort, rack: req.node.rack }, 'datanode registered')
         return { heartbeatIntervalMs: this.heartbeatMs, clusterId: this.clusterId }
       },
-      Heartbeat: (req) => {
+      Heartbeat: (req, ctx) => {
+        checkSuperuser(this.principal(ctx), 'send datanode heartbeats')
         const node = this.datanodes.nodes.get(req.nodeId)
         if (!node || !node.alive) return { commands: [], reregister: true }
         node.lastHeartbeatMs = Date.now()
@@ -542,7 +697,8 @@ export class Namenode {
         }
         return { commands, reregister: false }
       },
-      BlockReport: (req) => {
+      BlockReport: (req, ctx) => {
+        checkSuperuser(this.principal(ctx), 'report blocks')
         const node = this.datanodes.nodes.get(req.nodeId)
         if (!node) throw new LoamError('unavailable', `datanode ${req.nodeId} is not registered; register first`)
         if (req.full) {
@@ -646,7 +802,7 @@ export class Namenode {
     const candidates = [...new Set(known.length > 0 ? known : this.datanodes.live().map((n) => n.info.id))]
     const found: Array<{ node: string; verifiedBytes: number; whole: boolean }> = []
     for (const node of candidates) {
-      const r = await this.datanodeClient(node)?.call('InspectReplica', { blockId: block.id }).catch(() => undefined)
+      const r = await this.datanodeClient(node)?.call('InspectReplica', { blockId: block.id, token: this.blockToken(block.id, BlockOp.WRITE) }).catch(() => undefined)
       if (r && r.genStamp >= block.genStamp) found.push({ node, verifiedBytes: r.verifiedBytes, whole: r.verifiedBytes === r.lengthBytes })
     }
     const longest = Math.max(0, ...found.map((f) => f.verifiedBytes))
@@ -657,7 +813,7 @@ export class Namenode {
     const recovered = { id: block.id, genStamp, lengthBytes }
     let done = 0
     for (const f of chosen) {
-      const ok = await this.datanodeClient(f.node)?.call('RecoverReplica', { block: recovered }).then(() => true, () => false)
+      const ok = await this.datanodeClient(f.node)?.call('RecoverReplica', { block: recovered, token: this.blockToken(recovered.id, BlockOp.WRITE) }).then(() => true, () => false)
       if (ok) done++
     }
     if (done === 0) throw new LoamError('unavailable', `no replica of block ${block.id} could be recovered`)
@@ -786,7 +942,7 @@ export class Namenode {
       const source = this.datanodes.nodes.get(copy.source)
       if (!info || !source) continue
       const targets = copy.targets.map((id) => this.datanodes.nodes.get(id)!.info)
-      source.pendingCommands.push({ action: CommandAction.REPLICATE, blocks: [{ id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes }], targets })
+      source.pendingCommands.push({ action: CommandAction.REPLICATE, blocks: [{ id: info.id, genStamp: info.genStamp, lengthBytes: info.lengthBytes }], targets, tokens: [this.blockToken(info.id, BlockOp.COPY)] })
       const p = this.pending.get(info.id) ?? { source: copy.source, targets: new Map<string, number>() }
       for (const t of copy.targets) p.targets.set(t, now + this.pendingTimeoutMs)
       this.pending.set(info.id, p)
@@ -1018,4 +1174,22 @@ export class Namenode {
       datanodes: [...this.datanodes.nodes.values()].map((n) => this.datanodes.report(n)),
     }
   }
+}
+
+const SUPERGROUP_DEFAULT = 'supergroup'
+
+/** The user the namenode runs as: the superuser, as in HDFS. */
+function namenodeUser(): string {
+  try {
+    return os.userInfo().username
+  } catch {
+    return `uid-${process.getuid?.() ?? 0}`
+  }
+}
+
+/** What a registering datanode says about itself is checked where it enters: its id names files and metrics, its ports are dialled. */
+function checkDatanodeInfo(node: DatanodeInfo): void {
+  if (Buffer.byteLength(node.id) > NAME_BYTES_MAX || /[\0/]/.test(node.id)) throw new LoamError('invalid-argument', `datanode id must be 1 to ${NAME_BYTES_MAX} bytes without NUL or '/'`)
+  if (!node.host || Buffer.byteLength(node.host) > NAME_BYTES_MAX || node.host.includes('\0')) throw new LoamError('invalid-argument', `datanode ${node.id}: host must be 1 to ${NAME_BYTES_MAX} bytes without NUL`)
+  if (!(node.rpcPort >= 1 && node.rpcPort <= 65535) || !(node.httpPort >= 0 && node.httpPort <= 65535)) throw new LoamError('invalid-argument', `datanode ${node.id}: ports must be from 1 to 65535`)
 }

@@ -1,12 +1,15 @@
 // The calling side of a connection: unary calls with deadlines, and streams.
 import net from 'node:net'
-import os from 'node:os'
 import { RPC_TIMEOUT_DEFAULT_MS } from '../limits.js'
 import { formatAddress, type Address } from '../common/address.js'
+import { processIdentity } from '../common/identity.js'
+import type { Security } from './auth.js'
 import { assert, isErrorCode, LoamError } from './errors.js'
 import type { Frame } from './frame.js'
 import { FramedSocket, FrameStream } from './framed-socket.js'
 import { FrameKind, type FrameHeader } from './messages.js'
+import { connectSecure } from './secure-channel.js'
+import { processSecurity } from './security.js'
 import type { RequestOf, ResponseOf, ServiceSpec } from './service.js'
 
 export interface RpcClientOptions {
@@ -18,6 +21,8 @@ export interface RpcClientOptions {
   groups?: string[]
   /** The volume attachment every call is made under (fencing; 0: none). */
   epoch?: number
+  /** The cluster secret and whether to encrypt (default: this process's, see security.ts). */
+  security?: Security
 }
 
 interface PendingCall {
@@ -43,6 +48,7 @@ export class RpcClient<S extends ServiceSpec> {
   private readonly user: string
   private readonly groups: string[]
   private readonly epoch: number
+  private readonly security: Security | undefined
   private closed = false
 
   constructor(
@@ -53,9 +59,11 @@ export class RpcClient<S extends ServiceSpec> {
     this.peerName = opts.peerName ?? 'server'
     this.timeoutMs = opts.timeoutMs ?? RPC_TIMEOUT_DEFAULT_MS
     this.connectTimeoutMs = opts.connectTimeoutMs ?? Math.min(this.timeoutMs, 10_000)
-    this.user = opts.user ?? safeUserName()
-    this.groups = opts.groups ?? []
+    const self = opts.user === undefined ? processIdentity() : undefined
+    this.user = opts.user ?? self!.user
+    this.groups = opts.groups ?? self?.groups ?? []
     this.epoch = opts.epoch ?? 0
+    this.security = opts.security
   }
 
   async call<K extends keyof S & string>(method: K, request: RequestOf<S[K]>, opts: CallOptions = {}): Promise<ResponseOf<S[K]>> {
@@ -114,24 +122,45 @@ export class RpcClient<S extends ServiceSpec> {
 
   private connect(timeoutMs: number): Promise<FramedSocket> {
     if (this.closed) return Promise.reject(new LoamError('unavailable', `connection to ${this.peerName} is closed`))
+    let security: Security
+    try {
+      security = this.security ?? processSecurity()
+    } catch (err) {
+      return Promise.reject(err)
+    }
     this.socket ??= new Promise<FramedSocket>((resolve, reject) => {
       const where = `${this.peerName} at ${formatAddress(this.address)}`
       const raw = net.connect({ host: this.address.host, port: this.address.port })
+      let settled = false
       const timer = setTimeout(() => {
         raw.destroy()
         fail(new LoamError('unavailable', `cannot reach ${where}: no connection within ${Math.round(Math.min(timeoutMs, this.connectTimeoutMs) / 1000)} s`))
       }, Math.min(timeoutMs, this.connectTimeoutMs))
       const fail = (err: Error): void => {
+        // Once only: a timed-out handshake also fails when its socket is closed, by then maybe beside a newer connection.
+        if (settled) return
+        settled = true
         clearTimeout(timer)
         this.socket = undefined
         reject(err instanceof LoamError ? err : new LoamError('unavailable', `cannot reach ${where}: ${(err as NodeJS.ErrnoException).code ?? err.message}; is it running?`))
       }
       raw.once('error', fail)
       raw.once('connect', () => {
-        clearTimeout(timer)
         raw.off('error', fail)
-        const framed = new FramedSocket(raw, (f) => this.onFrame(f), (err) => this.onClose(framed, err))
-        resolve(framed)
+        // The connection counts as made once both ends have proved they hold the cluster secret.
+        connectSecure(raw, security, where).then(
+          (socket) => {
+            if (settled) return
+            settled = true
+            clearTimeout(timer)
+            const framed = new FramedSocket(socket, (f) => this.onFrame(f), (err) => this.onClose(framed, err))
+            resolve(framed)
+          },
+          (err: Error) => {
+            raw.destroy()
+            fail(err)
+          },
+        )
       })
     })
     return this.socket
@@ -212,12 +241,4 @@ export class ClientStream<Res> extends FrameStream {
 export function errorFromHeader(header: FrameHeader): LoamError {
   const code = header.error?.code ?? 'io'
   return new LoamError(isErrorCode(code) ? code : 'io', header.error?.message || `remote error ${code}`)
-}
-
-function safeUserName(): string {
-  try {
-    return os.userInfo().username
-  } catch {
-    return `uid-${process.getuid?.() ?? 0}`
-  }
 }

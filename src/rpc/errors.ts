@@ -23,6 +23,7 @@ export const ERROR_CODES = [
   'stale-epoch',
   'cross-volume',
   'read-only',
+  'token-expired',
 ] as const
 
 export type ErrorCode = (typeof ERROR_CODES)[number]

@@ -35,6 +35,8 @@ export class FramedSocket {
       this.closeError ??= err
     })
     socket.on('close', () => onClose(this.closeError))
+    // The handshake leaves the socket paused with nothing read ahead.
+    socket.resume()
   }
 
   get remoteAddress(): string {
@@ -121,6 +123,11 @@ export class FrameQueue {
     if (this.finished) return
     this.finished = true
     this.error = err
+    // Frames nobody will take no longer hold the connection's other calls up.
+    if (this.paused) {
+      this.paused = false
+      this.flow.resume()
+    }
     if (this.waiter && this.frames.length === 0) {
       const w = this.waiter
       this.waiter = undefined

@@ -30,6 +30,11 @@ export interface LocatedBlock {
   corrupt: DatanodeInfo[]
   complete: boolean
   copiedFrom?: BlockRef | null
+  /** Block access token for this block (src/rpc/block-token.ts). */
+  token?: Uint8Array
+  copiedFromToken?: Uint8Array
+  /** With a write token, for a writer that may read the file: a random writer reads back what it wrote. */
+  readToken?: Uint8Array
 }
 export interface FileStatus {
   inodeId: number
@@ -206,7 +211,7 @@ export interface HeartbeatRequest {
   activeTransfers: number
   failedCopies: BlockRef[]
 }
-export interface DatanodeCommand { action: CommandAction; blocks: BlockRef[]; targets: DatanodeInfo[] }
+export interface DatanodeCommand { action: CommandAction; blocks: BlockRef[]; targets: DatanodeInfo[]; tokens?: Uint8Array[] }
 export interface HeartbeatResponse { commands: DatanodeCommand[]; reregister: boolean }
 export interface BlockReportRequest { nodeId: string; replicas: BlockRef[]; full: boolean; beingWritten: BlockRef[] }
 
@@ -220,17 +225,19 @@ export interface WriteBlockRequest {
   resizeBytes: number
   copyFromBlock: number
   copyFromGenStamp: number
+  token?: Uint8Array
+  copyFromToken?: Uint8Array
 }
 export interface Packet { seqno: number; offsetBytes: number; checksums: Uint8Array; last: boolean; sync: boolean }
 export interface PacketAck { seqno: number; ok: boolean; failedNode: string; message: string }
 export interface WriteBlockResponse { block: BlockRef | null }
-export interface ReadBlockRequest { block: BlockRef | null; offsetBytes: number; lengthBytes: number }
+export interface ReadBlockRequest { block: BlockRef | null; offsetBytes: number; lengthBytes: number; token?: Uint8Array }
 export interface ReadBlockResponse { lengthBytes: number }
-export interface ShortCircuitRequest { block: BlockRef | null }
+export interface ShortCircuitRequest { block: BlockRef | null; token?: Uint8Array }
 export interface ShortCircuitResponse { dataPath: string; metaPath: string; lengthBytes: number; genStamp: number }
-export interface InspectReplicaRequest { blockId: number }
+export interface InspectReplicaRequest { blockId: number; token?: Uint8Array }
 export interface InspectReplicaResponse { genStamp: number; lengthBytes: number; verifiedBytes: number; finalized: boolean }
-export interface RecoverReplicaRequest { block: BlockRef | null }
+export interface RecoverReplicaRequest { block: BlockRef | null; token?: Uint8Array }
 
 export interface TaskState { taskId: string; state: string; exitCode: number; message: string; health: string }
 export interface RegisterAgentRequest {

@@ -1,4 +1,5 @@
 // Loads proto/loam.proto once and hands out typed codecs for its messages.
+import { LoamError } from './errors.js'
 import protobuf from 'protobufjs'
 import { fileURLToPath } from 'node:url'
 import * as m from './messages.js'
@@ -27,6 +28,15 @@ function codec<T>(name: string, perPacket = false): Codec<T> {
     name,
     encode: (message: T) => type.encode(message as object).finish(),
     decode: perPacket ? (bytes: Uint8Array) => type.decode(bytes) as unknown as T : (bytes: Uint8Array) => type.toObject(type.decode(bytes), PLAIN) as T,
+  }
+}
+
+/** Decodes the body of a frame a peer sent: a malformed one is the peer's 'protocol' error, not an internal one. */
+export function decodeBody<T>(c: Codec<T>, body: Uint8Array | undefined, what: string): T {
+  try {
+    return c.decode(body ?? new Uint8Array())
+  } catch (err) {
+    throw new LoamError('protocol', `malformed ${what}: ${(err as Error).message}`)
   }
 }
 

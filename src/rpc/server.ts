@@ -3,13 +3,16 @@
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { Counter, Histogram, type Registry } from 'prom-client'
-import { CALLS_PER_CONNECTION_MAX, RPC_TIMEOUT_DEFAULT_MS, RPC_TIMEOUT_MAX_MS } from '../limits.js'
+import { CALLS_PER_CONNECTION_MAX, HANDSHAKES_IN_FLIGHT_MAX, RPC_TIMEOUT_DEFAULT_MS, RPC_TIMEOUT_MAX_MS, STREAMS_PER_CONNECTION_MAX } from '../limits.js'
 import type { Address } from '../common/address.js'
 import type { Logger } from '../common/log.js'
+import type { Security } from './auth.js'
 import { LoamError, toLoamError } from './errors.js'
 import type { Frame } from './frame.js'
 import { FramedSocket, FrameStream } from './framed-socket.js'
 import { FrameKind } from './messages.js'
+import { acceptSecure } from './secure-channel.js'
+import { processSecurity } from './security.js'
 import type { RequestOf, ResponseOf, ServiceSpec } from './service.js'
 
 export interface CallContext {
@@ -71,14 +74,21 @@ export class RpcServer<S extends ServiceSpec> {
   private readonly server: net.Server
   private readonly connections = new Set<ConnectionState>()
   private readonly metrics: (RpcMetrics & { service: string }) | undefined
+  /** Connections still proving they hold the cluster secret. */
+  private readonly handshaking = new Set<net.Socket>()
+  private readonly security: Security
+  /** Connections refused at the handshake, for /metrics and /status. */
+  refusedConnections = 0
 
   constructor(
     private readonly service: S,
     private readonly handlers: Handlers<S>,
     private readonly log: Logger,
     metrics?: RpcServerMetrics,
+    security?: Security,
   ) {
-    this.server = net.createServer((raw) => this.accept(raw))
+    this.security = security ?? processSecurity()
+    this.server = net.createServer((raw) => this.handshake(raw))
     this.metrics = metrics && { ...rpcMetrics(metrics.registry), service: metrics.service }
   }
 
@@ -94,8 +104,30 @@ export class RpcServer<S extends ServiceSpec> {
   }
 
   async close(): Promise<void> {
+    for (const raw of this.handshaking) raw.destroy()
     for (const c of this.connections) c.socket.destroy()
     await new Promise<void>((resolve) => this.server.close(() => resolve()))
+  }
+
+  private handshake(raw: net.Socket): void {
+    if (this.handshaking.size >= HANDSHAKES_IN_FLIGHT_MAX) {
+      this.refusedConnections++
+      raw.destroy()
+      return
+    }
+    this.handshaking.add(raw)
+    acceptSecure(raw, this.security).then(
+      (socket) => {
+        this.handshaking.delete(raw)
+        this.accept(socket)
+      },
+      (err: Error) => {
+        this.handshaking.delete(raw)
+        this.refusedConnections++
+        raw.destroy()
+        this.log.warn({ peer: raw.remoteAddress, err: err.message }, 'refused a connection at the handshake')
+      },
+    )
   }
 
   private accept(raw: net.Socket): void {
@@ -149,6 +181,10 @@ export class RpcServer<S extends ServiceSpec> {
         conn.socket.destroy(new LoamError('protocol', `stream id ${header.id} reused`))
         return
       }
+      if (conn.streams.size >= STREAMS_PER_CONNECTION_MAX) {
+        conn.socket.send({ id: header.id, kind: FrameKind.ERROR, error: { code: 'unavailable', message: `${STREAMS_PER_CONNECTION_MAX} block streams are open on this connection, the most it may have; retry once one ends` } })
+        return
+      }
       ctx.stream = new ServerStream(header.id, conn.socket, timeoutMs, `${method} from ${ctx.remoteAddress}`)
       conn.streams.set(header.id, ctx.stream)
     }
@@ -175,6 +211,9 @@ export class RpcServer<S extends ServiceSpec> {
           calls.inc({ service, method, code })
           seconds.observe({ service, method }, (performance.now() - startedMs) / 1000)
         }
+        // Frames the handler left unread (a peer may push DATA into a stream that never reads it) go:
+        // a queue that paused the socket would otherwise hold up every later call on the connection.
+        ctx.stream?.queue.finish()
         conn.streams.delete(header.id)
         conn.inFlight--
         if (conn.paused && conn.inFlight < CALLS_PER_CONNECTION_MAX / 2) {

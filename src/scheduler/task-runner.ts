@@ -12,6 +12,7 @@ import type { Logger } from '../common/log.js'
 import { mkdirp } from '../common/mkdirp.js'
 import { NAME_BYTES_MAX } from '../limits.js'
 import { assert, LoamError } from '../rpc/errors.js'
+import { INSECURE_ENV, SECRET_FILE_ENV } from '../rpc/security.js'
 import type { LaunchTask, ReadLogResponse, TaskState } from '../rpc/messages.js'
 import { HEALTH_FAILURES_MAX, HEALTH_INTERVAL_MAX_MS, HEALTH_INTERVAL_MIN_MS, HealthChecker } from './health-check.js'
 import { ID_BYTES_MAX } from './limits.js'
@@ -179,7 +180,9 @@ export class TaskRunner {
       const env = this.taskEnv(spec, task)
       if (spec.volumes?.length) {
         try {
-          task.mounts = await mountVolumes(task.sandbox, spec.volumes, [process.execPath, CLI_PATH], env, this.opts.log)
+          // A mount joins the cluster as the agent does, whatever the task's own environment says of the secret.
+          const mountEnv = { ...env, [SECRET_FILE_ENV]: this.opts.baseEnv[SECRET_FILE_ENV], [INSECURE_ENV]: this.opts.baseEnv[INSECURE_ENV] }
+          task.mounts = await mountVolumes(task.sandbox, spec.volumes, [process.execPath, CLI_PATH], mountEnv, this.opts.log)
         } catch (e) {
           this.end(task, 'FAILED', -1, `not started: ${(e as Error).message}`)
           return

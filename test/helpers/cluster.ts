@@ -1,7 +1,7 @@
 // A real multi-process cluster for tests and benchmarks (like HDFS's MiniDFSCluster):
 // `loam cluster up` on free ports in a temporary directory, always torn down.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -10,9 +10,25 @@ import { LoamClient } from '../../src/client/client.js'
 import type { ClusterRecord } from '../../src/cli/cluster.js'
 import { parseAddress } from '../../src/common/address.js'
 import { createLogger } from '../../src/common/log.js'
+import { INSECURE_ENV, SECRET_FILE_ENV, writeSecretFile } from '../../src/rpc/security.js'
 import { detachLazily } from '../../src/scheduler/volume-mounts.js'
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
+
+/**
+ * One cluster secret for every cluster this test process starts: clients in this
+ * process and `loam` children find it in the environment, as a user's shell would.
+ * A process that inherits one keeps it: a script a test starts may import these
+ * helpers, and must still talk to its parent's clusters.
+ */
+export const SECRET_FILE = process.env[SECRET_FILE_ENV] || ((): string => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'loam-secret-'))
+  const file = path.join(dir, 'secret')
+  writeSecretFile(file)
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+  return file
+})()
+process.env[SECRET_FILE_ENV] = SECRET_FILE
 
 export interface ClusterOptions {
   nodes?: number
@@ -26,6 +42,8 @@ export interface ClusterOptions {
   logLevel?: string
   localityWait?: string
   cpus?: number
+  /** Unencrypted connections (benchmarks comparing the cost); this process must then run insecure too. */
+  insecure?: boolean
 }
 
 export interface CliResult {
@@ -47,6 +65,7 @@ export class TestCluster {
     readonly dir: string,
     readonly record: ClusterRecord,
     private readonly up: ChildProcess,
+    readonly insecure = false,
   ) {}
 
   get namenode(): string {
@@ -58,7 +77,9 @@ export class TestCluster {
   }
 
   get env(): NodeJS.ProcessEnv {
-    return { ...process.env, LOAM_NAMENODE: this.namenode, LOAM_SCHEDULER: this.scheduler }
+    const env: NodeJS.ProcessEnv = { ...process.env, LOAM_NAMENODE: this.namenode, LOAM_SCHEDULER: this.scheduler, [SECRET_FILE_ENV]: this.record.secretFile }
+    if (this.insecure) env[INSECURE_ENV] = '1'
+    return env
   }
 
   client(opts: { nodeId?: string; shortCircuit?: boolean; timeoutMs?: number } = {}): LoamClient {
@@ -172,7 +193,9 @@ export async function startCluster(t: Teardown, opts: ClusterOptions = {}): Prom
     CLI, 'cluster', 'up', '--dir', path.join(dir, 'cluster'), '--port', '0', '--http-port', '0', '--ready-file', readyFile,
     '--nodes', String(opts.nodes ?? 3), '--racks', String(opts.racks ?? 2),
     '--heartbeat', opts.heartbeat ?? '1s', '--dead-after', opts.deadAfter ?? '10s', '--log-level', opts.logLevel ?? 'warn',
+    '--secret-file', SECRET_FILE,
   ]
+  if (opts.insecure) args.push('--insecure')
   if (opts.replication) args.push('--replication', String(opts.replication))
   if (opts.blockSize) args.push('--block-size', opts.blockSize)
   if (opts.leaseLimit) args.push('--lease-limit', opts.leaseLimit)
@@ -194,7 +217,7 @@ export async function startCluster(t: Teardown, opts: ClusterOptions = {}): Prom
     if (up.exitCode !== null) throw new Error(`cluster up exited ${up.exitCode}: ${await readFile(path.join(dir, 'cluster-up.log'), 'utf8')}`)
     return (await readFile(readyFile, 'utf8').catch(() => '')) !== ''
   }, 60_000, 'the cluster to come up')
-  started.cluster = new TestCluster(dir, JSON.parse(await readFile(readyFile, 'utf8')) as ClusterRecord, up)
+  started.cluster = new TestCluster(dir, JSON.parse(await readFile(readyFile, 'utf8')) as ClusterRecord, up, opts.insecure)
   return started.cluster
 }
 

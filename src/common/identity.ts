@@ -1,5 +1,6 @@
 // Users and groups of this machine: the namespace stores names, the kernel speaks numbers.
 import { readFileSync } from 'node:fs'
+import os from 'node:os'
 
 const NOBODY = 65534
 
@@ -45,4 +46,18 @@ export class Identities {
 
 function numeric(name: string): number {
   return /^\d+$/.test(name) ? Number(name) : NOBODY
+}
+
+/** The operating-system user running this process, and its groups (primary first), by name: who a client acts as. */
+export function processIdentity(): { user: string; groups: string[] } {
+  const ids = new Identities()
+  const uid = process.getuid?.() ?? 0
+  let user: string
+  try {
+    user = os.userInfo().username
+  } catch {
+    user = ids.user(uid)
+  }
+  const gids = [process.getgid?.() ?? 0, ...(process.getgroups?.() ?? [])]
+  return { user, groups: [...new Set(gids.map((gid) => ids.group(gid)))] }
 }

@@ -1,0 +1,63 @@
+// The permission rules and block access tokens as pure functions: tables of cases, no processes.
+import test from 'ava'
+import { BlockOp, blockTokenKey, issueBlockToken, verifyBlockToken } from '../src/rpc/block-token.js'
+import { LoamError } from '../src/rpc/errors.js'
+import { checkChown, checkPath, EXECUTE, permits, READ, WRITE, type Owned, type Principal } from '../src/namenode/permissions.js'
+
+const alice: Principal = { user: 'alice', groups: ['staff'], superuser: false }
+const bob: Principal = { user: 'bob', groups: ['staff', 'dev'], superuser: false }
+const carol: Principal = { user: 'carol', groups: ['carol'], superuser: false }
+const root: Principal = { user: 'root', groups: ['root'], superuser: true }
+const dir = (owner: string, mode: number, group = 'staff'): Owned => ({ owner, group, mode, isDir: true })
+const file = (owner: string, mode: number, group = 'staff'): Owned => ({ owner, group, mode, isDir: false })
+
+test('mode bits: owner, then group, then others; the superuser passes', (t) => {
+  const cases: Array<[Principal, Owned, number, boolean]> = [
+    [alice, file('alice', 0o600), READ | WRITE, true],
+    [bob, file('alice', 0o640), READ, true],
+    [bob, file('alice', 0o640), WRITE, false],
+    [carol, file('alice', 0o640), READ, false],
+    [carol, file('alice', 0o644), READ, true],
+    [alice, file('alice', 0o077), READ, false],
+    [root, file('alice', 0o000), READ | WRITE | EXECUTE, true],
+  ]
+  for (const [p, rec, access, want] of cases) t.is(permits(p, rec, access), want, `${p.user} ${access} on ${rec.owner} ${rec.mode.toString(8)}`)
+})
+
+test('a path: search on every directory above, write on the parent, and the sticky bit', (t) => {
+  const path = (...inodes: Array<Owned | undefined>): Array<Owned | undefined> => inodes
+  t.notThrows(() => checkPath(carol, '/home/alice/f', path(dir('root', 0o755), dir('root', 0o755), dir('alice', 0o755), file('alice', 0o644)), { self: READ }))
+  const e = t.throws(() => checkPath(carol, '/home/alice/f', path(dir('root', 0o755), dir('root', 0o755), dir('alice', 0o700), file('alice', 0o644)), { self: READ }), { instanceOf: LoamError })
+  t.regex(e.message, /^\/home\/alice: permission denied: user carol needs execute/)
+  t.throws(() => checkPath(carol, '/home/alice', path(dir('root', 0o755), dir('root', 0o755), dir('alice', 0o755)), { parent: WRITE | EXECUTE, sticky: true }), { message: /\/home: permission denied/ })
+  const tmp = path(dir('root', 0o755), dir('root', 0o1777), file('alice', 0o644))
+  t.throws(() => checkPath(carol, '/tmp/f', tmp, { parent: WRITE | EXECUTE, sticky: true }), { message: /sticky/ })
+  t.notThrows(() => checkPath(alice, '/tmp/f', tmp, { parent: WRITE | EXECUTE, sticky: true }))
+  t.notThrows(() => checkPath(carol, '/tmp/new/deeper', path(dir('root', 0o755), dir('root', 0o1777), undefined, undefined), { ancestor: WRITE | EXECUTE }), 'mkdir -p below a writable directory')
+  t.throws(() => checkPath(carol, '/x/y', path(dir('root', 0o755), undefined, undefined), { ancestor: WRITE | EXECUTE }))
+  t.throws(() => checkPath(bob, '/f', path(dir('root', 0o777), file('alice', 0o777)), { owner: true }), { message: /ownership/ })
+})
+
+test('chown: the owner gives its group to one of its own groups; only the superuser gives a file away', (t) => {
+  const f = file('bob', 0o644)
+  t.notThrows(() => checkChown(bob, '/f', f, '', 'dev'))
+  t.throws(() => checkChown(bob, '/f', f, '', 'wheel'), { message: /not in group wheel/ })
+  t.throws(() => checkChown(bob, '/f', f, 'alice', ''), { message: /only the superuser/ })
+  t.throws(() => checkChown(alice, '/f', f, '', 'staff'))
+  t.notThrows(() => checkChown(root, '/f', f, 'alice', 'wheel'))
+})
+
+test('a block access token opens one block, for one operation, until it expires, under one key', (t) => {
+  const key = blockTokenKey(Buffer.alloc(32, 7))
+  const token = issueBlockToken(key, { blockId: 42, op: BlockOp.READ, expiresMs: 1000 })
+  t.deepEqual(verifyBlockToken(key, token, 42, [BlockOp.READ], 999), { blockId: 42, op: BlockOp.READ, expiresMs: 1000 })
+  const code = (fn: () => unknown): string | undefined => t.throws(fn, { instanceOf: LoamError })?.code
+  t.is(code(() => verifyBlockToken(key, token, 43, [BlockOp.READ], 999)), 'permission')
+  t.is(code(() => verifyBlockToken(key, token, 42, [BlockOp.WRITE], 999)), 'permission')
+  t.is(code(() => verifyBlockToken(key, token, 42, [BlockOp.READ], 1001)), 'token-expired')
+  t.is(code(() => verifyBlockToken(blockTokenKey(Buffer.alloc(32, 8)), token, 42, [BlockOp.READ], 999)), 'permission')
+  const tampered = Buffer.from(token)
+  tampered[17] = tampered[17]! ^ 1
+  t.is(code(() => verifyBlockToken(key, tampered, 42, [BlockOp.READ], 999)), 'permission')
+  t.is(code(() => verifyBlockToken(key, undefined, 42, [BlockOp.READ], 999)), 'permission')
+})

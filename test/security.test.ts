@@ -1,0 +1,169 @@
+// Who gets in and what they may do, through real processes: the cluster secret
+// at the handshake, the namenode's permission checks for another OS user, and
+// the datanodes' block access tokens.
+import { spawn } from 'node:child_process'
+import { chown, copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import test from 'ava'
+import { RpcClient } from '../src/rpc/client.js'
+import { LoamError } from '../src/rpc/errors.js'
+import type { LocatedBlock } from '../src/rpc/messages.js'
+import { DatanodeService } from '../src/rpc/service.js'
+import { writeSecretFile } from '../src/rpc/security.js'
+import { CLI, sleep, startCluster, type CliResult, type TestCluster } from './helpers/cluster.js'
+import { Cleanups, pattern } from './helpers/data.js'
+import { BlockOp, blockToken } from './helpers/tokens.js'
+
+const NOBODY = 65534
+const cleanups = new Cleanups()
+let c: TestCluster
+let scratch: string
+
+test.before(async () => {
+  // Every role logs at debug, so the last test can show that nothing they log, at any level, holds the secret.
+  c = await startCluster(cleanups, { nodes: 2, racks: 1, replication: 2, logLevel: 'debug' })
+  scratch = await mkdtemp(path.join(os.tmpdir(), 'loam-security-'))
+  cleanups.teardown(() => rm(scratch, { recursive: true, force: true }))
+})
+
+test.after.always(async () => {
+  await cleanups.run()
+})
+
+/** `loam ARGS` as another process, optionally as another uid/gid, with the env given. */
+function loamAs(args: string[], env: NodeJS.ProcessEnv, ids: { uid: number; gid: number } | undefined = undefined): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...c.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd: '/', ...ids })
+    const out: Buffer[] = []
+    let err = ''
+    child.stdout.on('data', (b: Buffer) => out.push(b))
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: err }))
+  })
+}
+
+async function putFile(remote: string, data: Buffer): Promise<LocatedBlock> {
+  const client = c.client()
+  const w = await client.create(remote, { overwrite: true, createParents: true })
+  await w.write(data)
+  await w.close()
+  return (await client.getBlockLocations(remote, 0, 0)).blocks[0]!
+}
+
+test.serial('a client without the cluster secret is refused at the handshake, with a line saying so', async (t) => {
+  const wrong = path.join(scratch, 'wrong-secret')
+  writeSecretFile(wrong)
+  const refused = await loamAs(['fs', 'ls', '/'], { LOAM_SECRET_FILE: wrong })
+  t.is(refused.code, 1)
+  t.regex(refused.stderr, /cluster secret/)
+  t.is(refused.stderr.trim().split('\n').length, 1, 'one line')
+  const none = await loamAs(['fs', 'mkdir', '/made-without-secret'], { LOAM_SECRET_FILE: '' })
+  t.is(none.code, 2)
+  t.regex(none.stderr, /no cluster secret/)
+  t.false(await c.client().exists('/made-without-secret'), 'nothing it sent was acted on')
+  const insecure = await loamAs(['fs', 'ls', '/'], { LOAM_INSECURE: '1' })
+  t.is(insecure.code, 1, 'a client that does not encrypt cannot talk to a cluster that does')
+  t.regex(insecure.stderr, /--insecure/)
+})
+
+test.serial('a datanode without the cluster secret never joins', async (t) => {
+  const wrong = path.join(scratch, 'intruder-secret')
+  writeSecretFile(wrong)
+  const dir = path.join(scratch, 'intruder')
+  const child = spawn(process.execPath, [CLI, 'datanode', '--namenode', c.namenode, '--data', dir, '--id', 'intruder', '--port', '0', '--http-port', '0', '--secret-file', wrong], { stdio: 'ignore' })
+  t.teardown(() => child.kill('SIGKILL'))
+  // Several heartbeat intervals (1 s here): time enough to have registered, had it been let in.
+  await sleep(4000)
+  const report = await c.client().report()
+  t.false(report.datanodes.some((d) => d.id === 'intruder'))
+  t.is(report.datanodes.length, 2)
+})
+
+test.serial('another user cannot read a 0600 file or remove a directory that is not theirs', async (t) => {
+  await putFile('/private/secret.txt', pattern(1000, 1))
+  const root = c.client()
+  await root.chmod('/private/secret.txt', 0o600)
+  await root.mkdirs('/home/alice/work', { parents: true })
+  await putFile('/shared/readme', pattern(10, 2))
+  // The cluster secret, readable by that user alone: membership is not the question here, permission is.
+  const secret = path.join(scratch, 'nobody-secret')
+  await copyFile(c.record.secretFile, secret)
+  await chown(secret, NOBODY, NOBODY)
+  await chown(scratch, NOBODY, NOBODY)
+  const nobody = { uid: NOBODY, gid: NOBODY }
+  const env = { LOAM_SECRET_FILE: secret }
+
+  const cat = await loamAs(['fs', 'cat', '/private/secret.txt'], env, nobody)
+  t.is(cat.code, 1)
+  t.regex(cat.stderr, /permission denied: user nobody needs read permission/)
+  t.is(cat.stdout.length, 0)
+  const rm1 = await loamAs(['fs', 'rm', '-r', '/home/alice'], env, nobody)
+  t.is(rm1.code, 1)
+  t.regex(rm1.stderr, /permission denied/)
+  t.true(await root.exists('/home/alice/work'), 'the directory is still there')
+  const chmod = await loamAs(['fs', 'chmod', '777', '/private/secret.txt'], env, nobody)
+  t.is(chmod.code, 1, 'only the owner changes the mode')
+  const readable = await loamAs(['fs', 'cat', '/shared/readme'], env, nobody)
+  t.is(readable.code, 0, 'a 0644 file is readable by anyone')
+  t.true(readable.stdout.equals(pattern(10, 2)))
+
+  // Given a directory of its own, that user works in it; chown is the superuser's.
+  t.is((await c.loam(['fs', 'mkdir', '-p', '/home/nobody'])).code, 0)
+  t.is((await c.loam(['fs', 'chown', 'nobody', '/home/nobody'])).code, 0)
+  const local = path.join(scratch, 'mine')
+  await writeFile(local, 'mine')
+  await chown(local, NOBODY, NOBODY)
+  t.is((await loamAs(['fs', 'put', local, '/home/nobody/mine'], env, nobody)).code, 0)
+  t.is((await root.stat('/home/nobody/mine')).owner, 'nobody')
+  const giveAway = await loamAs(['fs', 'chown', 'root', '/home/nobody/mine'], env, nobody)
+  t.is(giveAway.code, 1)
+  t.regex(giveAway.stderr, /only the superuser may change an owner/)
+})
+
+test.serial('a block access token opens its own block only, and not once expired', async (t) => {
+  const a = await putFile('/tokens/a', pattern(5000, 3))
+  const b = await putFile('/tokens/b', pattern(5000, 4))
+  const dn = a.locations.find((l) => b.locations.some((x) => x.id === l.id))!
+  const rpc = new RpcClient({ host: dn.host, port: dn.rpcPort }, DatanodeService, { peerName: `datanode ${dn.id}` })
+  t.teardown(() => rpc.close())
+  const ok = await rpc.call('ShortCircuit', { block: a.block, token: a.token })
+  t.is(ok.lengthBytes, 5000, "the namenode's token opens its block")
+  const other = await t.throwsAsync(rpc.call('ShortCircuit', { block: b.block, token: a.token }), { instanceOf: LoamError })
+  t.is(other?.code, 'permission')
+  t.regex(other?.message ?? '', /token is for block/)
+  const none = await t.throwsAsync(rpc.call('ShortCircuit', { block: b.block }), { instanceOf: LoamError })
+  t.is(none?.code, 'permission')
+  const expired = await t.throwsAsync(rpc.call('ShortCircuit', { block: a.block, token: blockToken(a.block!.id, BlockOp.READ, -1) }), { instanceOf: LoamError })
+  t.is(expired?.code, 'token-expired')
+  const stream = await rpc.openStream('ReadBlock', { block: b.block, offsetBytes: 0, lengthBytes: 0, token: a.token })
+  const read = await t.throwsAsync(stream.result, { instanceOf: LoamError })
+  t.is(read?.code, 'permission', 'a stream read is refused the same way')
+  const write = await rpc.openStream('WriteBlock', { block: b.block, downstream: [], clientName: 'x', update: false, oldGenStamp: 0, resize: false, resizeBytes: 0, copyFromBlock: 0, copyFromGenStamp: 0, token: b.token })
+  const w = await t.throwsAsync(write.result, { instanceOf: LoamError })
+  t.is(w?.code, 'permission', 'a read token does not write')
+})
+
+test.serial('the secret never appears in any daemon\'s /status, /metrics or log', async (t) => {
+  // Run last: the logs then hold refused handshakes, denied permissions and refused tokens too.
+  const hex = (await readFile(c.record.secretFile, 'utf8')).trim()
+  const forms = [hex.toLowerCase(), hex.toUpperCase(), Buffer.from(hex, 'hex').toString('base64'), hex.slice(0, 16).toLowerCase()]
+  const holdsSecret = (text: string): boolean => forms.some((f) => text.includes(f))
+  const daemons = [['namenode', c.record.namenode.http], ['scheduler', c.record.scheduler.http], ...c.record.nodes.map((n) => [n.id!, n.http])] as const
+  for (const [role, http] of daemons) {
+    for (const page of ['status', 'metrics']) {
+      const res = await fetch(`http://${http}/${page}`)
+      t.is(res.status, 200, `${role} /${page}`)
+      const body = await res.text()
+      if (page === 'status') t.notThrows(() => JSON.parse(body), `${role} /status is JSON`)
+      t.false(holdsSecret(body), `${role} /${page} holds the secret`)
+    }
+  }
+  const logs = (await readdir(c.dir, { recursive: true })).filter((f) => path.basename(f) === 'log' || f === 'cluster-up.log')
+  t.true(logs.length >= 2 + c.record.nodes.length, `every role's log was read (${logs.join(', ')})`)
+  for (const f of logs) {
+    const text = await readFile(path.join(c.dir, f), 'utf8')
+    t.false(holdsSecret(text), `${f} holds the secret`)
+  }
+})
