@@ -57,6 +57,7 @@ interface UpFlags {
   replication?: string
   blockSize?: string
   leaseLimit?: string
+  blockTokenLifetime?: string
   scanPeriod?: string
   readyFile?: string
   logLevel: string
@@ -198,6 +199,7 @@ export function registerClusterCommands(program: Command): void {
     .option('--replication <n>', 'default replication')
     .option('--block-size <size>', 'default block size')
     .option('--lease-limit <duration>', 'a writer silent this long loses its open files to lease recovery')
+    .option('--block-token-lifetime <duration>', 'how long a block access token is good for (default 10m)')
     .option('--scan-period <duration>', 'every datanode verifies all its replicas once per this period', '7d')
     .option('--ready-file <file>', 'write the cluster record (roles, addresses, pids, argv) here once up')
     .option('--log-level <level>', 'log level of every role', 'info')
@@ -238,6 +240,7 @@ export function registerClusterCommands(program: Command): void {
           if (f.replication) nnArgs.push('--replication', f.replication)
           if (f.blockSize) nnArgs.push('--block-size', f.blockSize)
           if (f.leaseLimit) nnArgs.push('--lease-limit', f.leaseLimit)
+          if (f.blockTokenLifetime) nnArgs.push('--block-token-lifetime', f.blockTokenLifetime)
           const nn = await startRole(nnArgs, nnDir, children)
           const nnRpc = String(nn.record.rpc)
           const schedDir = path.join(dir, 'scheduler')

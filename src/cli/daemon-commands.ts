@@ -74,6 +74,7 @@ interface NamenodeFlags {
   replication: string
   blockSize: string
   leaseLimit: string
+  blockTokenLifetime: string
   superuser?: string
   supergroup: string
   logLevel: string
@@ -109,6 +110,7 @@ export function registerDaemonCommands(program: Command): void {
     .option('--replication <n>', 'default replication', '3')
     .option('--block-size <size>', 'default block size', '64MiB')
     .option('--lease-limit <duration>', 'a writer silent this long loses its open files to lease recovery', '60s')
+    .option('--block-token-lifetime <duration>', 'how long a block access token it issues is good for', '10m')
     .option('--superuser <user>', "a user that passes every permission check, besides the namenode's own")
     .option('--supergroup <group>', 'members of this group pass every permission check', 'supergroup')
     .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
@@ -129,6 +131,7 @@ export function registerDaemonCommands(program: Command): void {
           replication: Number(f.replication),
           blockSizeBytes: parseSize(f.blockSize, '--block-size'),
           leaseLimitMs: leaseLimit(f.leaseLimit),
+          blockTokenLifetimeMs: parseDuration(f.blockTokenLifetime, '--block-token-lifetime'),
           superuser: f.superuser,
           supergroup: f.supergroup,
           log,

@@ -38,6 +38,7 @@ export interface ClusterOptions {
   replication?: number
   blockSize?: string
   leaseLimit?: string
+  blockTokenLifetime?: string
   scanPeriod?: string
   logLevel?: string
   localityWait?: string
@@ -199,6 +200,7 @@ export async function startCluster(t: Teardown, opts: ClusterOptions = {}): Prom
   if (opts.replication) args.push('--replication', String(opts.replication))
   if (opts.blockSize) args.push('--block-size', opts.blockSize)
   if (opts.leaseLimit) args.push('--lease-limit', opts.leaseLimit)
+  if (opts.blockTokenLifetime) args.push('--block-token-lifetime', opts.blockTokenLifetime)
   if (opts.scanPeriod) args.push('--scan-period', opts.scanPeriod)
   if (opts.localityWait) args.push('--locality-wait', opts.localityWait)
   if (opts.cpus) args.push('--cpus', String(opts.cpus))
