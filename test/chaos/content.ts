@@ -5,37 +5,8 @@
 import { createCipheriv, createHash } from 'node:crypto'
 import type { LoamClient } from '../../src/client/client.js'
 import { LoamError, toLoamError } from '../../src/rpc/errors.js'
+import { Rng } from '../helpers/rng.js'
 
-/** Small, fast, seedable (mulberry32); one per actor so each actor's choices repeat for a seed. */
-export class Rng {
-  private state: number
-  constructor(seed: number) {
-    this.state = seed >>> 0
-  }
-  /** In [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0
-    let t = this.state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  /** An integer in [lo, hi]. */
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.next() * (hi - lo + 1))
-  }
-  chance(p: number): boolean {
-    return this.next() < p
-  }
-  pick<T>(items: readonly T[]): T {
-    if (items.length === 0) throw new Error('pick from nothing')
-    return items[Math.floor(this.next() * items.length)]!
-  }
-  /** A seed for a sub-actor, derived from this one's stream. */
-  fork(): Rng {
-    return new Rng(Math.floor(this.next() * 4294967296))
-  }
-}
 
 /** A seed from a name, for actors that need their own stream. */
 export function seedOf(seed: number, name: string): number {

@@ -2,9 +2,8 @@
 // progress and report; exits 1 if anything acknowledged was lost or the cluster
 // did not heal. Ctrl-C stops the run and tears the cluster down; a second
 // Ctrl-C kills its processes at once.
-import { rmSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import type { TestCluster } from '../helpers/cluster.js'
+import { runTool } from '../helpers/tool-main.js'
 import { formatReport, runChaos } from './run.js'
 
 function usage(message: string): never {
@@ -12,7 +11,7 @@ function usage(message: string): never {
   process.exit(2)
 }
 
-async function main(): Promise<number> {
+function main(): void {
   let values: { minutes?: string; seed?: string; 'keep-logs'?: boolean; help?: boolean }
   try {
     ;({ values } = parseArgs({ options: { minutes: { type: 'string' }, seed: { type: 'string' }, 'keep-logs': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }))
@@ -25,47 +24,7 @@ async function main(): Promise<number> {
   const seed = values.seed === undefined ? undefined : Number(values.seed)
   if (seed !== undefined && !Number.isSafeInteger(seed)) usage(`--seed '${values.seed}' must be a whole number`)
 
-  const abort = new AbortController()
-  let cluster: TestCluster | undefined
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (!abort.signal.aborted) {
-      process.stderr.write(`\nchaos: ${signal}: stopping and tearing the cluster down (again to kill it at once)\n`)
-      abort.abort()
-      return
-    }
-    // Second signal: no more waiting; kill every role we know of and remove the cluster's directory.
-    if (cluster) {
-      for (const pid of [cluster.record.namenode.pid, ...cluster.record.nodes.map((n) => n.pid)]) {
-        try {
-          process.kill(pid, 'SIGKILL')
-        } catch {
-          // already gone
-        }
-      }
-      rmSync(cluster.dir, { recursive: true, force: true })
-    }
-    process.exit(130)
-  }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
-
-  const report = await runChaos({
-    minutes,
-    seed,
-    signal: abort.signal,
-    keepLogs: values['keep-logs'] ? 'always' : 'on-failure',
-    log: (line) => process.stdout.write(`${line}\n`),
-    onCluster: (c) => (cluster = c),
-  })
-  for (const line of formatReport(report)) process.stdout.write(`${line}\n`)
-  if (report.aborted) return 130
-  return report.ok ? 0 : 1
+  runTool('chaos', (ctx) => runChaos({ minutes, seed, keepLogs: values['keep-logs'] ? 'always' : 'on-failure', ...ctx }), formatReport)
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`chaos: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
-    process.exit(1)
-  },
-)
+main()

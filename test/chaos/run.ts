@@ -20,7 +20,8 @@ import { formatBytes } from '../../src/common/units.js'
 import { LoamError, toLoamError } from '../../src/rpc/errors.js'
 import { alive, sleep, startCluster, waitFor, type TestCluster } from '../helpers/cluster.js'
 import { Cleanups, flipByte, replicaDataPath } from '../helpers/data.js'
-import { chooseSize, contentStream, Rng, seedOf, verifyPath, type Version } from './content.js'
+import { Rng } from '../helpers/rng.js'
+import { chooseSize, contentStream, seedOf, verifyPath, type Version } from './content.js'
 
 const MiB = 1024 * 1024
 const DATANODES = 5

@@ -28,9 +28,9 @@ import {
   xattrValue,
   type Expect,
   type GenCall,
-  type Rng,
   type World,
 } from './generators.js'
+import type { Rng } from '../helpers/rng.js'
 import { rssBytes } from './checks.js'
 import { dataFrame, frameBytes, headerBytes, RawConn, rawFrame, requestFrame, type Endpoint } from './wire.js'
 

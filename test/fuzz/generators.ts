@@ -25,53 +25,12 @@ import { parseAddress } from '../../src/common/address.js'
 import type * as m from '../../src/rpc/messages.js'
 import type { Codec } from '../../src/rpc/schema.js'
 import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type NamenodeServiceSpec, type RequestOf } from '../../src/rpc/service.js'
-import { pattern } from '../helpers/data.js'
 import { BlockOp, blockToken } from '../helpers/tokens.js'
 import { blockTokenKey, verifyBlockToken } from '../../src/rpc/block-token.js'
 import { processSecurity } from '../../src/rpc/security.js'
+import { Rng } from '../helpers/rng.js'
 
 // ---------------------------------------------------------------- randomness
-
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-export class Rng {
-  private state: number
-  constructor(seed: number) {
-    this.state = seed >>> 0
-  }
-  /** In [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0
-    let t = this.state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  /** An integer in [lo, hi]. */
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.next() * (hi - lo + 1))
-  }
-  chance(p: number): boolean {
-    return this.next() < p
-  }
-  pick<T>(items: readonly T[]): T {
-    if (items.length === 0) throw new Error('pick from nothing')
-    return items[Math.floor(this.next() * items.length)]!
-  }
-  /** One of weighted choices: [weight, value] pairs. */
-  weighted<T>(choices: ReadonlyArray<readonly [number, T]>): T {
-    const total = choices.reduce((s, [w]) => s + w, 0)
-    let x = this.next() * total
-    for (const [w, v] of choices) {
-      x -= w
-      if (x < 0) return v
-    }
-    return choices[choices.length - 1]![1]
-  }
-  /** n deterministic pseudo-random bytes. */
-  bytes(n: number): Buffer {
-    return pattern(n, this.int(0, 0x7fffffff))
-  }
-}
 
 /** The seed of attack number i of a run: attacks replay one by one (--attack). */
 export function attackSeed(seed: number, i: number): number {

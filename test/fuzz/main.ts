@@ -3,9 +3,8 @@
 // for N seconds, deterministically from the seed; prints what it sent, what
 // came back and every failure with the line that replays it; exits 1 on any
 // failure. Ctrl-C stops the run and tears the cluster down; a second kills it.
-import { rmSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import type { TestCluster } from '../helpers/cluster.js'
+import { runTool } from '../helpers/tool-main.js'
 import { formatReport, runFuzz } from './run.js'
 
 function usage(message: string): never {
@@ -18,7 +17,7 @@ function usage(message: string): never {
   process.exit(2)
 }
 
-async function main(): Promise<number> {
+function main(): void {
   let values: { seconds?: string; seed?: string; attack?: string; 'keep-logs'?: boolean; help?: boolean }
   try {
     ;({ values } = parseArgs({ options: { seconds: { type: 'string' }, seed: { type: 'string' }, attack: { type: 'string' }, 'keep-logs': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }))
@@ -34,47 +33,7 @@ async function main(): Promise<number> {
   if (attacks?.some((n) => !Number.isSafeInteger(n) || n < 0)) usage(`--attack '${values.attack}' must be attack numbers, such as 12 or 12,40`)
   if (attacks && seed === undefined) usage('--attack replays an attack of a seed: give --seed too')
 
-  const abort = new AbortController()
-  let cluster: TestCluster | undefined
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (!abort.signal.aborted) {
-      process.stderr.write(`\nfuzz: ${signal}: stopping and tearing the cluster down (again to kill it at once)\n`)
-      abort.abort()
-      return
-    }
-    if (cluster) {
-      for (const pid of [cluster.record.namenode.pid, ...cluster.record.nodes.map((n) => n.pid)]) {
-        try {
-          process.kill(pid, 'SIGKILL')
-        } catch {
-          // already gone
-        }
-      }
-      rmSync(cluster.dir, { recursive: true, force: true })
-    }
-    process.exit(130)
-  }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
-
-  const report = await runFuzz({
-    seconds,
-    seed,
-    attacks,
-    signal: abort.signal,
-    keepLogs: values['keep-logs'] ? 'always' : 'on-failure',
-    log: (line) => process.stdout.write(`${line}\n`),
-    onCluster: (c) => (cluster = c),
-  })
-  for (const line of formatReport(report)) process.stdout.write(`${line}\n`)
-  if (report.aborted) return 130
-  return report.ok ? 0 : 1
+  runTool('fuzz', (ctx) => runFuzz({ seconds, seed, attacks, keepLogs: values['keep-logs'] ? 'always' : 'on-failure', ...ctx }), formatReport)
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    process.stderr.write(`fuzz: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
-    process.exit(1)
-  },
-)
+main()

@@ -18,7 +18,8 @@ import { startCluster, type TestCluster } from '../helpers/cluster.js'
 import { Cleanups, pattern } from '../helpers/data.js'
 import { ALL_METHODS, ATTACKS, CALL_WAIT_MS, chooseAttack, Slowloris, type AttackEnv, type Failure, type Recorder, type Target } from './attacks.js'
 import { diffTrees, isAlive, LogScanner, logTail, namespaceProblems, roundTrip, rssBytes, SENTINEL_FILES, snapshotTree, within, type HealthFile } from './checks.js'
-import { attackSeed, ODD_NAMES, Rng, SANDBOX, SNAPSHOT_NAMES, VOLUME_NAMES, type World } from './generators.js'
+import { Rng } from '../helpers/rng.js'
+import { attackSeed, ODD_NAMES, SANDBOX, SNAPSHOT_NAMES, VOLUME_NAMES, type World } from './generators.js'
 import { RawConn, requestFrame } from './wire.js'
 
 /** Attacks in flight at once (the machine has few cores, and the daemons need theirs). */
