@@ -3,19 +3,16 @@
 // each attack the daemon is still alive and serving: the namenode answers, a
 // file written through every datanode reads back from the one attacked.
 import { createHash } from 'node:crypto'
-import net from 'node:net'
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { LoamClient } from '../src/client/client.js'
 import { parseAddress } from '../src/common/address.js'
 import { FRAME_BYTES_MAX } from '../src/limits.js'
-import { encodeFrame, FrameDecoder, type Frame } from '../src/rpc/frame.js'
-import { FrameKind, type FrameHeader } from '../src/rpc/messages.js'
+import { FrameKind } from '../src/rpc/messages.js'
 import { codecs } from '../src/rpc/schema.js'
-import { connectSecure } from '../src/rpc/secure-channel.js'
-import { processSecurity } from '../src/rpc/security.js'
 import { alive, startCluster, type TestCluster } from './helpers/cluster.js'
 import { Cleanups, pattern, sha256 } from './helpers/data.js'
+import { frameBytes, rawFrame, RawConn } from './fuzz/wire.js'
 
 const cleanups = new Cleanups()
 let c: TestCluster
@@ -54,102 +51,9 @@ function target(name: TargetName): Target {
   return { name, rpc: node.rpc, http: node.http, pid: node.pid, valid: { method: 'ShortCircuit', body, answers: FrameKind.ERROR, code: 'permission' } }
 }
 
-/** A connection that has passed the handshake (it holds the cluster secret) unless told not to, then sends raw bytes as it is told and records what comes back. */
-class Probe {
-  private readonly decoder = new FrameDecoder()
-  private readonly frames: Frame[] = []
-  private decodeError: Error | undefined
-  private closed = false
-  private readonly waiters: Array<() => void> = []
-  received = 0
-
-  private constructor(private readonly socket: net.Socket) {
-    socket.on('data', (b: Buffer) => {
-      this.received += b.length
-      try {
-        this.frames.push(...this.decoder.push(b))
-      } catch (err) {
-        this.decodeError = err as Error
-      }
-      this.wake()
-    })
-    socket.on('error', () => undefined) // a reset is one way for the server to close
-    socket.on('close', () => {
-      this.closed = true
-      this.wake()
-    })
-    socket.resume()
-  }
-
-  /** handshake: false for a port that speaks HTTP. */
-  static open(address: string, handshake = true): Promise<Probe> {
-    const { host, port } = parseAddress(address)
-    return new Promise((resolve, reject) => {
-      const s = net.connect({ host, port })
-      s.once('error', reject)
-      s.once('connect', () => {
-        s.off('error', reject)
-        if (!handshake) resolve(new Probe(s))
-        else connectSecure(s, processSecurity(), address).then((secure) => resolve(new Probe(secure)), reject)
-      })
-    })
-  }
-
-  send(bytes: Uint8Array): void {
-    this.socket.write(bytes)
-  }
-
-  end(): void {
-    this.socket.end()
-  }
-
-  destroy(): void {
-    this.socket.destroy()
-  }
-
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w()
-  }
-
-  private async waitUntil(pred: () => boolean, ms: number): Promise<boolean> {
-    const deadline = Date.now() + ms
-    while (!pred()) {
-      const left = deadline - Date.now()
-      if (left <= 0) return false
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left)
-        this.waiters.push(() => {
-          clearTimeout(timer)
-          resolve()
-        })
-      })
-    }
-    return true
-  }
-
-  /** True once the server has closed the connection (within ms). */
-  waitClosed(ms = CLOSE_WITHIN_MS): Promise<boolean> {
-    return this.waitUntil(() => this.closed, ms)
-  }
-
-  /** The next n frames the server sent (within ms), or what arrived before it closed or the time ran out. */
-  async nextFrames(n: number, ms = CLOSE_WITHIN_MS): Promise<Frame[]> {
-    await this.waitUntil(() => this.frames.length >= n || this.closed || this.decodeError !== undefined, ms)
-    if (this.decodeError) throw new Error(`the server sent bytes that are not frames: ${this.decodeError.message}`)
-    return this.frames.splice(0, n)
-  }
-}
-
-function frameBytes(header: FrameHeader, payload?: Uint8Array): Buffer {
-  return Buffer.concat(encodeFrame(header, payload))
-}
-
-/** A frame with the given header bytes: u32 frame_bytes | u32 header_bytes | header | payload. */
-function rawFrame(header: Uint8Array, payload: Uint8Array = Buffer.alloc(0), headerBytesField = header.length): Buffer {
-  const prefix = Buffer.alloc(8)
-  prefix.writeUInt32BE(4 + header.length + payload.length, 0)
-  prefix.writeUInt32BE(headerBytesField, 4)
-  return Buffer.concat([prefix, header, payload])
+/** A connection that holds the cluster secret (or, for a port that speaks HTTP, a plain one). */
+function openProbe(address: string, handshake = true): Promise<RawConn> {
+  return RawConn.open(parseAddress(address), handshake ? 'frames' : 'bytes')
 }
 
 function request(id: number, method: string, body: Uint8Array = new Uint8Array()): Buffer {
@@ -158,10 +62,10 @@ function request(id: number, method: string, body: Uint8Array = new Uint8Array()
 
 /** Sends bytes; the server must close the connection by itself and answer nothing. */
 async function expectClosed(t: ExecutionContext, address: string, bytes: Buffer, what: string): Promise<void> {
-  const p = await Probe.open(address)
+  const p = await openProbe(address)
   try {
     p.send(bytes)
-    t.true(await p.waitClosed(), `${what}: the connection is closed`)
+    t.true(await p.waitClosed(CLOSE_WITHIN_MS), `${what}: the connection is closed`)
     t.is(p.received, 0, `${what}: nothing answered`)
   } finally {
     p.destroy()
@@ -203,11 +107,11 @@ for (const name of TARGETS) {
   test.serial(`${name}: random bytes close the connection, not the daemon`, async (t) => {
     const tg = target(name)
     for (const [i, size] of [1, 3, 7, 64 * 1024, 1024 * 1024].entries()) {
-      const p = await Probe.open(tg.rpc)
+      const p = await openProbe(tg.rpc)
       try {
         p.send(pattern(size, 10 + i))
         p.end()
-        t.true(await p.waitClosed(), `${size} random bytes then end: closed`)
+        t.true(await p.waitClosed(CLOSE_WITHIN_MS), `${size} random bytes then end: closed`)
         t.is((await p.nextFrames(1, 0)).filter((f) => f.header.kind === FrameKind.RESPONSE).length, 0, `${size} random bytes: no response`)
       } finally {
         p.destroy()
@@ -217,7 +121,7 @@ for (const name of TARGETS) {
     // once the sender goes away.
     const plausible = pattern(4096, 20)
     plausible.writeUInt32BE(2000, 0)
-    const p = await Probe.open(tg.rpc)
+    const p = await openProbe(tg.rpc)
     p.send(plausible)
     p.destroy()
     await stillServes(t, tg, `${name} after random bytes`)
@@ -242,11 +146,11 @@ for (const name of TARGETS) {
     const tg = target(name)
     const whole = request(1, tg.valid.method, tg.valid.body)
     for (const cut of [2, 6, 9, Math.floor(whole.length / 2), whole.length - 1]) {
-      const p = await Probe.open(tg.rpc)
+      const p = await openProbe(tg.rpc)
       try {
         p.send(whole.subarray(0, cut))
         p.end()
-        t.true(await p.waitClosed(), `cut at ${cut} of ${whole.length}: closed`)
+        t.true(await p.waitClosed(CLOSE_WITHIN_MS), `cut at ${cut} of ${whole.length}: closed`)
         t.is(p.received, 0, `cut at ${cut}: no answer to half a request`)
       } finally {
         p.destroy()
@@ -254,7 +158,7 @@ for (const name of TARGETS) {
     }
     // A frame announcing a big body that never comes, then a reset.
     const big = rawFrame(codecs.FrameHeader.encode({ id: 5, kind: FrameKind.REQUEST, method: tg.valid.method }), Buffer.alloc(100_000))
-    const p = await Probe.open(tg.rpc)
+    const p = await openProbe(tg.rpc)
     p.send(big.subarray(0, 50_000))
     p.destroy()
     await stillServes(t, tg, `${name} after truncated frames`)
@@ -264,13 +168,13 @@ for (const name of TARGETS) {
     const tg = target(name)
     await expectClosed(t, tg.rpc, rawFrame(Buffer.alloc(16, 0xff)), 'a header of 0xFF bytes (a varint that never ends)')
     await expectClosed(t, tg.rpc, rawFrame(Buffer.from([0x0f, 0x0f, 0x0f, 0x0f])), 'a header with an invalid wire type')
-    await expectClosed(t, tg.rpc, rawFrame(Buffer.alloc(8), Buffer.alloc(0), 0xfffffff0), 'a header length larger than its frame')
+    await expectClosed(t, tg.rpc, rawFrame(Buffer.alloc(8), Buffer.alloc(0), { headerBytes: 0xfffffff0 }), 'a header length larger than its frame')
     await expectClosed(t, tg.rpc, rawFrame(Buffer.from([0x10, 99])), 'a header of kind 99')
     // id = 2^60: not a safe integer
     await expectClosed(t, tg.rpc, rawFrame(Buffer.from([0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10, 0x10, 0x00])), 'a header whose id is 2^60')
     // Seeded random headers: the connection is closed or the frame answered with an error; the daemon lives.
     for (let seed = 0; seed < 8; seed++) {
-      const p = await Probe.open(tg.rpc)
+      const p = await openProbe(tg.rpc)
       try {
         p.send(rawFrame(pattern(40, 300 + seed), pattern(100, 400 + seed)))
         const frames = await p.nextFrames(1, 1000)
@@ -284,11 +188,11 @@ for (const name of TARGETS) {
 
   test.serial(`${name}: a well-formed frame naming an unknown method gets an ERROR frame and the connection goes on`, async (t) => {
     const tg = target(name)
-    const p = await Probe.open(tg.rpc)
+    const p = await openProbe(tg.rpc)
     try {
       const methods = ['NoSuchMethod', '', 'constructor', '__proto__', 'toString', 'hasOwnProperty', 'x'.repeat(10_000)]
       methods.forEach((m, i) => p.send(request(100 + i, m)))
-      const errors = await p.nextFrames(methods.length)
+      const errors = await p.nextFrames(methods.length, CLOSE_WITHIN_MS)
       t.is(errors.length, methods.length, 'one answer per request')
       errors.forEach((f, i) => {
         t.is(f.header.id, 100 + i, `answer ${i} carries the request id`)
@@ -298,7 +202,7 @@ for (const name of TARGETS) {
 
       // A known method with an undecodable body: a typed error too.
       p.send(request(200, tg.valid.method, Buffer.alloc(12, 0xff)))
-      const [bad] = await p.nextFrames(1)
+      const [bad] = await p.nextFrames(1, CLOSE_WITHIN_MS)
       t.is(bad?.header.id, 200)
       t.is(bad?.header.kind, FrameKind.ERROR)
       t.is(bad?.header.error?.code, 'invalid-argument')
@@ -309,7 +213,7 @@ for (const name of TARGETS) {
 
       // The same connection still serves a valid call.
       p.send(request(300, tg.valid.method, tg.valid.body))
-      const [ok] = await p.nextFrames(1)
+      const [ok] = await p.nextFrames(1, CLOSE_WITHIN_MS)
       t.is(ok?.header.id, 300, 'the valid call is answered on the same connection')
       t.is(ok?.header.kind, tg.valid.answers)
       if (tg.valid.code) t.is(ok?.header.error?.code, tg.valid.code)
@@ -330,19 +234,19 @@ for (const name of TARGETS) {
       ['a NUL in the path', Buffer.from('GET /st\0atus HTTP/1.1\r\nHost: x\r\n\r\n')],
     ]
     for (const [what, bytes] of attacks) {
-      const p = await Probe.open(tg.http, false)
+      const p = await openProbe(tg.http, false)
       try {
         p.send(bytes)
-        t.true(await p.waitClosed(), `${what}: the HTTP connection is closed`)
+        t.true(await p.waitClosed(CLOSE_WITHIN_MS), `${what}: the HTTP connection is closed`)
       } finally {
         p.destroy()
       }
     }
     // A request cut short, then a close.
-    const cut = await Probe.open(tg.http, false)
+    const cut = await openProbe(tg.http, false)
     cut.send(Buffer.from('GET /sta'))
     cut.end()
-    t.true(await cut.waitClosed())
+    t.true(await cut.waitClosed(CLOSE_WITHIN_MS))
     cut.destroy()
 
     const res = await fetch(`http://${tg.http}/status`)
@@ -358,17 +262,17 @@ for (const name of TARGETS) {
 
 test.serial('dn1: DATA frames pushed into a block stream that never reads them do not stall the connection once it ends', async (t) => {
   const tg = target('dn1')
-  const p = await Probe.open(tg.rpc)
+  const p = await openProbe(tg.rpc)
   try {
     // Refused at once (no block access token), with more DATA frames behind it than a stream queues before the socket pauses.
     const read = codecs.ReadBlockRequest.encode({ block: { id: 999_998, genStamp: 1, lengthBytes: 0 }, offsetBytes: 0, lengthBytes: 0 })
     const data = Array.from({ length: 64 }, (_, seqno) => frameBytes({ id: 500, kind: FrameKind.DATA, body: codecs.Packet.encode({ seqno, offsetBytes: 0, checksums: new Uint8Array(), last: false, sync: false }) }))
     p.send(Buffer.concat([request(500, 'ReadBlock', read), ...data]))
-    const [refused] = await p.nextFrames(1)
+    const [refused] = await p.nextFrames(1, CLOSE_WITHIN_MS)
     t.is(refused?.header.id, 500)
     t.is(refused?.header.error?.code, 'permission')
     p.send(request(501, tg.valid.method, tg.valid.body))
-    const [ok] = await p.nextFrames(1)
+    const [ok] = await p.nextFrames(1, CLOSE_WITHIN_MS)
     t.is(ok?.header.id, 501, 'the next call on the connection is answered')
     t.is(ok?.header.error?.code, tg.valid.code)
   } finally {

@@ -151,6 +151,13 @@ export class RawConn {
     return this.waitUntil(() => this.closed, ms)
   }
 
+  /** The next n frames the daemon sent (within ms), or what arrived before it closed or the time ran out. */
+  async nextFrames(n: number, ms: number): Promise<Frame[]> {
+    await this.waitUntil(() => this.frames.length >= n || this.closed || this.decodeError !== undefined, ms)
+    if (this.decodeError) throw new Error(`the daemon sent bytes that are not frames: ${this.decodeError.message}`)
+    return this.frames.splice(0, n)
+  }
+
   /** The frame that ends call or stream id (RESPONSE or ERROR), 'closed', or 'timeout' after ms. */
   async final(id: number, ms: number): Promise<Frame | 'closed' | 'timeout'> {
     const find = (): Frame | undefined => this.frames.find((f) => f.header.id === id && (f.header.kind === FrameKind.RESPONSE || f.header.kind === FrameKind.ERROR))
