@@ -102,7 +102,8 @@ test('delay scheduling: with its node busy, a task waits, then goes RACK_LOCAL',
     if (node !== 'dn2') file = `/in/f${i}`
   }
   t.truthy(file, 'a block landed on /r1')
-  const blocker = await run(c, { id: 'blocker', cmd: 'sleep 6', cpus: 1, mem: 32, input: file }, { wait: false })
+  // Long enough that a slow machine cannot see it end while the waiter waits; killed below.
+  const blocker = await run(c, { id: 'blocker', cmd: 'sleep 120', cpus: 1, mem: 32, input: file }, { wait: false })
   await waitFor(async () => (await status(c, 'blocker')).tasks[0]!.state === 'RUNNING', 20_000, 'the blocker to run')
   const busyNode = (await status(c, 'blocker')).tasks[0]!.node!
   t.is((await status(c, 'blocker')).tasks[0]!.locality, 'NODE_LOCAL')
@@ -112,6 +113,8 @@ test('delay scheduling: with its node busy, a task waits, then goes RACK_LOCAL',
   t.not(task.node, busyNode)
   t.true(task.waitedMs >= 1400, `it waited for a node-local slot first: ${task.waitedMs} ms`)
   t.is(blocker.state, 'RUNNING')
+  t.is((await status(c, 'blocker')).tasks[0]!.state, 'RUNNING', 'the node-local slot was busy all along')
+  t.is((await c.loam(['job', 'kill', 'blocker'])).code, 0)
 })
 
 test('scheduler kill -9 and restart mid-job: no task lost, none run twice', async (t) => {
