@@ -7,6 +7,8 @@ export const FRAME_BYTES_MAX = (1 << 20) + 64 * 1024
 export const PACKET_BYTES_MAX = 64 * 1024
 /** Consecutive packets a datanode writes to disk in one go (fewer syscalls under load). */
 export const DISK_WRITE_BYTES_MAX = 1024 * 1024
+/** Page-aligned buffers of DISK_WRITE_BYTES_MAX a datanode stages O_DIRECT writes in; more at once go buffered. */
+export const DIRECT_WRITE_SLOTS = 8
 /** A datanode starts flushing a replica to disk every this many bytes, so the flush at its end is short. */
 export const WRITE_BEHIND_BYTES = 4 * 1024 * 1024
 /** Checksum chunk: every replica carries one xxhash64 per chunk of this size. */

@@ -21,6 +21,7 @@ import path from 'node:path'
 import { chunkChecksums, chunkCount, firstBadChunk, initChecksums } from '../common/checksum.js'
 import { BLOCK_SIZE_MAX_BYTES, CHECKSUM_BYTES, CHUNK_BYTES, DISK_WRITE_BYTES_MAX, PACKET_BYTES_MAX, REPLICA_META_HEADER_BYTES } from '../limits.js'
 import { LoamError, assert } from '../rpc/errors.js'
+import { DIRECT_ALIGN_BYTES, DirectIo } from './direct-io.js'
 import { mkdirp } from '../common/mkdirp.js'
 
 export interface ReplicaInfo {
@@ -367,6 +368,8 @@ export class ReplicaStore {
   /** Per block id, the tail of a chain of mutations (create, finalize, abort, delete) run one at a time. */
   private readonly locks = new Map<number, Promise<void>>()
   private closed = false
+  /** @internal staging buffers for the writers' O_DIRECT writes. */
+  readonly directIo = new DirectIo()
 
   private constructor(
     private readonly dirs: DataDir[],
@@ -1231,6 +1234,8 @@ export class ReplicaWriter {
   private issuedEndBytes: number
   /** Settles when the last exclusive operation (a merging write, a resize, a consistent read) has; later writes wait for it. */
   private barrier: Promise<void> | undefined
+  /** The data file opened O_DIRECT at the first write of whole pages (see direct-io.ts); undefined where refused. */
+  private direct: Promise<FileHandle | undefined> | undefined
 
   /** @internal made by ReplicaStore.createRbw, openForUpdate and cloneForUpdate (update: the bytes predate this writer). */
   constructor(
@@ -1392,7 +1397,7 @@ export class ReplicaWriter {
   private async writeAt(offsetBytes: number, data: Buffer[], checksums: Buffer, endBytes: number): Promise<void> {
     try {
       await Promise.all([
-        writevFully(this.data, data, offsetBytes),
+        this.writeData(data, offsetBytes, endBytes - offsetBytes),
         writeFully(this.meta, checksums, META_HEADER_BYTES + (offsetBytes / CHUNK_BYTES) * CHECKSUM_BYTES),
       ])
     } catch (err) {
@@ -1400,6 +1405,23 @@ export class ReplicaWriter {
     }
     // Only after both land, so a reader never sees a length the checksums do not cover.
     if (endBytes > this.replica.lengthBytes) this.landed(endBytes)
+  }
+
+  /** Whole pages go straight to the device where the filesystem allows it; anything else through the page cache. */
+  private async writeData(pieces: Buffer[], offsetBytes: number, lengthBytes: number): Promise<void> {
+    if (offsetBytes % DIRECT_ALIGN_BYTES === 0 && lengthBytes % DIRECT_ALIGN_BYTES === 0) {
+      const io = this.store.directIo
+      this.direct ??= io.open(this.replica.dir, this.replica.dataPath)
+      const handle = await this.direct
+      if (handle && (await io.write(this.replica.dir, handle, pieces, offsetBytes, lengthBytes))) return
+    }
+    await writevFully(this.data, pieces, offsetBytes)
+  }
+
+  private async closeDirect(): Promise<void> {
+    const handle = await this.direct
+    this.direct = undefined
+    await handle?.close()
   }
 
   /** A write that is not plain (see write): runs alone, so the length and the bytes it merges with hold still. */
@@ -1507,7 +1529,7 @@ export class ReplicaWriter {
       try {
         await this.cutTo(lengthBytes)
         await Promise.all([this.data.sync(), this.meta.sync()])
-        await Promise.all([this.data.close(), this.meta.close()])
+        await Promise.all([this.data.close(), this.meta.close(), this.closeDirect()])
         const final = this.store.finalizedPaths(this.replica)
         // Meta first: the startup scan completes a finalize whose data rename did not happen.
         await fs.rename(this.replica.metaPath, final.metaPath)
@@ -1579,7 +1601,7 @@ export class ReplicaWriter {
     this.store.forgetWriter(this)
     if (!wasOpen) return
     await Promise.allSettled([...this.inflight])
-    await Promise.allSettled([this.data.close(), this.meta.close()])
+    await Promise.allSettled([this.data.close(), this.meta.close(), this.closeDirect()])
   }
 
   private checkOpen(): void {
