@@ -1,4 +1,6 @@
 import test from 'ava'
+import { readFileSync } from 'node:fs'
+import { NODE_FLAGS } from '../src/common/loam-command.js'
 import { startCluster } from './helpers/cluster.js'
 
 test('a file put through the CLI comes back identical', async (t) => {
@@ -12,4 +14,12 @@ test('a file put through the CLI comes back identical', async (t) => {
   const missing = await c.loam(['fs', 'cat', '/nope'])
   t.is(missing.code, 1)
   t.is(missing.stderr.trim(), 'loam: /nope: no such file or directory')
+})
+
+test('every role cluster up starts runs with the V8 flags of the loam command', async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1 })
+  for (const pid of [c.record.namenode.pid, c.record.scheduler.pid, ...c.record.nodes.map((n) => n.pid)]) {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+    t.deepEqual(argv.slice(1, 1 + NODE_FLAGS.length), [...NODE_FLAGS], argv.join(' '))
+  }
 })

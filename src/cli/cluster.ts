@@ -3,7 +3,6 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { openSync, closeSync } from 'node:fs'
 import { readFile, rm } from 'node:fs/promises'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import { LoamClient } from '../client/client.js'
 import { parseAddress } from '../common/address.js'
@@ -16,8 +15,8 @@ import type { MountNotice } from './mount-commands.js'
 import { runDemo } from './demo.js'
 import { action } from './run.js'
 import { mkdirp } from '../common/mkdirp.js'
+import { CLI_PATH, loamCommand } from '../common/loam-command.js'
 
-const CLI_PATH = fileURLToPath(new URL('./main.js', import.meta.url))
 const START_TIMEOUT_MS = 60_000
 const SECRET_FILE_NAME = 'secret'
 
@@ -100,7 +99,8 @@ async function startRole(args: string[], dir: string, children: ChildProcess[]):
   await rm(readyFile, { force: true })
   const log = path.join(dir, 'log')
   const fd = openSync(log, 'a', 0o600)
-  const child = spawn(process.execPath, [CLI_PATH, ...args, '--ready-file', readyFile], { stdio: ['ignore', fd, fd] })
+  const [node, ...loam] = loamCommand()
+  const child = spawn(node!, [...loam, ...args, '--ready-file', readyFile], { stdio: ['ignore', fd, fd] })
   closeSync(fd)
   children.push(child)
   return { record: await waitForFile(readyFile, child, log), child }
@@ -111,8 +111,9 @@ async function startMount(mountDir: string, nnRpc: string, nodeId: string, dir: 
   await mkdirp(dir)
   const log = path.join(dir, 'log')
   const fd = openSync(log, 'a', 0o600)
-  const args = [CLI_PATH, 'mount', mountDir, '--foreground', '--namenode', nnRpc, '--node', nodeId, '--host', host, '--http-port', '0', '--log-level', logLevel]
-  const child = spawn(process.execPath, args, { stdio: ['ignore', fd, fd, 'ipc'] })
+  const [node, ...loam] = loamCommand()
+  const args = [...loam, 'mount', mountDir, '--foreground', '--namenode', nnRpc, '--node', nodeId, '--host', host, '--http-port', '0', '--log-level', logLevel]
+  const child = spawn(node!, args, { stdio: ['ignore', fd, fd, 'ipc'] })
   closeSync(fd)
   const notice = await new Promise<MountNotice>((resolve) => {
     child.once('message', (m: MountNotice) => resolve(m))
@@ -132,7 +133,7 @@ function restartArgv(args: string[], rpc: string, http: string): string[] {
   }
   set('--port', String(parseAddress(rpc).port))
   set('--http-port', String(parseAddress(http).port))
-  return [process.execPath, CLI_PATH, ...out]
+  return [...loamCommand(), ...out]
 }
 
 async function waitForDatanodes(client: LoamClient, want: number): Promise<void> {

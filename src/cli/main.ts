@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=128
 // The `loam` command.
 import path from 'node:path'
 import { Command, CommanderError } from 'commander'

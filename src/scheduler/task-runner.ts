@@ -6,7 +6,6 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { chmod, open, readdir, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { constants as osConstants } from 'node:os'
 import type { Logger } from '../common/log.js'
 import { mkdirp } from '../common/mkdirp.js'
@@ -17,6 +16,7 @@ import type { LaunchTask, ReadLogResponse, TaskState } from '../rpc/messages.js'
 import { HEALTH_FAILURES_MAX, HEALTH_INTERVAL_MAX_MS, HEALTH_INTERVAL_MIN_MS, HealthChecker } from './health-check.js'
 import { ID_BYTES_MAX } from './limits.js'
 import { checkVolumePath, detachLazily, mountsUnder, mountVolumes, TASK_VOLUMES_MAX, type MountedVolumes } from './volume-mounts.js'
+import { CLI_PATH, loamCommand } from '../common/loam-command.js'
 
 // ---------------------------------------------------------------- limits of one agent
 /** Tasks one agent runs at once; a launch beyond it fails at once (the scheduler places it again). */
@@ -83,7 +83,6 @@ export interface TaskRunnerOptions {
 }
 
 /** The `loam` command this process runs from (dist/src/cli/main.js): tasks call it through a wrapper on their PATH. */
-export const CLI_PATH = fileURLToPath(new URL('../cli/main.js', import.meta.url))
 
 export class TaskRunner {
   private readonly held = new Map<string, Task>()
@@ -182,7 +181,7 @@ export class TaskRunner {
         try {
           // A mount joins the cluster as the agent does, whatever the task's own environment says of the secret.
           const mountEnv = { ...env, [SECRET_FILE_ENV]: this.opts.baseEnv[SECRET_FILE_ENV], [INSECURE_ENV]: this.opts.baseEnv[INSECURE_ENV] }
-          task.mounts = await mountVolumes(task.sandbox, spec.volumes, [process.execPath, CLI_PATH], mountEnv, this.opts.log)
+          task.mounts = await mountVolumes(task.sandbox, spec.volumes, loamCommand(), mountEnv, this.opts.log)
         } catch (e) {
           this.end(task, 'FAILED', -1, `not started: ${(e as Error).message}`)
           return
@@ -356,7 +355,7 @@ export class TaskRunner {
   private async writeCliWrapper(): Promise<void> {
     if (!existsSync(CLI_PATH)) throw new LoamError('io', `the loam command is not at ${CLI_PATH}; is this a complete build?`)
     const file = path.join(this.binDir, 'loam')
-    const script = `#!/bin/sh\n# Written by the Loam agent: the loam command for its tasks.\nexec ${shellQuote(process.execPath)} ${shellQuote(CLI_PATH)} "$@"\n`
+    const script = `#!/bin/sh\n# Written by the Loam agent: the loam command for its tasks.\nexec ${loamCommand().map(shellQuote).join(' ')} "$@"\n`
     const tmp = `${file}.tmp-${process.pid}`
     await writeFile(tmp, script, { mode: 0o755 })
     await chmod(tmp, 0o755)
