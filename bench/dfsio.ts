@@ -2,16 +2,22 @@
 // client library, at replication 1 and 3, beside a plain local-disk write and
 // read of the same size on the same filesystem, in the same run.
 //
-// Every read comes right after its write, as in the local baseline: the bytes
-// are in the page cache for both, so the comparison is of the software paths
-// (pipeline, checksums, framing, copies), not of the disk's read speed.
-import { execFileSync } from 'node:child_process'
+// Every read comes right after its write, as in the local baseline: the local
+// file's bytes are in the page cache; a datanode's O_DIRECT writes leave none
+// there, so its reads then come from disk. Reads from disk are compared after
+// dropping the page cache (cold).
+//
+// Every write, local or cluster, starts from settled memory (settleMemory in
+// tools.ts). The local write into pages just freed is still shown (info),
+// beside a local O_DIRECT write: the device without the page cache.
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import type { LoamClient } from '../src/client/client.js'
+import { DirectIo } from '../src/datanode/direct-io.js'
 import { loadSecurity, useSecurity } from '../src/rpc/security.js'
 import { startCluster, type TestCluster } from '../test/helpers/cluster.js'
+import { dropCaches, settleMemory } from './tools.js'
 import { CpuMeter, fixed, formatCpu, log, mbPerS, noteLoad, Pattern, PIECE_BYTES, table, targetTable, Verifier, writeResults, type Cleanup, type CpuGroups, type Target } from './lib.js'
 
 export interface DfsioOptions {
@@ -30,9 +36,14 @@ interface Measurement {
   replication: number
   /** Cluster connections encrypted (the default) or --insecure; true for the local disk. */
   encrypted: boolean
-  path: 'local-disk' | 'pipeline' | 'short-circuit' | 'tcp'
-  /** Reads: 'page' right after the write (memory speed), 'cold' after dropping the page cache (disk speed). */
-  cache: 'page' | 'cold'
+  /** local-disk: a plain buffered write or read, the baseline; local-direct: an O_DIRECT write. */
+  path: 'local-disk' | 'local-direct' | 'pipeline' | 'short-circuit' | 'tcp'
+  /**
+   * Reads: 'page' right after the write (from the page cache where the write left its bytes there; a datanode's
+   * O_DIRECT writes do not), 'cold' after dropping the page cache (disk speed).
+   * Writes: 'settled' from settled memory (see the top), 'recycled' into pages freed just before.
+   */
+  cache: 'page' | 'cold' | 'settled' | 'recycled'
   bytes: number
   ms: number
   mbPerS: number
@@ -51,7 +62,7 @@ export async function runDfsio(cleanup: Cleanup, opts: DfsioOptions): Promise<vo
   const pattern = new Pattern()
   const results: Measurement[] = []
   const add = (m: Omit<Measurement, 'mbPerS' | 'ratio'>): Measurement => {
-    const local = results.find((r) => r.replication === 0 && r.op === m.op && r.cache === m.cache)
+    const local = results.find((r) => r.path === 'local-disk' && r.op === m.op && r.cache === (m.cache === 'recycled' ? 'settled' : m.cache))
     const rate = mbPerS(m.bytes, m.ms)
     const full: Measurement = { ...m, mbPerS: rate, ratio: local ? rate / local.mbPerS : 1 }
     results.push(full)
@@ -65,15 +76,21 @@ export async function runDfsio(cleanup: Cleanup, opts: DfsioOptions): Promise<vo
   log(`dfsio: ${opts.sizeBytes} bytes, local disk baseline in ${localDir}`)
   const file = path.join(localDir, 'dfsio.bin')
   // The disk here swings by 4x from one write to the next: the baseline is the median of three.
+  if (!(await dropCaches())) log('dfsio: cannot drop the page cache (needs root): writes start from whatever memory is free, and cold-cache reads are left out')
   let cpu = new CpuMeter({})
   const writes: number[] = []
   for (let i = 0; i < LOCAL_WRITE_RUNS; i++) {
     await rm(file, { force: true })
+    await settleMemory()
     writes.push(await localWrite(file, opts.sizeBytes, pattern))
   }
   let ms = writes.sort((a, b) => a - b)[Math.floor(LOCAL_WRITE_RUNS / 2)]!
   log(`  local disk write runs: ${writes.map((w) => fixed(mbPerS(opts.sizeBytes, w))).join(', ')} MB/s; the median is the baseline`)
-  add({ name: 'local disk write (median of 3)', op: 'write', replication: 0, encrypted: true, path: 'local-disk', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+  add({ name: 'local disk write (median of 3)', op: 'write', replication: 0, encrypted: true, path: 'local-disk', cache: 'settled', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+  await rm(file, { force: true })
+  cpu = new CpuMeter({})
+  ms = await localWrite(file, opts.sizeBytes, pattern)
+  add({ name: 'local disk write into pages just freed (info)', op: 'write', replication: 0, encrypted: true, path: 'local-disk', cache: 'recycled', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
   cpu = new CpuMeter({})
   ms = await localRead(file, opts.sizeBytes, pattern, opts.verify)
   add({ name: 'local disk read (page cache)', op: 'read', replication: 0, encrypted: true, path: 'local-disk', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
@@ -82,9 +99,12 @@ export async function runDfsio(cleanup: Cleanup, opts: DfsioOptions): Promise<vo
     cpu = new CpuMeter({})
     ms = await localRead(file, opts.sizeBytes, pattern, opts.verify)
     add({ name: 'local disk read (cold cache)', op: 'read', replication: 0, encrypted: true, path: 'local-disk', cache: 'cold', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
-  } else {
-    log('dfsio: cannot drop the page cache (needs root): cold-cache reads are left out')
   }
+  await rm(file, { force: true })
+  await settleMemory()
+  cpu = new CpuMeter({})
+  ms = await localDirectWrite(file, opts.sizeBytes, pattern)
+  add({ name: 'local disk write, O_DIRECT (info)', op: 'write', replication: 0, encrypted: true, path: 'local-direct', cache: 'settled', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
   await rm(file, { force: true })
 
   // Once encrypted (the default) and once --insecure, in the same run: what encryption costs.
@@ -103,13 +123,14 @@ export async function runDfsio(cleanup: Cleanup, opts: DfsioOptions): Promise<vo
 
     for (const replication of opts.replications) {
       const p = `/dfsio/r${replication}.bin`
+      await settleMemory()
       cpu = new CpuMeter(groups)
       ms = await clusterWrite(shortCircuit, p, opts, replication, pattern)
-      add({ name: `cluster write, replication ${replication}, ${mode}`, op: 'write', replication, encrypted, path: 'pipeline', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+      add({ name: `cluster write, replication ${replication}, ${mode}`, op: 'write', replication, encrypted, path: 'pipeline', cache: 'settled', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
       await checkReplicas(cluster, p, replication)
       cpu = new CpuMeter(groups)
       ms = await clusterRead(shortCircuit, p, opts, pattern)
-      add({ name: `cluster read, replication ${replication}, short-circuit (page cache), ${mode}`, op: 'read', replication, encrypted, path: 'short-circuit', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+      add({ name: `cluster read, replication ${replication}, short-circuit (right after the write), ${mode}`, op: 'read', replication, encrypted, path: 'short-circuit', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
       if (cold && (await dropCaches())) {
         cpu = new CpuMeter(groups)
         ms = await clusterRead(shortCircuit, p, opts, pattern)
@@ -117,7 +138,7 @@ export async function runDfsio(cleanup: Cleanup, opts: DfsioOptions): Promise<vo
       }
       cpu = new CpuMeter(groups)
       ms = await clusterRead(tcp, p, opts, pattern)
-      add({ name: `cluster read, replication ${replication}, TCP (page cache), ${mode}`, op: 'read', replication, encrypted, path: 'tcp', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
+      add({ name: `cluster read, replication ${replication}, TCP (right after the write), ${mode}`, op: 'read', replication, encrypted, path: 'tcp', cache: 'page', bytes: opts.sizeBytes, ms, cpu: cpu.stop() })
       await shortCircuit.delete(p)
     }
     await cluster.stop()
@@ -129,15 +150,22 @@ export async function runDfsio(cleanup: Cleanup, opts: DfsioOptions): Promise<vo
   const target = (m: Measurement | undefined, want: number, what: string, info = false): void => {
     if (m) targets.push({ what, want: `>= ${want.toFixed(2)} x local`, got: `${m.ratio.toFixed(2)} x`, met: m.ratio >= want, info })
   }
-  target(get(3, 'write', 'pipeline'), TARGET_WRITE_R3, 'write, replication 3')
+  const r3 = get(3, 'write', 'pipeline', 'settled')
+  target(r3, TARGET_WRITE_R3, 'write, replication 3')
+  // The same write against the device alone: three replicas' bytes all go to this one disk.
+  const direct = results.find((r) => r.path === 'local-direct')
+  if (r3 && direct) {
+    const ratio = r3.mbPerS / direct.mbPerS
+    targets.push({ what: 'write, replication 3, against the local O_DIRECT write', want: `>= ${TARGET_WRITE_R3.toFixed(2)} x`, got: `${ratio.toFixed(2)} x`, met: ratio >= TARGET_WRITE_R3, info: true })
+  }
   // A disk read is judged from disk (cold cache); from the page cache a read is bounded by checksumming every byte on one core.
   for (const r of opts.replications) target(get(r, 'read', 'short-circuit', 'cold'), TARGET_READ, `read, replication ${r} (short-circuit, the default; cold cache)`)
-  for (const r of opts.replications) target(get(r, 'read', 'short-circuit'), TARGET_READ, `read, replication ${r} (short-circuit; page cache)`, true)
-  for (const r of opts.replications) target(get(r, 'read', 'tcp'), TARGET_READ, `read, replication ${r} over TCP (page cache)`, true)
+  for (const r of opts.replications) target(get(r, 'read', 'short-circuit'), TARGET_READ, `read, replication ${r} (short-circuit; right after the write)`, true)
+  for (const r of opts.replications) target(get(r, 'read', 'tcp'), TARGET_READ, `read, replication ${r} over TCP (right after the write)`, true)
 
   const out = table(
     ['dfsio', 'MB/s', 'x local', 'seconds', 'cpu bench', 'cpu nn', 'cpu dns', 'cpu other'],
-    results.map((r) => [r.name, fixed(r.mbPerS), r.replication === 0 ? '1.00' : r.ratio.toFixed(2), fixed(r.ms / 1000, 2), formatCpu(r.cpu.bench), formatCpu(r.cpu.namenode), formatCpu(r.cpu.datanodes), formatCpu(r.cpu.other)]),
+    results.map((r) => [r.name, fixed(r.mbPerS), r.ratio.toFixed(2), fixed(r.ms / 1000, 2), formatCpu(r.cpu.bench), formatCpu(r.cpu.namenode), formatCpu(r.cpu.datanodes), formatCpu(r.cpu.other)]),
     [false, true, true, true, true, true, true, true],
   )
   process.stdout.write(`\ndfsio: ${opts.sizeBytes / 2 ** 20} MiB, block size ${opts.blockSizeBytes / 2 ** 20} MiB, ${PIECE_BYTES / 2 ** 20} MiB writes and reads, MB = 10^6 bytes; cpu = cores busy on average (100% = one core) in this process (the client), the namenode, all datanodes together, and everything else on the machine\n\n${out}\n\n${targetTable(targets)}\n`)
@@ -145,15 +173,23 @@ export async function runDfsio(cleanup: Cleanup, opts: DfsioOptions): Promise<vo
   process.stdout.write(`\nwrote ${files.join(' and ')}\n`)
 }
 
-/** Empties the page cache so the next read comes from disk; false where that is not allowed (not root). */
-async function dropCaches(): Promise<boolean> {
+/** The device without the page cache: 1 MiB O_DIRECT writes from an aligned buffer, as a datanode writes. */
+async function localDirectWrite(file: string, sizeBytes: number, pattern: Pattern): Promise<number> {
+  const buf = pattern.buffer()
+  const io = new DirectIo(1)
+  const t0 = performance.now()
+  await writeFile(file, '')
+  const fh = await io.open(path.dirname(file), file)
+  if (!fh) throw new Error(`${file}: this filesystem refuses O_DIRECT`)
   try {
-    execFileSync('sync')
-    await writeFile('/proc/sys/vm/drop_caches', '3\n')
-    return true
-  } catch {
-    return false
+    for (let i = 0, pos = 0; pos < sizeBytes; i++, pos += PIECE_BYTES) {
+      if (!(await io.write(path.dirname(file), fh, [pattern.piece(i, buf)], pos, PIECE_BYTES))) throw new Error(`${file}: direct write at ${pos} refused`)
+    }
+    await fh.sync()
+  } finally {
+    await fh.close()
   }
+  return performance.now() - t0
 }
 
 async function localWrite(file: string, sizeBytes: number, pattern: Pattern): Promise<number> {

@@ -63,6 +63,23 @@ export async function dropCaches(): Promise<boolean> {
   }
 }
 
+/** After dropping the page cache: time for the freed memory to go back to the host (free page reporting). */
+const SETTLE_MS = 3000
+
+/**
+ * Drops the page cache and waits for the freed memory to go back to the host;
+ * false where not allowed (not root). Every write a benchmark compares starts
+ * from here: on a VM like this one a buffered write into memory freed seconds
+ * before costs a twelfth of the CPU of one into memory the host has reclaimed
+ * (0.16 against 1.9 CPU-seconds per GiB), so a baseline that rewrites the file
+ * it just deleted would measure recycled pages, not the disk.
+ */
+export async function settleMemory(): Promise<boolean> {
+  if (!(await dropCaches())) return false
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
+  return true
+}
+
 /**
  * Runs a child to its end and returns what it printed; a failure says `what`
  * failed and why. With timeoutMs, a child still running after that long is
