@@ -173,7 +173,8 @@ export class OpenFile {
 
   private async readRange(offset: number, end: number): Promise<Buffer> {
     // A block this writer added or changed carries its write token, which reads nothing: its read token then.
-    const located = this.blocks.map((b, i) => ({ ...b.located, block: b.ref, offsetBytes: i * this.blockSizeBytes, token: b.located.readToken ?? b.located.token }))
+    // (A located block from GetBlockLocations has an empty read token, and its token is the read token.)
+    const located = this.blocks.map((b, i) => ({ ...b.located, block: b.ref, offsetBytes: i * this.blockSizeBytes, token: b.located.readToken?.length ? b.located.readToken : b.located.token }))
     const reader = new FileReader(this.client, this.path, { ...this.status, lengthBytes: this.materializedBytes() }, located)
     const pieces: Buffer[] = []
     for await (const piece of reader.read(offset, end - offset)) pieces.push(piece)
