@@ -15,6 +15,7 @@ import { RPC_TIMEOUT_DEFAULT_MS } from '../limits.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
 import { logLevel, daemonProcess, port, stopOnSignal } from './daemon-commands.js'
 import { action } from './run.js'
+import { loamCommand } from '../common/loam-command.js'
 
 interface MountFlags {
   namenode?: string
@@ -99,7 +100,8 @@ function notify(notice: MountNotice): void {
 async function detach(target: string, flags: MountFlags): Promise<void> {
   const args = process.argv.slice(2).filter((a) => a !== '--foreground')
   const out = flags.log ? openSync(path.resolve(flags.log), 'a', 0o600) : 'ignore'
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args, '--foreground'], { detached: true, stdio: ['ignore', out, out, 'ipc'] })
+  const [node, ...loam] = loamCommand()
+  const child = spawn(node!, [...loam, ...args, '--foreground'], { detached: true, stdio: ['ignore', out, out, 'ipc'] })
   if (typeof out === 'number') closeSync(out)
   const notice = await new Promise<MountNotice>((resolve) => {
     child.once('message', (m: MountNotice) => resolve(m))

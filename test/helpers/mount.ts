@@ -7,6 +7,7 @@ import path from 'node:path'
 import { promisify } from 'node:util'
 import type { MountNotice } from '../../src/cli/mount-commands.js'
 import { isMounted } from '../../src/fuse/mount.js'
+import { loamCommand } from '../../src/common/loam-command.js'
 import { alive, CLI, sleep, waitFor, type Teardown, type TestCluster } from './cluster.js'
 
 export interface MountOptions {
@@ -31,12 +32,14 @@ export const run = promisify(execFile)
 
 export async function mountCluster(t: Teardown, c: TestCluster, opts: MountOptions = {}): Promise<TestMount> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'loam-mnt-'))
-  const args = [CLI, 'mount', dir, '--foreground', '--namenode', c.namenode, '--log-level', 'warn']
+  // The mount runs as loam starts it: with the loam V8 flags.
+  const [node, ...loam] = loamCommand()
+  const args = [...loam, 'mount', dir, '--foreground', '--namenode', c.namenode, '--log-level', 'warn']
   if (opts.nodeId) args.push('--node', opts.nodeId)
   if (opts.timeout) args.push('--timeout', opts.timeout)
   if (opts.readOnly) args.push('--read-only')
   args.push(...(opts.extraArgs ?? []))
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+  const child = spawn(node!, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
   let log = ''
   child.stdout!.on('data', (b: Buffer) => (log += b.toString()))
   child.stderr!.on('data', (b: Buffer) => (log += b.toString()))
