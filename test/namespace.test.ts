@@ -1074,6 +1074,13 @@ test('a snapshot copies the tree read-only, naming the same blocks; copyOnWrite 
   refuses(t, env, () => ns.create('/.snapshots/vol/s1/new', createOpts('c'), DEFAULTS, CALLER, neverExpired), 'read-only')
   refuses(t, env, () => ns.delete('/.snapshots/vol/s1/g', false, CALLER), 'read-only')
   refuses(t, env, () => ns.setPermission('/.snapshots/vol/s1/g', 0o777, CALLER), 'read-only')
+  // The snapshot trees belong to the volume records: not removed, moved or replaced by hand, not even from the top.
+  ns.mkdirs('/empty', 0o755, false, CALLER)
+  for (const p of ['/.snapshots', '/.snapshots/vol', '/.snapshots/vol/s1']) {
+    refuses(t, env, () => ns.delete(p, true, CALLER), 'read-only')
+    refuses(t, env, () => ns.rename(p, '/moved', false, CALLER), 'read-only')
+    refuses(t, env, () => ns.rename('/empty', p, true, CALLER), 'read-only')
+  }
   refuses(t, env, () => ns.snapshotVolume('vol', 's1', treeOf(txn, vol.rootId), LATER), 'exists')
   checkTree(t, txn)
 

@@ -98,6 +98,18 @@ export function newInode(id: number, type: InodeType, caller: Caller, mode: numb
   }
 }
 
+/**
+ * /.snapshots, its per-volume directories and every snapshot's root are the
+ * system's (read-only directories, named by volume records): removed or moved
+ * only through the volume commands, so a record never names a tree that is
+ * gone. (What is inside a snapshot is kept by its read-only parent.)
+ */
+function keepSnapshot(rec: InodeRecord, path: string): void {
+  if (rec.readOnly && rec.type === InodeType.DIRECTORY) {
+    throw new LoamError('read-only', `${path}: belongs to the volume snapshots and cannot be removed, moved or replaced; use 'loam volume snapshot rm VOLUME SNAPSHOT' or 'loam volume rm VOLUME'`)
+  }
+}
+
 export class Namespace {
   /** writer: who the write-path operations (addBlock, commitBlocks, ...) act for, for the volume epoch check. */
   constructor(
@@ -670,6 +682,7 @@ export class Namespace {
     if (d.parts.length === 0) throw new LoamError('exists', '/: cannot rename over the root')
     if (d.parentId === s.parentId && d.name === s.name) return { blocks: [] }
     const srcRec = this.mustInode(s.id)
+    keepSnapshot(srcRec, src)
     if (srcRec.type === InodeType.DIRECTORY) {
       // A directory may not move below itself.
       for (let p = d.parentId; p !== 0; p = this.mustInode(p).parentId) {
@@ -687,6 +700,7 @@ export class Namespace {
       if (d.id === s.id) return freed // two names of one hard-linked file
       const dstRec = this.mustInode(d.id)
       if (!overwrite) throw new LoamError('exists', `${dst}: exists`)
+      keepSnapshot(dstRec, dst)
       if (dstRec.type === InodeType.DIRECTORY) {
         if (srcRec.type !== InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${dst}: is a directory`)
         if (dstRec.children > 0) throw new LoamError('not-empty', `${dst}: directory not empty`)
@@ -716,6 +730,7 @@ export class Namespace {
     if (r.parts.length === 0) throw new LoamError('invalid-argument', '/: the root cannot be removed')
     if (r.id === undefined) throw new LoamError('not-found', `${path}: no such file or directory`)
     const rec = this.mustInode(r.id)
+    keepSnapshot(rec, path)
     if (rec.type === InodeType.DIRECTORY && rec.children > 0 && !recursive) {
       throw new LoamError('not-empty', `${path}: directory not empty (use -r to remove it and its contents)`)
     }
