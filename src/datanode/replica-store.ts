@@ -688,8 +688,7 @@ export class ReplicaStore {
       this.checkOpen()
       const replica = this.replicas.get(id)
       if (replica === undefined) throw new LoamError('not-found', `blk_${id}: no replica here`)
-      await this.writers.get(id)?.settle()
-      const v = await this.verifiedPrefixOf(replica, Infinity)
+      const v = await this.verifiedWhileWriting(replica, Infinity)
       return { genStamp: replica.genStamp, lengthBytes: v.dataBytes, verifiedBytes: v.verifiedBytes, state: replica.state }
     })
   }
@@ -734,8 +733,8 @@ export class ReplicaStore {
       const writer = this.writers.get(id)
       if (writer !== undefined) {
         // Checked before ending the write, so a refused recovery leaves the writer alone.
-        const issued = await writer.settle()
-        const before = (await this.verifiedPrefixOf(replica, lengthBytes)).verifiedBytes
+        const issued = writer.writesIssued
+        const before = (await this.verifiedWhileWriting(replica, lengthBytes)).verifiedBytes
         if (lengthBytes > before) throw refuse(before)
         await writer.closeFiles(new LoamError('stale-generation', `blk_${id}: write ended by block recovery at gen stamp ${newGenStamp}`), 'aborted')
         // Writes started while we read may have changed the files: read them again.
@@ -981,6 +980,15 @@ export class ReplicaStore {
   }
 
   /** How far a replica's files verify (see verifiedPrefix); caller holds the id's lock. */
+  /**
+   * verifiedPrefixOf with the replica's writer, if any, held still: a write lands its data and then its
+   * chunk's checksum, and read between the two a chunk looks torn, which would cut every acknowledged byte of it.
+   */
+  private verifiedWhileWriting(replica: Replica, untilBytes: number): Promise<{ dataBytes: number; verifiedBytes: number }> {
+    const writer = this.writers.get(replica.id)
+    return writer ? writer.exclusive(() => this.verifiedPrefixOf(replica, untilBytes)) : this.verifiedPrefixOf(replica, untilBytes)
+  }
+
   private async verifiedPrefixOf(replica: Replica, untilBytes: number): Promise<{ dataBytes: number; verifiedBytes: number }> {
     let data: FileHandle | undefined
     let meta: FileHandle | undefined
