@@ -14,6 +14,7 @@ import { LoamError } from '../src/rpc/errors.js'
 import { sleep, startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
 import { fsckJson, KiB, localTempDir, MiB, pattern, reportJson, sha256, type FsckJson } from './helpers/data.js'
 import { clusterLogs, eventually, nodeDataDir, readAll, replicaFiles, runLoam, showLogsOnFailure, type ReplicaFile } from './helpers/failures.js'
+import { mountCluster } from './helpers/mount.js'
 
 async function allReplicaFiles(c: TestCluster): Promise<Array<ReplicaFile & { node: string }>> {
   const out: Array<ReplicaFile & { node: string }> = []
@@ -148,6 +149,83 @@ test.serial('a datanode killed -9 in the middle of a write: the writer goes on w
   )
   t.false(settled.files.some((f) => f.node === victim && f.state === 'rbw'), `no rbw replica left on ${victim}`)
   await catEquals(t, c, '/pipe/f', data, 'after the victim returned')
+})
+
+/** Rewrites random pages of a file in place, each with an fsync, saying which it tries and which returned, until one fails. */
+const PAGE_REWRITER = `
+import os, sys, random
+random.seed(int(sys.argv[2]))
+PAGES = 256
+def page(i, v):
+    return (b'%07d:%07d\\n' % (i, v)) * 256
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+for i in range(PAGES):
+    os.pwrite(fd, page(i, 0), i * 4096)
+os.fsync(fd)
+print('ready', flush=True)
+v = 0
+try:
+    while True:
+        v += 1
+        i = random.randrange(PAGES)
+        print('try %d %d' % (i, v), flush=True)
+        os.pwrite(fd, page(i, v), i * 4096)
+        os.fsync(fd)
+        print('ok %d %d' % (i, v), flush=True)
+except OSError as e:
+    print('error %d' % e.errno, flush=True)
+try:
+    os.close(fd)
+except OSError:
+    pass
+`
+
+test.serial('a datanode killed -9 while pages are rewritten in place with fsync (one replica): after recovery every page whose fsync returned is there', async (t) => {
+  t.timeout(120_000)
+  const c = await startCluster(t, { nodes: 1, racks: 1, replication: 1, heartbeat: '500ms', deadAfter: '3s', leaseLimit: '3s', logLevel: 'info' })
+  showLogsOnFailure(t, () => clusterLogs(c))
+  const m = await mountCluster(t, c, { timeout: '5s' })
+  const writer = spawn('python3', ['-c', PAGE_REWRITER, `${m.dir}/pages`, '11'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  writer.stdout.on('data', (b: Buffer) => (out += b.toString()))
+  writer.stderr.on('data', (b: Buffer) => (err += b.toString()))
+  const exited = new Promise<number | null>((resolve) => writer.once('close', resolve))
+  t.teardown(() => {
+    if (writer.exitCode === null) writer.kill('SIGKILL')
+  })
+  await waitFor(() => out.includes('ready') || writer.exitCode !== null, 30_000, 'the file to be written')
+  await waitFor(() => (out.match(/^ok /gm)?.length ?? 0) >= 200 || writer.exitCode !== null, 30_000, 'pages to be rewritten')
+  await c.killNode(0)
+  t.is(await exited, 0, err)
+  const lines = out.trim().split('\n')
+  t.regex(lines[lines.length - 1] ?? '', /^error /, 'the writer saw its write fail once the only replica was gone')
+
+  // What each page must hold: its last version whose fsync returned; the write that failed may have landed or not.
+  const want = new Map<number, number>()
+  let pending: number | undefined
+  for (const line of lines) {
+    const [what, i, v] = line.split(' ')
+    if (what === 'try') pending = Number(i)
+    if (what === 'ok') {
+      want.set(Number(i), Number(v))
+      pending = undefined
+    }
+  }
+  await c.restartNode(0)
+  await m.unmount()
+  const stat = async (): Promise<{ openForWrite: boolean }> => JSON.parse((await c.loam(['fs', 'stat', '/pages', '--json'])).stdout.toString()) as { openForWrite: boolean }
+  await eventually(stat, (s) => !s.openForWrite, 45_000, 'lease recovery to close the file')
+  const cat = await c.loam(['fs', 'cat', '/pages'])
+  t.is(cat.code, 0, cat.stderr)
+  t.is(cat.stdout.length, 256 * 4096, 'no page was cut away')
+  const wrong: string[] = []
+  for (let i = 0; i < 256; i++) {
+    if (i === pending) continue
+    const expect = Buffer.from(`${String(i).padStart(7, '0')}:${String(want.get(i) ?? 0).padStart(7, '0')}\n`.repeat(256))
+    if (!cat.stdout.subarray(i * 4096, (i + 1) * 4096).equals(expect)) wrong.push(`page ${i} (want version ${want.get(i) ?? 0})`)
+  }
+  t.deepEqual(wrong, [], `${want.size} pages were rewritten and synced before the kill`)
 })
 
 /** A child process that writes, syncs, writes more, then kills itself: a writer that dies mid-write. */

@@ -472,6 +472,58 @@ test('inspect and recover while small writes land inside a chunk: every write fi
   t.like(await store.recover(55, 2, pages * 4096), { genStamp: 2, lengthBytes: pages * 4096, state: 'finalized' })
 })
 
+/** Puts chunk's stored checksum back to what it was in metaBefore: a rewrite whose checksum never landed. */
+async function tearChecksum(metaPath: string, metaBefore: Buffer, chunk: number): Promise<void> {
+  const at = META_HEADER_BYTES + chunk * CHECKSUM_BYTES
+  const fh = await fs.open(metaPath, 'r+')
+  await fh.write(metaBefore.subarray(at, at + CHECKSUM_BYTES), 0, CHECKSUM_BYTES, at)
+  await fh.close()
+}
+
+test('a rewrite torn by a crash loses no acknowledged byte: its chunk counts at its bytes; damage elsewhere still cuts', async (t) => {
+  const dir = await tempDir(t)
+  const first = await ReplicaStore.open([dir])
+  const data = randomBytes(4 * CHUNK_BYTES)
+  const writer = await first.createRbw(95, 1)
+  await writePackets(writer, data)
+  await writer.sync()
+  const { dataPath, metaPath } = first.get(95)!
+  const metaBefore = await fs.readFile(metaPath)
+  // A page rewritten inside chunk 1, between acknowledged bytes; the crash lands its data but not its checksum.
+  const page = randomBytes(4096)
+  await writer.write(CHUNK_BYTES + 8192, page, chunkChecksums(page))
+  await first.close()
+  await tearChecksum(metaPath, metaBefore, 1)
+  const want = Buffer.from(data)
+  page.copy(want, CHUNK_BYTES + 8192)
+
+  const store = await openStore(t, [dir])
+  t.like(await store.inspect(95), { lengthBytes: data.length, verifiedBytes: data.length }, 'the torn chunk was marked: nothing is cut')
+  t.is(await loamCode(t, store.openForUpdate(95, 1, 2)), 'corrupt', 'a replica left mid-rewrite takes no update before recovery')
+  t.like(await store.recover(95, 3, data.length), { genStamp: 3, lengthBytes: data.length, state: 'finalized' })
+  t.deepEqual(await store.verify(95), { ok: true, badChunk: -1 }, 'its checksum was made again from its bytes')
+  t.true((await readRange(t, store, 95, 3, 0, 0)).equals(want))
+  await t.throwsAsync(fs.access(`${dataPath}.rewrites`), undefined, 'the marks go with the recovery')
+
+  // After a sync with nothing in flight the marks are gone: the same tear (or any damage) cuts the replica as ever.
+  const w2 = await store.createRbw(96, 1)
+  await writePackets(w2, data)
+  await w2.write(CHUNK_BYTES + 8192, page, chunkChecksums(page))
+  await w2.sync()
+  const meta2 = store.get(96)!.metaPath
+  await tearChecksum(meta2, metaBefore, 1)
+  t.like(await store.inspect(96), { lengthBytes: data.length, verifiedBytes: CHUNK_BYTES })
+  // While marked, a chunk that was not being rewritten still fails as damage.
+  const w3 = await store.createRbw(97, 1)
+  await writePackets(w3, data)
+  await w3.sync()
+  await w3.write(CHUNK_BYTES + 8192, page, chunkChecksums(page))
+  await tearChecksum(store.get(97)!.metaPath, metaBefore, 1)
+  await flipByte(store.get(97)!.dataPath, 3 * CHUNK_BYTES + 7)
+  t.like(await store.inspect(97), { lengthBytes: data.length, verifiedBytes: 3 * CHUNK_BYTES })
+  for (const w of [w2, w3]) await w.abort()
+})
+
 test('recover cuts an rbw replica inside a chunk and finalizes it at the new gen stamp, durably', async (t) => {
   const dir = await tempDir(t)
   const first = await ReplicaStore.open([dir])

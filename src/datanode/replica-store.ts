@@ -6,6 +6,7 @@
 //   D/current/finalized/subdir<NN>/blk_<id>     NN = id % 64, two hex digits
 //   D/current/finalized/subdir<NN>/blk_<id>.meta
 //   D/current/rbw/blk_<id>[.meta]               replicas being written
+//   D/current/rbw/blk_<id>.rewrites             chunks mid-rewrite (rewrite-marks.ts)
 //   D/current/quarantine/                       replicas set aside at startup
 //   D/current/tmp/blk_<id>[.meta]               copies being made (cloneForUpdate); emptied at startup
 // Meta file: 32-byte header (magic "LOAMMETA", u32 version, u32 chunk bytes,
@@ -22,6 +23,8 @@ import { chunkChecksums, chunkCount, firstBadChunk, initChecksums } from '../com
 import { BLOCK_SIZE_MAX_BYTES, CHECKSUM_BYTES, CHUNK_BYTES, DISK_WRITE_BYTES_MAX, PACKET_BYTES_MAX, REPLICA_META_HEADER_BYTES } from '../limits.js'
 import { LoamError, assert } from '../rpc/errors.js'
 import { DIRECT_ALIGN_BYTES, DirectIo } from './direct-io.js'
+import { exists, fileSize, fsyncDir, readFully, writeFully, writevFully } from './file-io.js'
+import { REWRITE_MARKS_SUFFIX, RewriteMarks, rewriteMarksPath } from './rewrite-marks.js'
 import { mkdirp } from '../common/mkdirp.js'
 
 export interface ReplicaInfo {
@@ -168,63 +171,6 @@ function checkGenStamp(genStamp: number): void {
   }
 }
 
-async function writeFully(fh: FileHandle, buf: Uint8Array, position: number): Promise<void> {
-  let done = 0
-  while (done < buf.byteLength) {
-    const { bytesWritten } = await fh.write(buf, done, buf.byteLength - done, position + done)
-    done += bytesWritten
-  }
-}
-
-/** Several buffers at position in one syscall where the kernel takes them all (it nearly always does). */
-async function writevFully(fh: FileHandle, bufs: Buffer[], position: number): Promise<void> {
-  const total = bufs.reduce((sum, b) => sum + b.length, 0)
-  const { bytesWritten } = bufs.length === 1 ? await fh.write(bufs[0]!, 0, total, position) : await fh.writev(bufs, position)
-  if (bytesWritten === total) return
-  const rest = Buffer.concat(bufs).subarray(bytesWritten)
-  await writeFully(fh, rest, position + bytesWritten)
-}
-
-/** Reads up to buf.length bytes at position; fewer only at end of file. */
-async function readFully(fh: FileHandle, buf: Buffer, position: number): Promise<number> {
-  let done = 0
-  while (done < buf.length) {
-    const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done)
-    if (bytesRead === 0) break
-    done += bytesRead
-  }
-  return done
-}
-
-/** Makes renames and creations in a directory durable. */
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fs.open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY)
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.lstat(p)
-    return true
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return false
-    throw err
-  }
-}
-
-async function fileSize(p: string): Promise<number | undefined> {
-  try {
-    return (await fs.stat(p)).size
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return undefined
-    throw err
-  }
-}
-
 /** Runs fn over items with at most `limit` in flight. */
 async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0
@@ -248,25 +194,30 @@ async function readMetaHeader(metaPath: string): Promise<ReturnType<typeof decod
   }
 }
 
+/** How far a replica's files verify, and the marked chunks (see rewrite-marks.ts) within that which count at their bytes. */
+interface VerifiedPrefix {
+  dataBytes: number
+  verifiedBytes: number
+  /** Chunks that fail their stored checksum but were mid-rewrite: to hash again from their bytes. */
+  rehash: number[]
+}
+
 /**
  * The end of the longest prefix of chunks whose data matches the checksum
  * stored for it, looking no further than the chunk that holds untilBytes - 1.
  * A chunk ends the prefix when its checksum is missing (data written, checksum
- * not), its data is missing (the reverse), or the two differ; the last chunk
- * counts at the length the data file gives it. Nothing verifies under a meta
- * header that does not decode or names another gen stamp.
+ * not), its data is missing (the reverse), or the two differ, unless it is
+ * marked as being rewritten (then it counts, and is listed in rehash); the
+ * last chunk counts at the length the data file gives it. Nothing verifies
+ * under a meta header that does not decode or names another gen stamp.
  */
-async function verifiedPrefix(
-  data: FileHandle,
-  meta: FileHandle,
-  genStamp: number,
-  untilBytes: number,
-): Promise<{ dataBytes: number; verifiedBytes: number }> {
+async function verifiedPrefix(data: FileHandle, meta: FileHandle, genStamp: number, untilBytes: number, marked: ReadonlySet<number>): Promise<VerifiedPrefix> {
   const [dataStat, metaStat] = await Promise.all([data.stat(), meta.stat()])
   const dataBytes = dataStat.size
+  const rehash: number[] = []
   const header = Buffer.alloc(META_HEADER_BYTES)
   const decoded = decodeMetaHeader(header.subarray(0, await readFully(meta, header, 0)))
-  if (!('genStamp' in decoded) || decoded.genStamp !== genStamp) return { dataBytes, verifiedBytes: 0 }
+  if (!('genStamp' in decoded) || decoded.genStamp !== genStamp) return { dataBytes, verifiedBytes: 0, rehash }
   const storedSums = Math.max(0, Math.floor((metaStat.size - META_HEADER_BYTES) / CHECKSUM_BYTES))
   const endBytes = Math.min(dataBytes, storedSums * CHUNK_BYTES, Math.ceil(untilBytes / CHUNK_BYTES) * CHUNK_BYTES)
   let verifiedBytes = 0
@@ -278,17 +229,26 @@ async function verifiedPrefix(
       readFully(data, dataBuf, verifiedBytes),
       readFully(meta, sumBuf, META_HEADER_BYTES + (verifiedBytes / CHUNK_BYTES) * CHECKSUM_BYTES),
     ])
-    if (dataRead !== spanBytes || sumRead !== sumBuf.length) {
-      // The files shrank while we read: only whole chunks that came back can count.
-      const chunks = Math.min(Math.floor(dataRead / CHUNK_BYTES), Math.floor(sumRead / CHECKSUM_BYTES))
-      const bad = firstBadChunk(dataBuf.subarray(0, chunks * CHUNK_BYTES), sumBuf.subarray(0, chunks * CHECKSUM_BYTES))
-      return { dataBytes, verifiedBytes: verifiedBytes + (bad === -1 ? chunks : bad) * CHUNK_BYTES }
+    // The files shrank while we read: only whole chunks that came back can count.
+    const shrank = dataRead !== spanBytes || sumRead !== sumBuf.length
+    const chunks = shrank ? Math.min(Math.floor(dataRead / CHUNK_BYTES), Math.floor(sumRead / CHECKSUM_BYTES)) : chunkCount(spanBytes)
+    const firstChunk = verifiedBytes / CHUNK_BYTES
+    let good = 0
+    while (good < chunks) {
+      const bad = firstBadChunk(dataBuf.subarray(good * CHUNK_BYTES, chunks * CHUNK_BYTES), sumBuf.subarray(good * CHECKSUM_BYTES, chunks * CHECKSUM_BYTES))
+      if (bad === -1) {
+        good = chunks
+        break
+      }
+      good += bad
+      if (!marked.has(firstChunk + good)) return { dataBytes, verifiedBytes: verifiedBytes + good * CHUNK_BYTES, rehash }
+      rehash.push(firstChunk + good)
+      good++
     }
-    const bad = firstBadChunk(dataBuf, sumBuf)
-    if (bad !== -1) return { dataBytes, verifiedBytes: verifiedBytes + bad * CHUNK_BYTES }
+    if (shrank) return { dataBytes, verifiedBytes: verifiedBytes + good * CHUNK_BYTES, rehash }
     verifiedBytes += spanBytes
   }
-  return { dataBytes, verifiedBytes }
+  return { dataBytes, verifiedBytes, rehash }
 }
 
 async function openDataDir(root: string): Promise<DataDir> {
@@ -492,6 +452,7 @@ export class ReplicaStore {
       if (writer !== undefined) {
         await writer.closeFiles(new LoamError('stale-generation', `blk_${id}: write ended by an update at gen stamp ${newGenStamp}`), 'aborted')
       }
+      await this.dropRewriteMarks(replica)
       const [dataBytes, metaFileBytes] = await Promise.all([fileSize(replica.dataPath), fileSize(replica.metaPath)]).catch((err: unknown) => {
         throw fsError(err, `blk_${id}: reading the replica's size`)
       })
@@ -729,24 +690,26 @@ export class ReplicaStore {
       const refuse = (verifiedBytes: number): LoamError =>
         new LoamError('invalid-argument', `blk_${id}: recovery to ${lengthBytes} bytes, but only ${verifiedBytes} bytes here verify against their checksums`)
 
-      let verifiedBytes: number | undefined
+      let verified: VerifiedPrefix | undefined
       const writer = this.writers.get(id)
       if (writer !== undefined) {
         // Checked before ending the write, so a refused recovery leaves the writer alone.
         const issued = writer.writesIssued
-        const before = (await this.verifiedWhileWriting(replica, lengthBytes)).verifiedBytes
-        if (lengthBytes > before) throw refuse(before)
+        const before = await this.verifiedWhileWriting(replica, lengthBytes)
+        if (lengthBytes > before.verifiedBytes) throw refuse(before.verifiedBytes)
         await writer.closeFiles(new LoamError('stale-generation', `blk_${id}: write ended by block recovery at gen stamp ${newGenStamp}`), 'aborted')
         // Writes started while we read may have changed the files: read them again.
-        if (writer.writesIssued === issued) verifiedBytes = before
+        if (writer.writesIssued === issued) verified = before
       }
-      verifiedBytes ??= (await this.verifiedPrefixOf(replica, lengthBytes)).verifiedBytes
-      if (lengthBytes > verifiedBytes) throw refuse(verifiedBytes)
+      verified ??= await this.verifiedPrefixOf(replica, lengthBytes)
+      if (lengthBytes > verified.verifiedBytes) throw refuse(verified.verifiedBytes)
 
       try {
         if (replica.state === 'finalized') await this.moveToRbw(replica)
-        await this.cutAndStamp(replica, newGenStamp, lengthBytes)
+        const marks = rewriteMarksPath(replica.dataPath)
+        await this.cutAndStamp(replica, newGenStamp, lengthBytes, verified.rehash)
         await this.moveToFinalized(replica)
+        await RewriteMarks.remove(marks)
       } catch (err) {
         throw fsError(err, `blk_${id}: recovering to gen stamp ${newGenStamp} and ${lengthBytes} bytes`)
       }
@@ -857,7 +820,7 @@ export class ReplicaStore {
       this.replicas.delete(replica.id)
     }
     try {
-      await Promise.all([fs.rm(replica.dataPath, { force: true }), fs.rm(replica.metaPath, { force: true })])
+      await Promise.all([fs.rm(replica.dataPath, { force: true }), fs.rm(replica.metaPath, { force: true }), RewriteMarks.remove(rewriteMarksPath(replica.dataPath))])
     } catch (err) {
       throw fsError(err, `blk_${replica.id}: removing replica files`)
     }
@@ -979,23 +942,40 @@ export class ReplicaStore {
     return best
   }
 
-  /** How far a replica's files verify (see verifiedPrefix); caller holds the id's lock. */
+  /**
+   * Before an rbw replica takes a new writer: marks left by the last one (see
+   * rewrite-marks.ts) go once every chunk verifies without them. A chunk that
+   * needs its mark (a write torn by a crash) first needs block recovery.
+   */
+  private async dropRewriteMarks(replica: Replica): Promise<void> {
+    const marks = rewriteMarksPath(replica.dataPath)
+    if (replica.state !== 'rbw' || (await RewriteMarks.load(marks)).size === 0) return
+    const v = await this.verifiedPrefixOf(replica, Infinity)
+    if (v.rehash.length > 0 || v.verifiedBytes < v.dataBytes) {
+      throw new LoamError('corrupt', `blk_${replica.id}: a write was torn here when its writer stopped; the replica needs block recovery before an update`)
+    }
+    await RewriteMarks.remove(marks)
+  }
+
   /**
    * verifiedPrefixOf with the replica's writer, if any, held still: a write lands its data and then its
    * chunk's checksum, and read between the two a chunk looks torn, which would cut every acknowledged byte of it.
    */
-  private verifiedWhileWriting(replica: Replica, untilBytes: number): Promise<{ dataBytes: number; verifiedBytes: number }> {
+  private verifiedWhileWriting(replica: Replica, untilBytes: number): Promise<VerifiedPrefix> {
     const writer = this.writers.get(replica.id)
     return writer ? writer.exclusive(() => this.verifiedPrefixOf(replica, untilBytes)) : this.verifiedPrefixOf(replica, untilBytes)
   }
 
-  private async verifiedPrefixOf(replica: Replica, untilBytes: number): Promise<{ dataBytes: number; verifiedBytes: number }> {
+  /** How far a replica's files verify (see verifiedPrefix); caller holds the id's lock. */
+  private async verifiedPrefixOf(replica: Replica, untilBytes: number): Promise<VerifiedPrefix> {
     let data: FileHandle | undefined
     let meta: FileHandle | undefined
     try {
       data = await fs.open(replica.dataPath, 'r')
       meta = await fs.open(replica.metaPath, 'r')
-      return await verifiedPrefix(data, meta, replica.genStamp, untilBytes)
+      // Only a replica being written can have a chunk mid-rewrite.
+      const marked = replica.state === 'rbw' ? await RewriteMarks.load(rewriteMarksPath(replica.dataPath)) : new Set<number>()
+      return await verifiedPrefix(data, meta, replica.genStamp, untilBytes, marked)
     } catch (err) {
       throw fsError(err, `blk_${replica.id}: reading the replica to verify it`)
     } finally {
@@ -1030,25 +1010,27 @@ export class ReplicaStore {
 
   /**
    * Cuts an rbw replica's files to lengthBytes, re-checksums a partial last
-   * chunk (it lies in a chunk that verified, so its bytes are trusted), writes
+   * chunk (it lies in a chunk that verified, so its bytes are trusted) and the
+   * chunks listed in rehash (mid-rewrite when the writer stopped), writes
    * newGenStamp in the meta header and syncs both files. The in-memory entry
    * follows each step, so a failure part way leaves it describing the disk.
    */
-  private async cutAndStamp(replica: Replica, newGenStamp: number, lengthBytes: number): Promise<void> {
+  private async cutAndStamp(replica: Replica, newGenStamp: number, lengthBytes: number, rehash: readonly number[]): Promise<void> {
     assert(replica.state === 'rbw', 'recovery cuts a replica in rbw/')
     let data: FileHandle | undefined
     let meta: FileHandle | undefined
     try {
       data = await fs.open(replica.dataPath, 'r+')
       meta = await fs.open(replica.metaPath, 'r+')
-      const tailBytes = lengthBytes % CHUNK_BYTES
-      if (tailBytes !== 0) {
-        const chunkStart = lengthBytes - tailBytes
-        const tail = Buffer.allocUnsafe(tailBytes)
-        if ((await readFully(data, tail, chunkStart)) !== tailBytes) {
+      // Chunks hashed again from their bytes: those mid-rewrite, and a last chunk the cut leaves partial.
+      const chunks = new Set(rehash.filter((c) => c * CHUNK_BYTES < lengthBytes))
+      if (lengthBytes % CHUNK_BYTES !== 0) chunks.add(Math.floor(lengthBytes / CHUNK_BYTES))
+      for (const chunk of chunks) {
+        const bytes = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, lengthBytes - chunk * CHUNK_BYTES))
+        if ((await readFully(data, bytes, chunk * CHUNK_BYTES)) !== bytes.length) {
           throw new LoamError('corrupt', `blk_${replica.id}: data file shrank below ${lengthBytes} bytes during recovery`)
         }
-        await writeFully(meta, chunkChecksums(tail), META_HEADER_BYTES + (chunkStart / CHUNK_BYTES) * CHECKSUM_BYTES)
+        await writeFully(meta, chunkChecksums(bytes), META_HEADER_BYTES + chunk * CHECKSUM_BYTES)
       }
       await Promise.all([data.truncate(lengthBytes), meta.truncate(metaBytes(lengthBytes))])
       this.setLength(replica, lengthBytes)
@@ -1158,6 +1140,8 @@ export class ReplicaStore {
     const names = new Set(await fs.readdir(folder))
     const ids: number[] = []
     for (const name of names) {
+      // Marks outlive their replica only when a crash cut short the removal or finalize that deletes them.
+      if (name.endsWith(REWRITE_MARKS_SUFFIX) && !names.has(name.slice(0, -REWRITE_MARKS_SUFFIX.length))) await RewriteMarks.remove(path.join(folder, name))
       const m = /^blk_(\d+)(\.meta)?$/.exec(name)
       if (m === null) continue
       const id = Number(m[1])
@@ -1244,6 +1228,7 @@ export class ReplicaWriter {
   private barrier: Promise<void> | undefined
   /** The data file opened O_DIRECT at the first write of whole pages (see direct-io.ts); undefined where refused. */
   private direct: Promise<FileHandle | undefined> | undefined
+  private readonly marks: RewriteMarks
 
   /** @internal made by ReplicaStore.createRbw, openForUpdate and cloneForUpdate (update: the bytes predate this writer). */
   constructor(
@@ -1257,6 +1242,7 @@ export class ReplicaWriter {
     this.id = replica.id
     this.genStamp = replica.genStamp
     this.issuedEndBytes = replica.lengthBytes
+    this.marks = new RewriteMarks(rewriteMarksPath(replica.dataPath))
   }
 
   /** The replica's length: what it held when opened, then as writes and resizes land. */
@@ -1345,6 +1331,7 @@ export class ReplicaWriter {
     }
     // From checkOpen to here nothing awaits: closeFiles waits for every write that passed it.
     this.issued++
+    const marked = this.markRewrites(offsetBytes, endBytes)
     // Aligned, starting within what is written and not ending inside a chunk with bytes after it: the payload's
     // checksums are the replica's, as for every packet of a new block. Anything else merges, one at a time.
     const plain =
@@ -1353,7 +1340,12 @@ export class ReplicaWriter {
       offsetBytes <= this.issuedEndBytes &&
       (endBytes % CHUNK_BYTES === 0 || endBytes >= this.issuedEndBytes)
     this.issuedEndBytes = Math.max(this.issuedEndBytes, endBytes)
-    const op = plain ? this.writeAt(offsetBytes, pieces, checksums, endBytes) : this.exclusive(() => this.mergeWriteAt(offsetBytes, pieces, checksums, endBytes))
+    const op = plain
+      ? marked.then(() => this.writeAt(offsetBytes, pieces, checksums, endBytes))
+      : this.exclusive(async () => {
+          await marked
+          await this.mergeWriteAt(offsetBytes, pieces, checksums, endBytes)
+        })
     await this.track(op)
   }
 
@@ -1373,9 +1365,11 @@ export class ReplicaWriter {
       throw new LoamError('no-space', `blk_${this.id}: no space left on this datanode for ${growthBytes} more bytes`)
     }
     this.issued++
+    const marked = this.markRewrites(lengthBytes, lengthBytes + 1)
     this.issuedEndBytes = lengthBytes
     const op = this.exclusive(async () => {
       try {
+        await marked
         if (lengthBytes > this.replica.lengthBytes) await this.extendTo(lengthBytes)
         else if (lengthBytes < this.replica.lengthBytes) {
           await this.cutTo(lengthBytes)
@@ -1386,6 +1380,18 @@ export class ReplicaWriter {
       }
     })
     await this.track(op)
+  }
+
+  /**
+   * Marks, before a change of [fromBytes, toBytes) starts, the chunks it
+   * rewrites that already hold bytes (see rewrite-marks.ts); past the end,
+   * the old last chunk when a gap before the change grows it.
+   */
+  private markRewrites(fromBytes: number, toBytes: number): Promise<void> {
+    const heldBytes = this.issuedEndBytes
+    const first = Math.floor(Math.min(fromBytes, heldBytes) / CHUNK_BYTES)
+    const last = Math.min(Math.floor((toBytes - 1) / CHUNK_BYTES), Math.ceil(heldBytes / CHUNK_BYTES) - 1)
+    return last >= first ? this.marks.mark(first, last) : Promise.resolve()
   }
 
   private async track(op: Promise<void>): Promise<void> {
@@ -1507,8 +1513,12 @@ export class ReplicaWriter {
   /** Makes everything written so far durable. */
   async sync(): Promise<void> {
     this.checkOpen()
+    const quiet = this.inflight.size === 0 && this.barrier === undefined
+    const issued = this.issued
     try {
       await Promise.all([this.data.datasync(), this.meta.datasync()])
+      // Every write marked so far is durable, and none began meanwhile: no chunk is mid-rewrite.
+      if (quiet && this.issued === issued) await this.marks.clear()
       // The files' names must survive a crash too, once.
       if (!this.rbwDirSynced) {
         await fsyncDir(this.rbwDir)
@@ -1537,7 +1547,8 @@ export class ReplicaWriter {
       try {
         await this.cutTo(lengthBytes)
         await Promise.all([this.data.sync(), this.meta.sync()])
-        await Promise.all([this.data.close(), this.meta.close(), this.closeDirect()])
+        await Promise.all([this.data.close(), this.meta.close(), this.closeDirect(), this.marks.close()])
+        await RewriteMarks.remove(this.marks.path)
         const final = this.store.finalizedPaths(this.replica)
         // Meta first: the startup scan completes a finalize whose data rename did not happen.
         await fs.rename(this.replica.metaPath, final.metaPath)
@@ -1609,7 +1620,7 @@ export class ReplicaWriter {
     this.store.forgetWriter(this)
     if (!wasOpen) return
     await Promise.allSettled([...this.inflight])
-    await Promise.allSettled([this.data.close(), this.meta.close(), this.closeDirect()])
+    await Promise.allSettled([this.data.close(), this.meta.close(), this.closeDirect(), this.marks.close()])
   }
 
   private checkOpen(): void {
