@@ -1330,8 +1330,8 @@ export class ReplicaWriter {
       throw new LoamError('no-space', `blk_${this.id}: no space left on this datanode for ${growthBytes} more bytes`)
     }
     // From checkOpen to here nothing awaits: closeFiles waits for every write that passed it.
+    this.markRewrites(offsetBytes, endBytes)
     this.issued++
-    const marked = this.markRewrites(offsetBytes, endBytes)
     // Aligned, starting within what is written and not ending inside a chunk with bytes after it: the payload's
     // checksums are the replica's, as for every packet of a new block. Anything else merges, one at a time.
     const plain =
@@ -1340,12 +1340,7 @@ export class ReplicaWriter {
       offsetBytes <= this.issuedEndBytes &&
       (endBytes % CHUNK_BYTES === 0 || endBytes >= this.issuedEndBytes)
     this.issuedEndBytes = Math.max(this.issuedEndBytes, endBytes)
-    const op = plain
-      ? marked.then(() => this.writeAt(offsetBytes, pieces, checksums, endBytes))
-      : this.exclusive(async () => {
-          await marked
-          await this.mergeWriteAt(offsetBytes, pieces, checksums, endBytes)
-        })
+    const op = plain ? this.writeAt(offsetBytes, pieces, checksums, endBytes) : this.exclusive(() => this.mergeWriteAt(offsetBytes, pieces, checksums, endBytes))
     await this.track(op)
   }
 
@@ -1364,12 +1359,11 @@ export class ReplicaWriter {
     if (growthBytes > this.store.remainingBytes()) {
       throw new LoamError('no-space', `blk_${this.id}: no space left on this datanode for ${growthBytes} more bytes`)
     }
+    this.markRewrites(lengthBytes, lengthBytes + 1)
     this.issued++
-    const marked = this.markRewrites(lengthBytes, lengthBytes + 1)
     this.issuedEndBytes = lengthBytes
     const op = this.exclusive(async () => {
       try {
-        await marked
         if (lengthBytes > this.replica.lengthBytes) await this.extendTo(lengthBytes)
         else if (lengthBytes < this.replica.lengthBytes) {
           await this.cutTo(lengthBytes)
@@ -1387,11 +1381,16 @@ export class ReplicaWriter {
    * rewrites that already hold bytes (see rewrite-marks.ts); past the end,
    * the old last chunk when a gap before the change grows it.
    */
-  private markRewrites(fromBytes: number, toBytes: number): Promise<void> {
+  private markRewrites(fromBytes: number, toBytes: number): void {
     const heldBytes = this.issuedEndBytes
     const first = Math.floor(Math.min(fromBytes, heldBytes) / CHUNK_BYTES)
     const last = Math.min(Math.floor((toBytes - 1) / CHUNK_BYTES), Math.ceil(heldBytes / CHUNK_BYTES) - 1)
-    return last >= first ? this.marks.mark(first, last) : Promise.resolve()
+    if (last < first) return
+    try {
+      this.marks.mark(first, last)
+    } catch (err) {
+      throw fsError(err, `blk_${this.id}: marking chunks ${first}-${last} before rewriting them`)
+    }
   }
 
   private async track(op: Promise<void>): Promise<void> {
@@ -1518,7 +1517,7 @@ export class ReplicaWriter {
     try {
       await Promise.all([this.data.datasync(), this.meta.datasync()])
       // Every write marked so far is durable, and none began meanwhile: no chunk is mid-rewrite.
-      if (quiet && this.issued === issued) await this.marks.clear()
+      if (quiet && this.issued === issued) this.marks.clear()
       // The files' names must survive a crash too, once.
       if (!this.rbwDirSynced) {
         await fsyncDir(this.rbwDir)
@@ -1547,8 +1546,8 @@ export class ReplicaWriter {
       try {
         await this.cutTo(lengthBytes)
         await Promise.all([this.data.sync(), this.meta.sync()])
-        await Promise.all([this.data.close(), this.meta.close(), this.closeDirect(), this.marks.close()])
-        await RewriteMarks.remove(this.marks.path)
+        this.marks.close()
+        await Promise.all([this.data.close(), this.meta.close(), this.closeDirect(), RewriteMarks.remove(this.marks.path)])
         const final = this.store.finalizedPaths(this.replica)
         // Meta first: the startup scan completes a finalize whose data rename did not happen.
         await fs.rename(this.replica.metaPath, final.metaPath)
@@ -1620,7 +1619,8 @@ export class ReplicaWriter {
     this.store.forgetWriter(this)
     if (!wasOpen) return
     await Promise.allSettled([...this.inflight])
-    await Promise.allSettled([this.data.close(), this.meta.close(), this.closeDirect(), this.marks.close()])
+    this.marks.close()
+    await Promise.allSettled([this.data.close(), this.meta.close(), this.closeDirect()])
   }
 
   private checkOpen(): void {

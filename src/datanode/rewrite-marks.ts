@@ -1,8 +1,8 @@
-import fs, { type FileHandle } from 'node:fs/promises'
+import fs from 'node:fs'
+import fsp from 'node:fs/promises'
 
 import { BLOCK_SIZE_MAX_BYTES, CHUNK_BYTES } from '../limits.js'
 import { assert } from '../rpc/errors.js'
-import { writeFully } from './file-io.js'
 
 /**
  * Chunks of a replica being rewritten since its last quiet sync, kept in a
@@ -21,15 +21,17 @@ import { writeFully } from './file-io.js'
  * ever: damage is still found wherever no write was under way.
  */
 export class RewriteMarks {
-  private fh: Promise<FileHandle> | undefined
+  private fd: number | undefined
   private readonly marked = new Set<number>()
-  /** Mark writes go one after another, each with every mark made so far: a later one never undoes an earlier. */
-  private queue: Promise<void> = Promise.resolve()
 
   constructor(readonly path: string) {}
 
-  /** Marks chunks first..last (one write, once per chunk until cleared); settles when the marks are written. */
-  mark(first: number, last: number): Promise<void> {
+  /**
+   * Marks chunks first..last, once per chunk until cleared. Synchronous: one
+   * small write into the page cache costs less than a trip to the thread
+   * pool, and it is done before the data write that follows starts.
+   */
+  mark(first: number, last: number): void {
     assert(Number.isSafeInteger(first) && first >= 0 && last >= first && last < CHUNKS_MAX, 'marked chunks lie within a block')
     let fresh = false
     for (let c = first; c <= last; c++) {
@@ -37,39 +39,38 @@ export class RewriteMarks {
       this.marked.add(c)
       fresh = true
     }
-    if (!fresh) return this.queue
+    if (!fresh) return
     const firstByte = first >> 3
-    const lastByte = last >> 3
-    return this.enqueue(async () => {
-      const fh = await this.open()
-      const bits = Buffer.alloc(lastByte - firstByte + 1)
-      for (const c of this.marked) if (c >> 3 >= firstByte && c >> 3 <= lastByte) bits[(c >> 3) - firstByte]! |= 1 << (c & 7)
-      await writeFully(fh, bits, HEADER_BYTES + firstByte)
-    })
+    const bits = Buffer.alloc((last >> 3) - firstByte + 1)
+    for (let c = firstByte * 8; c < (firstByte + bits.length) * 8; c++) if (this.marked.has(c)) bits[(c >> 3) - firstByte]! |= 1 << (c & 7)
+    writeAllSync(this.open(), bits, HEADER_BYTES + firstByte)
   }
 
   /** Forgets every mark: only once every write marked so far is synced and none is in flight. */
-  clear(): Promise<void> {
-    if (this.marked.size === 0) return this.queue
+  clear(): void {
+    if (this.marked.size === 0) return
+    // Zeros over the marked span, not a truncate: a data write, where a truncate would be a journaled metadata change.
+    let lo = Infinity
+    let hi = -1
+    for (const c of this.marked) {
+      lo = Math.min(lo, c >> 3)
+      hi = Math.max(hi, c >> 3)
+    }
     this.marked.clear()
-    return this.enqueue(async () => {
-      await (await this.open()).truncate(HEADER_BYTES)
-    })
+    writeAllSync(this.open(), Buffer.alloc(hi - lo + 1), HEADER_BYTES + lo)
   }
 
   /** Closes the file, leaving it for recovery (a writer that ends without finalizing). */
-  async close(): Promise<void> {
-    await this.queue.catch(() => undefined)
-    const fh = this.fh
-    this.fh = undefined
-    await (await fh?.catch(() => undefined))?.close()
+  close(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd)
+    this.fd = undefined
   }
 
   /** The chunks marked (none when there is no file). A mark outlives re-stamps: the bytes it covers are what they were. */
   static async load(path: string): Promise<ReadonlySet<number>> {
     let buf: Buffer
     try {
-      buf = await fs.readFile(path)
+      buf = await fsp.readFile(path)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Set()
       throw err
@@ -82,22 +83,15 @@ export class RewriteMarks {
   }
 
   static async remove(path: string): Promise<void> {
-    await fs.rm(path, { force: true })
+    await fsp.rm(path, { force: true })
   }
 
-  private enqueue(op: () => Promise<void>): Promise<void> {
-    const next = this.queue.catch(() => undefined).then(op)
-    this.queue = next
-    return next
-  }
-
-  private open(): Promise<FileHandle> {
-    this.fh ??= (async () => {
-      const fh = await fs.open(this.path, 'w+', 0o600)
-      await writeFully(fh, MAGIC, 0)
-      return fh
-    })()
-    return this.fh
+  private open(): number {
+    if (this.fd === undefined) {
+      this.fd = fs.openSync(this.path, 'w+', 0o600)
+      writeAllSync(this.fd, MAGIC, 0)
+    }
+    return this.fd
   }
 }
 
@@ -112,3 +106,7 @@ const MAGIC = Buffer.from('LOAMRWM1')
 const HEADER_BYTES = MAGIC.length
 const CHUNKS_MAX = Math.ceil(BLOCK_SIZE_MAX_BYTES / CHUNK_BYTES)
 const BITMAP_BYTES_MAX = Math.ceil(CHUNKS_MAX / 8)
+
+function writeAllSync(fd: number, buf: Buffer, position: number): void {
+  for (let done = 0; done < buf.length; ) done += fs.writeSync(fd, buf, done, buf.length - done, position + done)
+}
