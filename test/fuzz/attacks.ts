@@ -757,7 +757,8 @@ function packetPlan(rng: Rng, streamId: number, startOffset: number): PacketPlan
     } else if (kind === 'sums-length') {
       refuse ??= 'a packet with the wrong number of checksums'
     } else if (kind === 'offset-past-max') {
-      at = BLOCK_SIZE_MAX_BYTES - rng.int(0, 10)
+      // Its last byte lies past the limit (one that ends within it is a legal write far into a sparse block).
+      at = BLOCK_SIZE_MAX_BYTES - rng.int(0, Math.min(10, data.length - 1))
       refuse ??= 'a packet past the block size limit'
     } else if (kind === 'offset-unsafe') {
       at = rng.pick([2 ** 53, -1])
