@@ -82,6 +82,8 @@ export const PIPELINE_PACKETS_IN_FLIGHT_MAX = 64
 export const NAMESPACE_CACHE_ENTRIES_MAX = 256 * 1024
 /** Mutations the namenode folds into one synced LevelDB batch. */
 export const COMMIT_GROUP_MUTATIONS_MAX = 1024
+/** How long a background mutation (see CommitBlocksRequest.background) may wait for another to share its sync. */
+export const COMMIT_BACKGROUND_WAIT_MS = 2
 
 export const RPC_TIMEOUT_DEFAULT_MS = 30_000
 export const RPC_TIMEOUT_MAX_MS = 10 * 60_000

@@ -63,6 +63,25 @@ test('a commit is visible to get() at once and durable once it resolves', async 
   t.is(again.get(k('never')), undefined)
 })
 
+test('a background commit waits briefly for company: with the next commit it costs one sync; alone it is written all the same', async (t) => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, dir)
+  const closed = store.commit([put('closed', '1')], { background: true })
+  t.is(str(store.get(k('closed'))), '1', 'read back at once all the same')
+  await store.commit([put('created', '2')])
+  await closed
+  t.is(store.stats.batches, 1, 'one synced batch for both')
+  t.is(store.stats.mutations, 2)
+
+  await store.commit([put('alone', '3')], { background: true })
+  t.is(store.stats.batches, 2, 'with nobody to share it, it is written after the wait')
+  const held = store.commit([put('held at close', '4')], { background: true })
+  await store.close()
+  await held
+  const again = await openStore(t, dir)
+  t.deepEqual(['closed', 'created', 'alone', 'held at close'].map((key) => str(again.get(k(key)))), ['1', '2', '3', '4'], 'all durable')
+})
+
 test('500 concurrent commits resolve in order, in far fewer batches, and the last write to a key wins', async (t) => {
   const dir = await tempDir(t)
   const store = await openStore(t, dir)

@@ -427,6 +427,8 @@ export class OpenFile {
       blockCount: this.truncatedTo ?? 0,
       close,
       mtimeMs: this.modifiedMs,
+      // A close is a release: the program's close(2) returned at its flush, when the data was committed already.
+      background: close,
     })
     this.changed.clear()
     for (const b of this.blocks) b.committedLength = b.ref.lengthBytes

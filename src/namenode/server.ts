@@ -204,21 +204,21 @@ export class Namenode {
   }
 
   /** Runs one namespace operation and commits its writes as one durable batch. */
-  private async mutate<T>(fn: (ns: Namespace) => T, ctx?: CallContext): Promise<T> {
+  private async mutate<T>(fn: (ns: Namespace) => T, ctx?: CallContext, opts?: { background?: boolean }): Promise<T> {
     if (this.safemode) {
       throw new LoamError('safe-mode', `the namenode is in safe mode: ${this.blockMap.reportedCount()} of ${this.blockMap.blocks.size} blocks reported; it leaves by itself once the datanodes report (see 'loam report')`)
     }
     const txn = new StoreTxn(this.store, this.counters)
     const result = fn(new Namespace(txn, ctx && this.caller(ctx)))
-    await this.commit(txn.batch())
+    await this.commit(txn.batch(), opts)
     return result
   }
 
   /** Every namespace change goes through here, so the inode counts follow it. */
-  private commit(ops: KvOp[]): Promise<void> {
+  private commit(ops: KvOp[], opts?: { background?: boolean }): Promise<void> {
     const delta = inodeCountChanges(ops, (key) => this.store.get(key))
     for (const k of Object.values(COUNT_FIELD)) this.inodes[k] += delta[k]
-    return this.store.commit(ops)
+    return this.store.commit(ops, opts)
   }
 
   private leaseExpired = (holder: string): boolean => {
@@ -505,7 +505,7 @@ export class Namenode {
             if (info && !info.complete) Object.assign(info, { genStamp: ref.genStamp, lengthBytes: ref.lengthBytes })
           }
           return c
-        }, ctx)
+        }, ctx, { background: req.background })
         this.leases.set(req.clientName, Date.now())
         if (req.close) this.underConstruction.delete(r.inode.id)
         this.invalidate(r.freed.blocks)

@@ -4,7 +4,7 @@
 // batch is being written goes into the next batch, so durability costs one
 // fsync per group, not per mutation.
 import { Level } from 'level'
-import { COMMIT_GROUP_MUTATIONS_MAX, NAMESPACE_CACHE_ENTRIES_MAX } from '../limits.js'
+import { COMMIT_BACKGROUND_WAIT_MS, COMMIT_GROUP_MUTATIONS_MAX, NAMESPACE_CACHE_ENTRIES_MAX } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 
 export type KvOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }
@@ -15,7 +15,8 @@ export interface MetaStore {
   /** Entries whose key starts with prefix, after startAfter, in key order. */
   scan(prefix: Buffer, startAfter: Buffer | undefined, limit: number): Promise<Array<[Buffer, Buffer]>>
   /** Applies ops atomically; visible to get() at once, resolved once durable. */
-  commit(ops: KvOp[]): Promise<void>
+  /** background: nobody waits on it, so it may wait up to COMMIT_BACKGROUND_WAIT_MS for another commit to share its sync. */
+  commit(ops: KvOp[], opts?: { background?: boolean }): Promise<void>
   close(): Promise<void>
 }
 
@@ -44,6 +45,8 @@ export class LevelStore implements MetaStore {
   private old = new Map<string, Buffer | null>()
   private queue: Pending[] = []
   private flushing = false
+  /** A background commit waiting for company (see commit). */
+  private held: NodeJS.Timeout | undefined
   private seq = 0
   private failed: Error | undefined
   /** Synced batches written and mutations in them, for /metrics. */
@@ -114,17 +117,26 @@ export class LevelStore implements MetaStore {
     return keys.slice(0, limit).map((k) => [Buffer.from(k, 'latin1'), out.get(k) as Buffer])
   }
 
-  commit(ops: KvOp[]): Promise<void> {
+  commit(ops: KvOp[], opts: { background?: boolean } = {}): Promise<void> {
     if (this.failed) return Promise.reject(new LoamError('io', `namespace store failed: ${this.failed.message}`))
     const seq = ++this.seq
     for (const op of ops) this.overlay.set(op.key.toString('latin1'), { value: op.type === 'put' ? op.value : null, seq })
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ ops, seq, resolve, reject })
-      if (!this.flushing) void this.flush()
+      if (this.flushing) return
+      // A close after the program's close returned, say, usually comes just before the program's next create: one sync for both.
+      if (opts.background) {
+        this.held ??= setTimeout(() => void this.flush(), COMMIT_BACKGROUND_WAIT_MS)
+        return
+      }
+      void this.flush()
     })
   }
 
   private async flush(): Promise<void> {
+    clearTimeout(this.held)
+    this.held = undefined
+    if (this.flushing) return
     this.flushing = true
     while (this.queue.length > 0) {
       const group = this.queue.splice(0, COMMIT_GROUP_MUTATIONS_MAX)
@@ -158,6 +170,7 @@ export class LevelStore implements MetaStore {
   }
 
   async close(): Promise<void> {
+    if (this.held) void this.flush()
     while (this.flushing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5))
     await this.db.close()
   }

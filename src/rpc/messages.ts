@@ -155,6 +155,8 @@ export interface CommitBlocksRequest {
   blockCount: number
   close: boolean
   mtimeMs: number
+  /** Nobody waits on it (a close after the program's close returned): the namenode may hold it to share the next sync. */
+  background: boolean
 }
 export interface LinkRequest { src: string; dst: string }
 export interface SymlinkRequest { target: string; path: string }

@@ -616,7 +616,7 @@ const fileSession: Attack = async (env, t) => {
       const ref = tail && rng.chance(0.8) ? { ...tail, lengthBytes: rng.pick([0, blockSizeBytes, blockSizeBytes + 1]) } : { id: unusedBlockId(rng), genStamp: 1, lengthBytes: 0 }
       const truncate = rng.chance(0.4)
       const blockCount = rng.pick([0, blocks.length, blocks.length + 1, 2 ** 32 - 1])
-      const req = { path, inodeId: status.inodeId, clientName: name, blocks: [ref], truncate, blockCount, close: rng.chance(0.3), mtimeMs: 0 }
+      const req = { path, inodeId: status.inodeId, clientName: name, blocks: [ref], truncate, blockCount, close: rng.chance(0.3), mtimeMs: 0, background: rng.chance(0.5) }
       const notInFile = !blocks.some((b) => b.id === ref.id)
       const extra = notHolder ?? (notInFile ? 'committing a block that is not in the file' : ref.lengthBytes > blockSizeBytes ? `a block of ${ref.lengthBytes} bytes in a file of ${blockSizeBytes}-byte blocks` : truncate && blockCount > blocks.length ? `keeping ${blockCount} of ${blocks.length} blocks` : undefined)
       const r = await unary(env, 'session/CommitBlocks', t, conn, id++, 'CommitBlocks', req, both(rules.CommitBlocks(req, world), extra))

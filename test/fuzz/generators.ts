@@ -482,7 +482,7 @@ export const NAMENODE_REQUESTS: NnBuilders = {
   SetTimes: (rng) => ({ path: hostilePath(rng), mtimeMs: u64(rng), atimeMs: u64(rng) }),
   OpenForWrite: (rng) => ({ path: hostilePath(rng), clientName: clientName(rng) }),
   UpdateBlock: (rng, w) => ({ path: hostilePath(rng), inodeId: u64(rng), clientName: clientName(rng), blockId: blockRef(rng, w)?.id ?? 0, excludedNodes: [] }),
-  CommitBlocks: (rng, w) => ({ path: hostilePath(rng), inodeId: u64(rng), clientName: clientName(rng), blocks: Array.from({ length: rng.int(0, 3) }, () => blockRef(rng, w)).filter((b): b is m.BlockRef => b !== null), truncate: rng.chance(0.5), blockCount: u32(rng), close: rng.chance(0.5), mtimeMs: u64(rng) }),
+  CommitBlocks: (rng, w) => ({ path: hostilePath(rng), inodeId: u64(rng), clientName: clientName(rng), blocks: Array.from({ length: rng.int(0, 3) }, () => blockRef(rng, w)).filter((b): b is m.BlockRef => b !== null), truncate: rng.chance(0.5), blockCount: u32(rng), close: rng.chance(0.5), mtimeMs: u64(rng), background: rng.chance(0.5) }),
   Link: (rng) => ({ src: hostilePath(rng), dst: hostilePath(rng) }),
   Symlink: (rng) => ({ target: rng.pick(['', '/etc/passwd', '../../../../etc/passwd', 'a\0b', 't'.repeat(SYMLINK_TARGET_BYTES_MAX), 't'.repeat(SYMLINK_TARGET_BYTES_MAX + 1), '😀']), path: hostilePath(rng) }),
   SetXattr: (rng) => ({ path: hostilePath(rng), name: xattrName(rng), value: xattrValue(rng), create: rng.chance(0.3), replace: rng.chance(0.3) }),
