@@ -27,7 +27,7 @@ import { checkClientName, fileStatus, Namespace, ROOT_ID, type Caller, type Tree
 import { chooseTargets } from './placement.js'
 import { checkChown, checkPath, checkSuperuser, checkVolumeOwner, EXECUTE, READ, WRITE, type PathCheck, type Principal } from './permissions.js'
 import { planReplication } from './replication.js'
-import { LevelStore, type KvOp } from './store.js'
+import { LevelStore, type CommitOptions, type KvOp } from './store.js'
 import { mkdirp } from '../common/mkdirp.js'
 import { checkVolumeCount, volumePath } from '../volumes/volume.js'
 
@@ -204,7 +204,7 @@ export class Namenode {
   }
 
   /** Runs one namespace operation and commits its writes as one durable batch. */
-  private async mutate<T>(fn: (ns: Namespace) => T, ctx?: CallContext, opts?: { background?: boolean }): Promise<T> {
+  private async mutate<T>(fn: (ns: Namespace) => T, ctx?: CallContext, opts?: CommitOptions): Promise<T> {
     if (this.safemode) {
       throw new LoamError('safe-mode', `the namenode is in safe mode: ${this.blockMap.reportedCount()} of ${this.blockMap.blocks.size} blocks reported; it leaves by itself once the datanodes report (see 'loam report')`)
     }
@@ -215,7 +215,7 @@ export class Namenode {
   }
 
   /** Every namespace change goes through here, so the inode counts follow it. */
-  private commit(ops: KvOp[], opts?: { background?: boolean }): Promise<void> {
+  private commit(ops: KvOp[], opts?: CommitOptions): Promise<void> {
     const delta = inodeCountChanges(ops, (key) => this.store.get(key))
     for (const k of Object.values(COUNT_FIELD)) this.inodes[k] += delta[k]
     return this.store.commit(ops, opts)

@@ -9,14 +9,18 @@ import { LoamError } from '../rpc/errors.js'
 
 export type KvOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }
 
+/** background: nobody waits on the commit, so it may wait up to COMMIT_BACKGROUND_WAIT_MS for another to share its sync. */
+export interface CommitOptions {
+  background?: boolean
+}
+
 export interface MetaStore {
   /** The latest value, including commits not yet durable (they are ordered before anything later). */
   get(key: Buffer): Buffer | undefined
   /** Entries whose key starts with prefix, after startAfter, in key order. */
   scan(prefix: Buffer, startAfter: Buffer | undefined, limit: number): Promise<Array<[Buffer, Buffer]>>
   /** Applies ops atomically; visible to get() at once, resolved once durable. */
-  /** background: nobody waits on it, so it may wait up to COMMIT_BACKGROUND_WAIT_MS for another commit to share its sync. */
-  commit(ops: KvOp[], opts?: { background?: boolean }): Promise<void>
+  commit(ops: KvOp[], opts?: CommitOptions): Promise<void>
   close(): Promise<void>
 }
 
@@ -117,7 +121,7 @@ export class LevelStore implements MetaStore {
     return keys.slice(0, limit).map((k) => [Buffer.from(k, 'latin1'), out.get(k) as Buffer])
   }
 
-  commit(ops: KvOp[], opts: { background?: boolean } = {}): Promise<void> {
+  commit(ops: KvOp[], opts: CommitOptions = {}): Promise<void> {
     if (this.failed) return Promise.reject(new LoamError('io', `namespace store failed: ${this.failed.message}`))
     const seq = ++this.seq
     for (const op of ops) this.overlay.set(op.key.toString('latin1'), { value: op.type === 'put' ? op.value : null, seq })
