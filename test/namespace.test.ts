@@ -1039,6 +1039,11 @@ test('an attached volume takes changes only under its epoch; renames and links c
   t.is(taken.epoch, 2)
   refuses(t, env, () => admin.mkdirs('/volumes/vol/e', 0o755, false, holder), 'stale-epoch')
   admin.mkdirs('/volumes/vol/e', 0o755, false, { ...CALLER, epoch: 2 })
+  // Detached, the volume takes writes outside any attachment (the CLI's), not from the holder whose attachment ended.
+  admin.detachVolume('vol')
+  refuses(t, env, () => admin.mkdirs('/volumes/vol/f', 0o755, false, { ...CALLER, epoch: 2 }), 'stale-epoch')
+  admin.mkdirs('/volumes/vol/f', 0o755, false, CALLER)
+  t.is(admin.attachVolume('vol', 'dn2', { force: false, holderAlive: true }).epoch, 3, 'attaching again, even to the same node, is a new epoch')
   refuses(t, env, () => admin.deleteVolume('vol', false, CALLER), 'lease')
   t.deepEqual(admin.deleteVolume('vol', true, CALLER).blocks, [])
   t.is(txn.volume('vol'), undefined)
@@ -1093,6 +1098,8 @@ test('a snapshot copies the tree read-only, naming the same blocks; copyOnWrite 
   refuses(t, env, () => ns.snapshotVolume('vol', 's2', treeOf(txn, vol.rootId), LATER), 'lease')
   ns.commitBlocks({ path: '/volumes/vol/d/f', inodeId: f.id, clientName: 'm1', blocks: [], truncate: false, blockCount: 0, close: true, mtimeMs: 0 }, LATER)
 
+  // A restore makes a volume of the source's size: like any new volume, within what the cluster holds.
+  refuses(t, env, () => ns.restoreSnapshot({ volume: 'vol', snapshot: 's1', to: 'back' }, treeOf(txn, snapshot.rootId), DEFAULTS, VOL.sizeBytes - 1, LATER), 'no-space')
   const restored = ns.restoreSnapshot({ volume: 'vol', snapshot: 's1', to: 'back' }, treeOf(txn, snapshot.rootId), DEFAULTS, 100 * BLOCK, LATER)
   t.is(restored.volume.usedBytes, BLOCK + 10)
   const back = ns.get('/volumes/back/d/f')

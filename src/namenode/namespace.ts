@@ -554,7 +554,7 @@ export class Namespace {
     const snap = src.snapshots.find((x) => x.name === req.snapshot)
     if (!snap) throw new LoamError('not-found', `volume ${req.volume} has no snapshot ${req.snapshot} (see 'loam volume snapshots ${req.volume}')`)
     const sizeBytes = Math.max(src.sizeBytes, snap.usedBytes)
-    const vol = this.createVolume({ name: req.to, sizeBytes, replication: src.replication, blockSizeBytes: src.blockSizeBytes }, defaults, Math.max(capacityBytes, sizeBytes), caller)
+    const vol = this.createVolume({ name: req.to, sizeBytes, replication: src.replication, blockSizeBytes: src.blockSizeBytes }, defaults, capacityBytes, caller)
     const root = this.mustInode(vol.rootId)
     const { blocks, bytes } = this.copyChildren(snap.rootId, root, tree, { volume: vol.name, readOnly: false })
     vol.usedBytes = bytes

@@ -583,9 +583,11 @@ export class Namenode {
         const before = this.reader().volume(req.name)
         const holderAlive = this.datanodes.nodes.get(before.attachedNode)?.alive ?? false
         const vol = await this.mutate((ns) => ns.attachVolume(req.name, req.nodeId, { force: req.force, holderAlive }))
-        // Fencing: files the old holder left open are recovered now (their pipelines end at the datanodes), not at lease expiry.
-        if (before.attachedNode && before.attachedNode !== vol.attachedNode) await this.recoverVolumeLeases(vol.name)
-        if (vol.epoch !== before.epoch) this.opts.log.info({ volume: vol.name, node: vol.attachedNode, epoch: vol.epoch, from: before.attachedNode }, 'volume attached')
+        // Fencing: files left open under an earlier epoch (a holder's, taken over or detached) are recovered now (their pipelines end at the datanodes), not at lease expiry.
+        if (vol.epoch !== before.epoch) {
+          await this.recoverVolumeLeases(vol.name)
+          this.opts.log.info({ volume: vol.name, node: vol.attachedNode, epoch: vol.epoch, from: before.attachedNode }, 'volume attached')
+        }
         return this.volumeInfo(vol)
       },
       DetachVolume: async (req, ctx) => {

@@ -68,9 +68,16 @@ export function detached(vol: VolumeRecord): VolumeRecord {
   return { ...vol, attachedNode: '' }
 }
 
-/** Whether a caller writing under epoch may change the volume now. */
+/**
+ * Whether a caller writing under epoch may change the volume now. A detached
+ * volume takes writes outside any attachment (epoch 0: the CLI), not from a
+ * mount whose attachment ended.
+ */
 export function checkEpoch(vol: VolumeRecord, epoch: number): void {
-  if (!vol.attachedNode) return
+  if (!vol.attachedNode) {
+    if (epoch !== 0) throw new LoamError('stale-epoch', `volume ${vol.name} was detached; writes under its old epoch ${epoch} are refused (attach it again and mount it anew)`)
+    return
+  }
   if (epoch !== vol.epoch) {
     throw new LoamError('stale-epoch', `volume ${vol.name} is attached to ${vol.attachedNode} under epoch ${vol.epoch}; writes under ${epoch ? `epoch ${epoch}` : 'no attachment'} are refused`)
   }
