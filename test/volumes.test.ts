@@ -1,12 +1,17 @@
 // Persistent volumes through real processes: the `loam volume` commands, the
 // quota at its edge through a volume mount, exclusive attach, fencing of an
 // old holder, and a database that survives its node's death.
-import { writeFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { chown, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
 import path from 'node:path'
 import test from 'ava'
+import { nodesAt } from '../src/fuse/mount.js'
+import { LoamError } from '../src/rpc/errors.js'
+import { VOLUME_SIZE_REFRESH_MS, VolumeQuota } from '../src/volumes/quota.js'
 import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
-import { localTempDir, MiB, reportJson } from './helpers/data.js'
-import { mountCluster, sh, type TestMount } from './helpers/mount.js'
+import { localTempDir, MiB, pattern, reportJson } from './helpers/data.js'
+import { mountCluster, run, sh, type TestMount } from './helpers/mount.js'
 
 interface VolumeJson {
   name: string
@@ -45,6 +50,40 @@ async function py(code: string): Promise<string> {
   return (await sh(`python3 - <<'PY'\n${code}\nPY`)).stdout
 }
 
+/**
+ * Python for an old holder that writes and fsyncs 4 KiB page after page (page k
+ * holds k, repeated) until the file moved exists, then 5 more, keeping each
+ * result ('ok' or the errno) in results and after. With slots, it writes that
+ * many pages first and then rewrites them in place (page k at k % slots),
+ * creating the file rewriting after 20 rewrites.
+ */
+function pageWriter(file: string, moved: string, opts: { slots?: number; rewriting?: string } = {}): string {
+  const slots = opts.slots ?? 0
+  return `import os, time, json
+fd = os.open('${file}', os.O_RDWR | os.O_CREAT, 0o644)
+slots = ${slots}
+for i in range(slots):
+    os.pwrite(fd, (b'%08d' % i) * 512, i * 4096)
+if slots:
+    os.fsync(fd)
+results, after = [], []
+def page(k):
+    try:
+        os.pwrite(fd, (b'%08d' % k) * 512, (k % slots if slots else k) * 4096)
+        os.fsync(fd)
+        return 'ok'
+    except OSError as e:
+        return e.errno
+start = time.time()
+while not os.path.exists('${moved}') and time.time() - start < 60:
+    results.append(page(slots + len(results)))
+    if len(results) == 20 and '${opts.rewriting ?? ''}':
+        open('${opts.rewriting ?? ''}', 'w').close()
+    time.sleep(0.02)
+for _ in range(5):
+    after.append(page(slots + len(results) + len(after)))`
+}
+
 test('volume commands: create, ls, inspect, resize, rm; bad input is one line and changes nothing', async (t) => {
   const c = await startCluster(t, { nodes: 3 })
   const created = await mustLoam(c, ['volume', 'create', 'pg-data', '--size', '64MiB', '--replication', '2'])
@@ -81,6 +120,33 @@ test('volume commands: create, ls, inspect, resize, rm; bad input is one line an
   const ls = JSON.parse(await volumes(c)) as VolumeJson[]
   t.deepEqual(ls.map((v) => v.name), ['wide'])
   t.is((await c.loam(['fs', 'stat', '/volumes/pg-data'])).code, 1, 'its directory went with it')
+
+  // The CLI writes into a detached volume: past its size, one line, and what it held before is intact.
+  await mustLoam(c, ['volume', 'create', 'small', '--size', '64KiB'])
+  const local = await localTempDir(t)
+  await writeFile(path.join(local, 'a'), pattern(40_000, 1))
+  await writeFile(path.join(local, 'b'), pattern(40_000, 2))
+  await mustLoam(c, ['fs', 'put', path.join(local, 'a'), '/volumes/small/a'])
+  const over = await c.loam(['fs', 'put', path.join(local, 'b'), '/volumes/small/b'])
+  t.is(over.code, 1)
+  t.regex(over.stderr, /^loam: .*volume small is full: 40000 of 65536 bytes used/)
+  t.is(over.stderr.trim().split('\n').length, 1, `one line: ${over.stderr}`)
+  t.true((await c.loam(['fs', 'cat', '/volumes/small/a'])).stdout.equals(pattern(40_000, 1)), 'the file written before is intact')
+  t.is((await inspect(c, 'small')).usedBytes, 40_000)
+  // Shrinking: not below what it holds (one line, nothing changed), down to just above it.
+  const shrink = await c.loam(['volume', 'resize', 'small', '--size', '39999'])
+  t.is(shrink.code, 2)
+  t.regex(shrink.stderr, /^loam: volume small holds 40000 bytes: it cannot shrink to 39999\n$/)
+  t.is((await inspect(c, 'small')).sizeBytes, 64 * 1024)
+  await mustLoam(c, ['volume', 'resize', 'small', '--size', '40000'])
+  t.is((await inspect(c, 'small')).sizeBytes, 40_000)
+
+  // A volume may be called rm: `snapshot rm SNAP` snapshots it, `snapshot rm rm SNAP` removes the snapshot.
+  await mustLoam(c, ['volume', 'create', 'rm', '--size', '1MiB'])
+  t.regex(await mustLoam(c, ['volume', 'snapshot', 'rm', 's1']), /^rm@s1: /)
+  t.deepEqual((JSON.parse(await mustLoam(c, ['volume', 'snapshots', 'rm', '--json'])) as Array<{ name: string }>).map((x) => x.name), ['s1'])
+  await mustLoam(c, ['volume', 'snapshot', 'rm', 'rm', 's1'])
+  t.deepEqual(JSON.parse(await mustLoam(c, ['volume', 'snapshots', 'rm', '--json'])), [])
 })
 
 test('quota at the edge through a volume mount: exactly the size fits, one byte more is EDQUOT, and nothing before is lost', async (t) => {
@@ -139,22 +205,7 @@ test('fencing: after a forced takeover every write of the old holder is refused;
   // The old holder writes and fsyncs page after page until told the volume moved, then tries a fresh file too.
   const moved = path.join(await localTempDir(t), 'moved')
   const writer = sh(`python3 - <<'PY'
-import os, time, json
-fd = os.open('${old.dir}/log', os.O_RDWR | os.O_CREAT, 0o644)
-results, after = [], []
-def page(i):
-    try:
-        os.pwrite(fd, (b'%08d' % i) * 512, i * 4096)
-        os.fsync(fd)
-        return 'ok'
-    except OSError as e:
-        return e.errno
-start = time.time()
-while not os.path.exists('${moved}') and time.time() - start < 60:
-    results.append(page(len(results)))
-    time.sleep(0.02)
-for _ in range(5):
-    after.append(page(len(results) + len(after)))
+${pageWriter(`${old.dir}/log`, moved)}
 try:
     fresh = os.open('${old.dir}/fresh', os.O_RDWR | os.O_CREAT, 0o644)
     os.write(fresh, b'x'); os.fsync(fresh)
@@ -326,4 +377,182 @@ os.close(fd)
   t.regex(bad.stderr, /snapshot name 'Bad Name' must match/)
   const again = await c.loam(['volume', 'snapshot', 'busy', 's'])
   t.regex(again.stderr, /volume busy has a snapshot s/)
+})
+
+test('a volume quota learns a new size before it refuses a write, asking at most once a refresh interval', async (t) => {
+  let sizeBytes = 100
+  let fetches = 0
+  let nowMs = 10 * VOLUME_SIZE_REFRESH_MS
+  const quota = new VolumeQuota('v', 100, 0, async () => (fetches++, sizeBytes), () => nowMs)
+  const write = (bytes: number): Promise<void> => quota.retryOnResize(async () => quota.grow(bytes))
+  await write(100)
+  t.is(fetches, 0, 'a write that fits asks nothing')
+  await t.throwsAsync(write(1), { instanceOf: LoamError, message: /volume v is full: 100 of 100 bytes used/ })
+  t.is(fetches, 1, 'asked once before refusing')
+  sizeBytes = 200
+  await t.throwsAsync(write(1), { message: /volume v is full/ })
+  t.is(fetches, 1, 'not asked again within the interval')
+  nowMs += VOLUME_SIZE_REFRESH_MS
+  await write(1)
+  t.is(fetches, 2)
+  t.is(quota.used, 101)
+  sizeBytes = 150
+  nowMs += VOLUME_SIZE_REFRESH_MS
+  await t.throwsAsync(write(100), { message: /101 of 150 bytes used/ }, 'a shrink is learnt as well')
+  t.is(fetches, 3)
+  t.is(quota.used, 101)
+  await write(49)
+  nowMs += VOLUME_SIZE_REFRESH_MS
+  await Promise.all([t.throwsAsync(write(1)), t.throwsAsync(write(2))])
+  t.is(fetches, 4, 'refusals at once share one question')
+})
+
+test('the node a volume mount runs on: the one live datanode at an address of this machine', (t) => {
+  const datanodes = [
+    { id: 'dn1', address: '10.0.0.1:9866', state: 'live' },
+    { id: 'dn2', address: '10.0.0.2:9866', state: 'live' },
+    { id: 'dn3', address: '10.0.0.2:9867', state: 'dead' },
+    { id: 'dn4', address: '[fd00::4]:9866', state: 'live' },
+  ]
+  t.deepEqual(nodesAt(datanodes, new Set(['127.0.0.1', '10.0.0.2'])), ['dn2'])
+  t.deepEqual(nodesAt(datanodes, new Set(['fd00::4'])), ['dn4'])
+  t.deepEqual(nodesAt(datanodes, new Set(['10.0.0.9'])), [])
+})
+
+test('a live volume mount learns a resize: refused at the old size, the same mount takes the write once the volume grew', async (t) => {
+  const c = await startCluster(t, { nodes: 3 })
+  await mustLoam(c, ['volume', 'create', 'grow', '--size', '1MiB', '--replication', '2'])
+  await mustLoam(c, ['volume', 'attach', 'grow', '--node', 'dn2'])
+  // Without --node nor LOAM_NODE_ID, three datanodes on this machine leave the mount no way to tell which it is.
+  await t.throwsAsync(mountCluster(t, c, { extraArgs: ['--volume', 'grow'] }), { message: /datanodes dn1, dn2, dn3 are all on this machine; say which node this is with --node ID/ })
+  // LOAM_NODE_ID names it, as it does for a task.
+  const m = await mountCluster(t, c, { env: { LOAM_NODE_ID: 'dn2' }, extraArgs: ['--volume', 'grow'] })
+  const marks = await localTempDir(t)
+  const writer = sh(`python3 - <<'PY'
+import os, time, json
+fd = os.open('${m.dir}/f', os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(fd, b'a' * ${MiB}); os.fsync(fd)
+def more():
+    try:
+        os.write(fd, b'b' * 4096)
+        return 'ok'
+    except OSError as e:
+        return e.errno
+full = more()
+open('${marks}/full', 'w').close()
+start = time.time()
+while not os.path.exists('${marks}/grown') and time.time() - start < 60:
+    time.sleep(0.05)
+# The mount asks for the size again at most once a second: a write refused just before may be refused once more.
+tries = [more()]
+while tries[-1] != 'ok' and time.time() - start < 60:
+    time.sleep(0.2)
+    tries.append(more())
+os.fsync(fd)
+os.close(fd)
+print(json.dumps({'full': full, 'tries': tries}))
+PY`)
+  await waitFor(() => existsSync(path.join(marks, 'full')), 60_000, 'the volume to be full')
+  await mustLoam(c, ['volume', 'resize', 'grow', '--size', '2MiB'])
+  await writeFile(path.join(marks, 'grown'), '')
+  const { full, tries } = JSON.parse((await writer).stdout) as { full: 'ok' | number; tries: Array<'ok' | number> }
+  t.is(full, 122, 'EDQUOT at the old size')
+  t.is(tries[tries.length - 1], 'ok', `the same mount takes the write once the volume grew (${tries.length} tries)`)
+  t.true(tries.slice(0, -1).every((x) => x === 122), `refused only for quota: ${JSON.stringify([...new Set(tries)])}`)
+  t.is((await inspect(c, 'grow')).usedBytes, MiB + 4096)
+  const data = (await c.loam(['fs', 'cat', '/volumes/grow/f'])).stdout
+  t.true(data.equals(Buffer.concat([Buffer.alloc(MiB, 'a'), Buffer.alloc(4096, 'b')])), 'everything written is there')
+})
+
+test('fencing: detached and attached to another node, the volume fences its old holder, whose writes in place are refused from then on', async (t) => {
+  const c = await startCluster(t, { nodes: 3 })
+  await mustLoam(c, ['volume', 'create', 'moving', '--size', '32MiB', '--replication', '2'])
+  await mustLoam(c, ['volume', 'attach', 'moving', '--node', 'dn1'])
+  const old = await volumeMount(t, c, 'moving', 'dn1')
+  const marks = await localTempDir(t)
+  const PAGES = 32
+  // The old holder writes its pages, then rewrites them in place, each synced: the file's length never moves again.
+  const writer = sh(`python3 - <<'PY'
+${pageWriter(`${old.dir}/log`, `${marks}/moved`, { slots: PAGES, rewriting: `${marks}/rewriting` })}
+print(json.dumps({'results': results, 'after': after}))
+PY`)
+  await waitFor(() => existsSync(path.join(marks, 'rewriting')), 60_000, 'the old holder to rewrite in place')
+  await mustLoam(c, ['volume', 'detach', 'moving'])
+  await mustLoam(c, ['volume', 'attach', 'moving', '--node', 'dn2'])
+  await writeFile(path.join(marks, 'moved'), '')
+  const { results, after } = JSON.parse((await writer).stdout) as { results: Array<'ok' | number>; after: Array<'ok' | number> }
+  const firstRefused = results.findIndex((r) => r !== 'ok')
+  const synced = firstRefused < 0 ? results.length : firstRefused
+  t.true(synced >= 20, `rewrites went through before the move: ${synced}`)
+  t.true([...results.slice(synced), ...after].every((r) => r !== 'ok'), `no write of the old holder succeeds once one was refused: ${JSON.stringify(after)}`)
+  // The new holder sees, in every page, the last version the old holder synced there, or a later one it was refused (never a mix).
+  const versions = Array.from({ length: PAGES }, (_, p) => [p])
+  results.forEach((r, i) => {
+    const k = PAGES + i
+    if (i < synced) versions[k % PAGES] = [k]
+    else versions[k % PAGES]!.push(k)
+  })
+  after.forEach((_, i) => versions[(PAGES + results.length + i) % PAGES]!.push(PAGES + results.length + i))
+  const fresh = await volumeMount(t, c, 'moving', 'dn2')
+  const pages = JSON.parse(await py(`
+import json
+data = open('${fresh.dir}/log', 'rb').read()
+pages = []
+for p in range(len(data) // 4096):
+    page = data[p * 4096:(p + 1) * 4096]
+    pages.append(int(page[:8]) if page == page[:8] * 512 else None)
+print(json.dumps(pages))
+`)) as Array<number | null>
+  t.is(pages.length, PAGES)
+  pages.forEach((k, p) => t.true(k !== null && versions[p]!.includes(k), `page ${p} holds ${k}, expected one of ${JSON.stringify(versions[p])}`))
+  await sh(`echo new > ${fresh.dir}/by-new-holder`)
+})
+
+const NOBODY = 65534
+
+test('only its owner or the superuser attaches, mounts, resizes, snapshots or removes a volume: another user is told in one line', async (t) => {
+  const c = await startCluster(t, { nodes: 3 })
+  // The cluster secret, readable by the other user alone.
+  const scratch = await localTempDir(t)
+  const secret = path.join(scratch, 'secret')
+  await copyFile(c.record.secretFile, secret)
+  await chown(secret, NOBODY, NOBODY)
+  await chown(scratch, NOBODY, NOBODY)
+  const nobody = (args: string[]): ReturnType<TestCluster['loam']> => c.loam(args, { env: { LOAM_SECRET_FILE: secret }, as: { uid: NOBODY, gid: NOBODY } })
+  const refused = async (args: string[], action: string): Promise<void> => {
+    const r = await nobody(args)
+    t.is(r.code, 1, args.join(' '))
+    t.regex(r.stderr, new RegExp(`^loam: volume theirs: only its owner root or the superuser may ${action} it \\(this is user nobody\\)\\n$`), args.join(' '))
+  }
+  await mustLoam(c, ['volume', 'create', 'theirs', '--size', '1MiB'])
+  await refused(['volume', 'attach', 'theirs', '--node', 'dn1'], 'attach \\(and so mount\\)')
+  await mustLoam(c, ['volume', 'attach', 'theirs', '--node', 'dn1'])
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'loam-mnt-'))
+  await chown(dir, NOBODY, NOBODY)
+  t.teardown(async () => {
+    await run('fusermount', ['-uz', dir]).catch(() => undefined)
+    await rm(dir, { recursive: true, force: true })
+  })
+  await refused(['mount', dir, '--volume', 'theirs', '--node', 'dn1'], 'attach \\(and so mount\\)')
+  await refused(['volume', 'resize', 'theirs', '--size', '2MiB'], 'resize')
+  await refused(['volume', 'snapshot', 'theirs', 's1'], 'snapshot')
+  await refused(['volume', 'rm', 'theirs', '--force'], 'remove')
+  const v = await inspect(c, 'theirs')
+  t.deepEqual([v.sizeBytes, v.attachedNode, v.epoch], [MiB, 'dn1', 1], 'nothing changed')
+  t.deepEqual(JSON.parse(await mustLoam(c, ['volume', 'snapshots', 'theirs', '--json'])), [])
+
+  // Their own volume, the same user may do all of it.
+  for (const args of [
+    ['volume', 'create', 'mine', '--size', '1MiB'],
+    ['volume', 'attach', 'mine', '--node', 'dn2'],
+    ['volume', 'resize', 'mine', '--size', '2MiB'],
+    ['volume', 'snapshot', 'mine', 's1'],
+    ['volume', 'snapshot', 'rm', 'mine', 's1'],
+    ['volume', 'detach', 'mine'],
+    ['volume', 'rm', 'mine'],
+  ]) {
+    const r = await nobody(args)
+    t.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`)
+  }
+  t.deepEqual((JSON.parse(await volumes(c)) as VolumeJson[]).map((x) => x.name), ['theirs'])
 })

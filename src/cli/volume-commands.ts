@@ -107,21 +107,22 @@ export function registerVolumeCommands(program: Command): void {
       }),
     )
 
+  const takeSnapshot = async (name: string, snap: string, flags: ClientFlags): Promise<void> => {
+    await withClient(flags, async (client) => {
+      const { snapshots } = await client.nn.call('SnapshotVolume', { volume: name, snapshot: snap })
+      const s = snapshots.find((x) => x.name === snap)!
+      process.stdout.write(`${name}@${snap}: ${formatBytes(s.usedBytes)}, read-only under /.snapshots/${name}/${snap}\n`)
+    })
+  }
   const snapshot = clientOptions(volume.command('snapshot').argument('<name>', 'the volume').argument('<snapshot>', 'a name for the snapshot'))
     .description('take a read-only, point-in-time copy of a volume (copy-on-write: no data is copied now); `snapshot rm NAME SNAP` removes one')
-    .action(
-      action(async (name: string, snap: string, flags: ClientFlags) => {
-        await withClient(flags, async (client) => {
-          const { snapshots } = await client.nn.call('SnapshotVolume', { volume: name, snapshot: snap })
-          const s = snapshots.find((x) => x.name === snap)!
-          process.stdout.write(`${name}@${snap}: ${formatBytes(s.usedBytes)}, read-only under /.snapshots/${name}/${snap}\n`)
-        })
-      }),
-    )
-  clientOptions(snapshot.command('rm').argument('<name>', 'the volume').argument('<snapshot>', 'the snapshot'))
+    .action(action(async (name: string, snap: string, flags: ClientFlags) => takeSnapshot(name, snap, flags)))
+  // `snapshot rm SNAP` (one name) snapshots the volume called rm; `snapshot rm NAME SNAP` removes a snapshot.
+  clientOptions(snapshot.command('rm').argument('<name>', 'the volume').argument('[snapshot]', 'the snapshot'))
     .description('remove a snapshot (blocks only it still names are freed)')
     .action(
-      action(async (name: string, snap: string, flags: ClientFlags) => {
+      action(async (name: string, snap: string | undefined, flags: ClientFlags) => {
+        if (snap === undefined) return takeSnapshot('rm', name, flags)
         await withClient(flags, async (client) => {
           await client.nn.call('DeleteSnapshot', { volume: name, snapshot: snap })
         })

@@ -2,18 +2,19 @@
 // operations out, every failure one errno. Runs in its own process (`loam
 // mount`): a process serving a mount must never make calls into it.
 import { readFile, stat } from 'node:fs/promises'
+import os from 'node:os'
 import path from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { Counter, Histogram, type Registry } from 'prom-client'
 import Fuse, { type FuseOps, type FuseTime } from '#fuse-native'
 import { LoamClient } from '../client/client.js'
 import { initChecksums } from '../common/checksum.js'
-import type { Address } from '../common/address.js'
+import { parseAddress, type Address } from '../common/address.js'
 import type { Logger } from '../common/log.js'
 import { LoamError } from '../rpc/errors.js'
 import { FUSE_IO_BYTES_MAX } from '../limits.js'
 import { errnoOf } from './errno.js'
-import type { VolumeRecord } from '../rpc/messages.js'
+import type { DatanodeReport, VolumeRecord } from '../rpc/messages.js'
 import { VolumeQuota } from '../volumes/quota.js'
 import { volumePath } from '../volumes/volume.js'
 import { LoamFilesystem, type Caller } from './filesystem.js'
@@ -45,24 +46,23 @@ export async function serveMount(opts: MountOptions): Promise<MountHandle> {
   const st = await stat(dir).catch(() => undefined)
   if (!st?.isDirectory()) throw new LoamError('not-found', `${dir}: no such directory to mount on; create it first`)
   await initChecksums()
-  const base = { namenode: opts.namenode, nodeId: opts.nodeId, timeoutMs: opts.timeoutMs }
   // Fail now, with the namenode's own error, rather than serve a mount that answers EIO.
-  const probe = new LoamClient(base)
+  const probe = new LoamClient({ namenode: opts.namenode, nodeId: opts.nodeId, timeoutMs: opts.timeoutMs })
   let vol: VolumeRecord | undefined
+  let nodeId = opts.nodeId
   try {
     await probe.stat('/')
-    if (opts.volume) vol = mountableVolume((await probe.nn.call('GetVolume', { name: opts.volume })).volume, opts)
+    if (opts.volume) ({ vol, nodeId } = await mountableVolume(probe, opts.volume, opts))
   } finally {
     probe.close()
   }
+  const base = { namenode: opts.namenode, nodeId, timeoutMs: opts.timeoutMs }
+  const writable = vol !== undefined && !opts.readOnly
   // A volume mount writes under the attachment's epoch: once the volume moves on, its writes are refused.
-  const client = new LoamClient({ ...base, epoch: vol && !opts.readOnly ? vol.epoch : 0 })
-  const fs = new LoamFilesystem(client, {
-    readOnly: opts.readOnly,
-    root: vol ? volumePath(vol.name) : '',
-    quota: vol && !opts.readOnly ? new VolumeQuota(vol.name, vol.sizeBytes, vol.usedBytes) : undefined,
-  })
-  const fuse: Fuse = new Fuse(dir, adapt(fs, () => fuse.context(), opts.log, fuseMetrics(opts.registry)), {
+  const client = new LoamClient({ ...base, epoch: vol && writable ? vol.epoch : 0 })
+  const quota = vol && writable ? new VolumeQuota(vol.name, vol.sizeBytes, vol.usedBytes, async () => (await client.nn.call('GetVolume', { name: vol.name })).volume!.sizeBytes) : undefined
+  const fs = new LoamFilesystem(client, { readOnly: opts.readOnly, root: vol ? volumePath(vol.name) : '', quota })
+  const fuse: Fuse = new Fuse(dir, adapt(fs, () => fuse.context(), opts.log, fuseMetrics(opts.registry), quota), {
     force: true,
     // The kernel checks mode bits, owner and group for the calling user against what getattr reports.
     allowOther: true,
@@ -106,19 +106,51 @@ export async function serveMount(opts: MountOptions): Promise<MountHandle> {
       if (!mounted) void stop(false)
     })
   }, 500)
-  const status = { role: 'mount', dir, namenode: client.namenode, nodeId: opts.nodeId ?? null, readOnly: opts.readOnly, volume: vol?.name ?? null, epoch: vol?.epoch ?? null }
+  const status = { role: 'mount', dir, namenode: client.namenode, nodeId: nodeId ?? null, readOnly: opts.readOnly, volume: vol?.name ?? null, epoch: vol?.epoch ?? null }
   return { dir, closed, status: () => status, unmount: () => stop(true) }
 }
 
-/** A volume may be mounted for writing only where it is attached. */
-function mountableVolume(vol: VolumeRecord | null, opts: MountOptions): VolumeRecord {
-  if (!vol) throw new LoamError('protocol', 'the namenode answered without the volume')
-  if (opts.readOnly) return vol
-  if (!vol.attachedNode) throw new LoamError('lease', `volume ${vol.name} is not attached: attach it first (loam volume attach ${vol.name} --node ID), or mount it --read-only`)
-  if (vol.attachedNode !== opts.nodeId) {
-    throw new LoamError('lease', `volume ${vol.name} is attached to ${vol.attachedNode}${opts.nodeId ? `, not ${opts.nodeId}` : ''}: mount it there (--node ${vol.attachedNode}), or --read-only`)
+/**
+ * A volume mounts for writing only on the node it is attached to, for its
+ * owner or the superuser (the namenode checks, as for an attach); read-only,
+ * for whoever may read its directory.
+ */
+async function mountableVolume(probe: LoamClient, name: string, opts: MountOptions): Promise<{ vol: VolumeRecord; nodeId: string | undefined }> {
+  const vol = must((await probe.nn.call('GetVolume', { name })).volume)
+  if (opts.readOnly) {
+    await probe.nn.call('ListStatus', { path: volumePath(name), startAfter: '', limit: 1 })
+    return { vol, nodeId: opts.nodeId }
   }
+  if (!vol.attachedNode) throw new LoamError('lease', `volume ${vol.name} is not attached: attach it first (loam volume attach ${vol.name} --node ID), or mount it --read-only`)
+  const nodeId = opts.nodeId ?? (process.env.LOAM_NODE_ID || (await localNode(probe, vol)))
+  if (vol.attachedNode !== nodeId) {
+    throw new LoamError('lease', `volume ${vol.name} is attached to ${vol.attachedNode}, not ${nodeId}: mount it there (--node ${vol.attachedNode}), or --read-only`)
+  }
+  // Attaching to its own holder changes nothing; it is asked for the owner check alone.
+  return { vol: must((await probe.nn.call('AttachVolume', { name, nodeId, force: false })).volume), nodeId }
+}
+
+function must(vol: VolumeRecord | null): VolumeRecord {
+  if (!vol) throw new LoamError('protocol', 'the namenode answered without the volume')
   return vol
+}
+
+/** The node this mount runs on, when neither --node nor LOAM_NODE_ID says: the one live datanode at an address of this machine. */
+async function localNode(probe: LoamClient, vol: VolumeRecord): Promise<string> {
+  const { datanodes } = await probe.report()
+  const found = nodesAt(datanodes, localAddresses())
+  if (found.length === 1) return found[0]!
+  const why = found.length === 0 ? 'no live datanode is at an address of this machine' : `datanodes ${found.join(', ')} are all on this machine`
+  throw new LoamError('invalid-argument', `volume ${vol.name}: ${why}; say which node this is with --node ID (it is attached to ${vol.attachedNode})`)
+}
+
+/** The live datanodes whose registered address is one of hosts. */
+export function nodesAt(datanodes: Array<Pick<DatanodeReport, 'id' | 'address' | 'state'>>, hosts: Set<string>): string[] {
+  return datanodes.filter((d) => d.state === 'live' && hosts.has(parseAddress(d.address).host)).map((d) => d.id)
+}
+
+function localAddresses(): Set<string> {
+  return new Set(Object.values(os.networkInterfaces()).flatMap((addrs) => (addrs ?? []).map((a) => a.address)))
 }
 
 export async function isMounted(dir: string): Promise<boolean> {
@@ -146,7 +178,9 @@ function fuseMetrics(registry: Registry): FuseMetrics {
 }
 
 /** The callback shapes libfuse's binding expects, around the filesystem's async operations. */
-function adapt(fs: LoamFilesystem, context: () => Caller, log: Logger, measure: FuseMetrics): FuseOps {
+function adapt(fs: LoamFilesystem, context: () => Caller, log: Logger, measure: FuseMetrics, quota: VolumeQuota | undefined): FuseOps {
+  // What a volume's size refuses may fit once the volume has been resized.
+  const sized = <T>(work: () => Promise<T>): (() => Promise<T>) => (quota ? () => quota.retryOnResize(work) : work)
   const fail = (op: string, p: string, err: unknown, startedMs: number): number => {
     const errno = errnoOf(err)
     if (errno === -5) log.warn({ op, path: p, err: (err as Error).message }, 'operation failed')
@@ -176,12 +210,12 @@ function adapt(fs: LoamFilesystem, context: () => Caller, log: Logger, measure: 
     open: (p, flags, cb) => value('open', p, () => fs.open(p, flags), cb),
     create: (p, mode, cb) => value('create', p, () => fs.create(p, mode, context()), cb),
     read: (p, fd, buf, len, pos, cb) => count('read', p, () => fs.read(p, fd, buf, len, pos), cb),
-    write: (p, fd, buf, len, pos, cb) => count('write', p, () => fs.write(p, fd, buf, len, pos), cb),
+    write: (p, fd, buf, len, pos, cb) => count('write', p, sized(() => fs.write(p, fd, buf, len, pos)), cb),
     flush: (p, fd, cb) => done('flush', p, () => fs.flush(p, fd), cb),
     fsync: (p, _datasync, fd, cb) => done('fsync', p, () => fs.fsync(p, fd), cb),
     release: (p, fd, cb) => done('release', p, () => fs.release(p, fd), cb),
-    truncate: (p, size, cb) => done('truncate', p, () => fs.truncate(p, size), cb),
-    ftruncate: (p, fd, size, cb) => done('ftruncate', p, () => fs.ftruncate(p, fd, size), cb),
+    truncate: (p, size, cb) => done('truncate', p, sized(() => fs.truncate(p, size)), cb),
+    ftruncate: (p, fd, size, cb) => done('ftruncate', p, sized(() => fs.ftruncate(p, fd, size)), cb),
     mkdir: (p, mode, cb) => done('mkdir', p, () => fs.mkdir(p, mode, context()), cb),
     unlink: (p, cb) => done('unlink', p, () => fs.unlink(p), cb),
     rmdir: (p, cb) => done('rmdir', p, () => fs.rmdir(p), cb),

@@ -89,10 +89,10 @@ export class TestCluster {
     return c
   }
 
-  /** Runs the `loam` command against this cluster. */
-  loam(args: string[], opts: { input?: Buffer; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  /** Runs the `loam` command against this cluster; as: as another OS user (from /, which every user may enter). */
+  loam(args: string[], opts: { input?: Buffer; env?: NodeJS.ProcessEnv; as?: { uid: number; gid: number } } = {}): Promise<CliResult> {
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [CLI, ...args], { env: { ...this.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] })
+      const child = spawn(process.execPath, [CLI, ...args], { env: { ...this.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'], ...(opts.as ? { ...opts.as, cwd: '/' } : {}) })
       const out: Buffer[] = []
       let err = ''
       child.stdout.on('data', (b: Buffer) => out.push(b))

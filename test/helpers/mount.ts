@@ -15,6 +15,8 @@ export interface MountOptions {
   timeout?: string
   readOnly?: boolean
   extraArgs?: string[]
+  /** More environment for the mount process. */
+  env?: NodeJS.ProcessEnv
 }
 
 export interface TestMount {
@@ -39,7 +41,7 @@ export async function mountCluster(t: Teardown, c: TestCluster, opts: MountOptio
   if (opts.timeout) args.push('--timeout', opts.timeout)
   if (opts.readOnly) args.push('--read-only')
   args.push(...(opts.extraArgs ?? []))
-  const child = spawn(node!, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
+  const child = spawn(node!, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { ...process.env, ...opts.env } })
   let log = ''
   child.stdout!.on('data', (b: Buffer) => (log += b.toString()))
   child.stderr!.on('data', (b: Buffer) => (log += b.toString()))
