@@ -119,7 +119,7 @@ export function registerVolumeCommands(program: Command): void {
     .action(action(async (name: string, snap: string, flags: ClientFlags) => takeSnapshot(name, snap, flags)))
   // `snapshot rm SNAP` (one name) snapshots the volume called rm; `snapshot rm NAME SNAP` removes a snapshot.
   clientOptions(snapshot.command('rm').argument('<name>', 'the volume').argument('[snapshot]', 'the snapshot'))
-    .description('remove a snapshot (blocks only it still names are freed)')
+    .description('remove a snapshot (blocks only it still names are freed); with one name, snapshot the volume called rm')
     .action(
       action(async (name: string, snap: string | undefined, flags: ClientFlags) => {
         if (snap === undefined) return takeSnapshot('rm', name, flags)
