@@ -78,7 +78,7 @@ async function errorAfter(page: Page, act: () => Promise<void>): Promise<string>
   return (await page.locator('#error').textContent())?.trim() ?? ''
 }
 
-test('the dashboard shows the cluster, moves files both ways, runs a job, and answers bad input with the CLI\'s error', async (t) => {
+test('the dashboard shows the cluster as the CLI reports it, moves files both ways, runs and kills jobs, deploys, scales and stops a service, and answers bad input with the CLI\'s error', async (t) => {
   const c = await startCluster(t, { nodes: 3, racks: 2, blockSize: '1MiB', cpus: 2, localityWait: '1s' })
   const local = await localTempDir(t)
   const shots = await testOutputDir('dashboard')
