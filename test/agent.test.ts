@@ -1,6 +1,7 @@
 // The agent as a real process (`loam agent`, `loam node`) against a fake scheduler on a
 // real socket: registration, task states in heartbeats, logs, kills that reach a whole
-// process group, leftovers of a killed agent, and a scheduler that restarts.
+// process group, leftovers of a killed agent, a scheduler that restarts, its /status,
+// /metrics and JSON log lines.
 import test, { type ExecutionContext } from 'ava'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs'
@@ -14,6 +15,7 @@ import { LoamError } from '../src/rpc/errors.js'
 import { AgentService, type AgentServiceSpec } from '../src/rpc/service.js'
 import { CLI, sleep, waitFor } from './helpers/cluster.js'
 import { FakeScheduler } from './helpers/fake-scheduler.js'
+import { scrape, total } from './helpers/prometheus.js'
 
 const WAIT_MS = 20_000
 
@@ -55,10 +57,12 @@ class World {
     return { child, ready: JSON.parse(await readFile(readyFile, 'utf8')) as Record<string, unknown>, logFile }
   }
 
-  async agent(id: string, extra: string[] = []): Promise<Started & { client: RpcClient<AgentServiceSpec>; workDir: string }> {
+  /** A `loam agent` of the fake scheduler (extra may name another); logLevel null leaves the daemon's default. */
+  async agent(id: string, extra: string[] = [], logLevel: string | null = 'warn'): Promise<Started & { client: RpcClient<AgentServiceSpec>; workDir: string }> {
     const workDir = path.join(this.dir, `work-${id}`)
     this.workDirs.add(workDir)
-    const s = await this.daemon(`agent-${id}`, ['agent', '--scheduler', this.fake.addressText, '--id', id, '--work', workDir, '--port', '0', '--heartbeat', '200ms', '--cpus', '2', '--mem', '512', '--log-level', 'warn', ...extra])
+    const level = logLevel === null ? [] : ['--log-level', logLevel]
+    const s = await this.daemon(`agent-${id}`, ['agent', '--scheduler', this.fake.addressText, '--id', id, '--work', workDir, '--port', '0', '--heartbeat', '200ms', '--cpus', '2', '--mem', '512', ...level, ...extra])
     const client = this.agentClient(String(s.ready.rpc))
     return { ...s, client, workDir }
   }
@@ -149,6 +153,35 @@ async function log(client: RpcClient<AgentServiceSpec>, taskId: string, stream =
   return { text: Buffer.from(r.data).toString(), ended: r.ended }
 }
 
+interface LogLine {
+  level: number
+  time: string
+  role: string
+  pid: number
+  msg: string
+}
+
+/** A daemon's log: one JSON object a line, each with its level, time, role, pid and message. */
+async function logLines(file: string): Promise<LogLine[]> {
+  return (await readFile(file, 'utf8'))
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      let line: LogLine
+      try {
+        line = JSON.parse(l) as LogLine
+      } catch {
+        throw new Error(`${file}: a log line that is not JSON: ${l}`)
+      }
+      if (typeof line.level !== 'number' || typeof line.time !== 'string' || typeof line.role !== 'string' || typeof line.pid !== 'number' || typeof line.msg !== 'string') throw new Error(`${file}: a log line without level, time, role, pid or msg: ${l}`)
+      return line
+    })
+}
+
+/** pino's numbers for the levels. */
+const INFO = 30
+const WARN = 40
+
 function refuses(address: string): Promise<boolean> {
   const a = parseAddress(address)
   return new Promise((resolve) => {
@@ -191,6 +224,37 @@ test.serial('a failing task ends FAILED with its exit code; ReadLog serves its s
   w.fake.forget('a1', 't1')
   await waitFor(() => w.fake.heartbeats.length > 0 && !w.fake.heartbeats.at(-1)!.tasks.some((s) => s.taskId === 't1'), WAIT_MS, 't1 to be forgotten')
   t.deepEqual(await log(a.client, 't1'), { text: 'hello\n', ended: true })
+})
+
+test.serial('an agent serves /status and /metrics on its HTTP port; its log is JSON lines, and --log-level warn leaves out the info ones', async (t) => {
+  const w = await World.make(t)
+  const a = await w.agent('a1', [], null)
+  const http = String(a.ready.http)
+  const status = async (): Promise<{ registered: boolean; tasks: Array<{ taskId: string; state: string }> }> => (await fetch(`http://${http}/status`)).json() as Promise<{ registered: boolean; tasks: Array<{ taskId: string; state: string }> }>
+  await waitFor(async () => (await status()).registered, WAIT_MS, 'a1 to say it registered')
+  w.fake.launch('a1', { taskId: 'm', cmd: 'echo metered' })
+  await w.taskState('m', ['FINISHED'])
+  t.like(await status(), { role: 'agent', agentId: 'a1', rack: '/default-rack', scheduler: w.fake.addressText, registered: true, cpus: 2, memMib: 512, tasks: [{ taskId: 'm', state: 'FINISHED' }] })
+
+  // Each call it serves is counted and timed under its method; the process's own figures come with them.
+  const readLog = { service: 'agent', method: 'ReadLog' }
+  const before = await scrape(http)
+  t.is((await log(a.client, 'm')).text, 'metered\n')
+  const after = await scrape(http)
+  t.is(total(after, 'loam_rpc_calls_total', { ...readLog, code: 'ok' }) - total(before, 'loam_rpc_calls_total', { ...readLog, code: 'ok' }), 1)
+  t.is(total(after, 'loam_rpc_duration_seconds_count', readLog) - total(before, 'loam_rpc_duration_seconds_count', readLog), 1)
+  t.true(after.some((s) => s.name === 'process_cpu_user_seconds_total'))
+
+  // At the default level (info) it says it serves and that it registered; at warn, with no scheduler to reach,
+  // it warns of that and says nothing at info.
+  const quiet = await w.agent('a2', ['--scheduler', '127.0.0.1:1'], 'warn')
+  await waitFor(async () => (await readFile(quiet.logFile, 'utf8')).includes('cannot reach the scheduler'), WAIT_MS, 'a2 to warn')
+  const loud = await logLines(a.logFile)
+  t.true(loud.every((l) => l.role === 'agent'))
+  for (const msg of ['agent serving', 'registered with the scheduler']) t.true(loud.some((l) => l.level === INFO && l.msg === msg), msg)
+  const warned = await logLines(quiet.logFile)
+  t.true(warned.some((l) => l.level === WARN && l.msg === 'cannot reach the scheduler; retrying'))
+  t.deepEqual(warned.filter((l) => l.level < WARN), [])
 })
 
 test.serial('a task finds `loam` on its PATH', async (t) => {
@@ -346,4 +410,6 @@ test.serial('`loam node` runs a datanode and an agent in one process, and SIGTER
   t.true(await refuses(String(node.ready.rpc)), 'the datanode stopped')
   t.true(await refuses(String(node.ready.agentRpc)), 'the agent stopped')
   t.false(groupLives(pid), 'its tasks were killed')
+  // Both ran with --log-level warn: JSON lines, none of them at info.
+  for (const d of [nn, node]) t.deepEqual((await logLines(d.logFile)).filter((l) => l.level < WARN), [], d.logFile)
 })

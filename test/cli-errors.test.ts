@@ -311,3 +311,15 @@ test('a second namenode on a data directory in use stops with one line naming it
   first.proc.kill('SIGTERM')
   await exitWithin(first, 15_000)
 })
+
+test('a daemon given an unknown --log-level stops with one line naming the levels, and starts nothing', async (t) => {
+  const dir = await localTempDir(t)
+  const data = path.join(dir, 'nn')
+  for (const role of [['namenode', '--data', data], ['scheduler', '--data', data]]) {
+    const child = startChild(t, [...role, '--port', '0', '--http-port', '0', '--log-level', 'loud'])
+    const exit = await exitWithin(child, 20_000)
+    t.is(exit?.code, 2, child.stderr())
+    t.is(child.stderr(), "loam: --log-level 'loud' is not one of fatal, error, warn, info, debug, trace, silent\n")
+  }
+  t.false(existsSync(data), 'no data directory was made')
+})

@@ -1,13 +1,17 @@
-// The dashboard end to end: a real cluster with files, a volume and a job,
-// opened in headless Chromium; every page shows what the cluster holds, files
-// go up and down through the page, a job runs from a pasted spec, and bad
-// input shows the CLI's own error line and changes nothing.
+// The dashboard end to end: a real cluster with files, a volume holding data,
+// a finished job and a running one, opened in headless Chromium; every page
+// shows what the cluster holds (checked against the CLI's --json), files go up
+// and down through the page, jobs run and are killed and services deployed,
+// scaled and stopped from it, and bad input shows the CLI's own error line and
+// changes nothing.
 import { readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import test from 'ava'
-import type { Page } from 'playwright-core'
-import { startCluster, type TestCluster } from './helpers/cluster.js'
-import { localTempDir, pattern, sha256 } from './helpers/data.js'
+import type { Locator, Page } from 'playwright-core'
+import { formatBytes } from '../src/common/format.js'
+import type { AgentState, JobStatus, VolumeJson } from '../src/dashboard/model.js'
+import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
+import { fsckJson, localTempDir, pattern, sha256 } from './helpers/data.js'
 import { readAll } from './helpers/failures.js'
 import { openBrowser, testOutputDir } from './helpers/browser.js'
 
@@ -17,6 +21,11 @@ async function mustLoam(c: TestCluster, args: string[], input?: Buffer): Promise
   return r.stdout.toString()
 }
 
+/** What `loam ARGS --json` prints. */
+async function loamJson<T>(c: TestCluster, args: string[]): Promise<T> {
+  return JSON.parse(await mustLoam(c, [...args, '--json'])) as T
+}
+
 /** The line the CLI prints for a failing command (it must fail). */
 async function cliError(c: TestCluster, args: string[], input?: Buffer): Promise<string> {
   const r = await c.loam(args, { input })
@@ -24,8 +33,38 @@ async function cliError(c: TestCluster, args: string[], input?: Buffer): Promise
   return r.stderr.trim()
 }
 
+/** The whole page, top to bottom, whatever part of it is scrolled into view. */
 async function shoot(page: Page, dir: string, name: string): Promise<void> {
-  await page.screenshot({ path: path.join(dir, `${name}.png`) })
+  await page.screenshot({ path: path.join(dir, `${name}.png`), fullPage: true })
+}
+
+const literally = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+
+/** Waits until the element's whole text is want (the page redraws every few seconds); fails saying what it shows instead. */
+async function shows(loc: Locator, want: string): Promise<void> {
+  const exactly = new RegExp(`^\\s*${literally(want)}\\s*$`)
+  try {
+    await loc.filter({ hasText: exactly }).waitFor({ timeout: 10_000 })
+  } catch {
+    throw new Error(`the page shows '${(await loc.first().textContent()) ?? '(nothing)'}' where '${want}' was expected`)
+  }
+}
+
+/** A bar part's width, in percent of its track. */
+async function barWidth(part: Locator): Promise<number> {
+  const m = /width: ([\d.]+)%/.exec((await part.getAttribute('style')) ?? '')
+  if (!m) throw new Error(`a bar part with no width: ${await part.getAttribute('style')}`)
+  return Number(m[1])
+}
+
+/** Each task's row of an open job shows the node, the locality and the attempts `loam job status` reports. */
+async function tasksMatch(page: Page, job: JobStatus): Promise<void> {
+  for (const task of job.tasks) {
+    const cells = page.locator(`tr[data-task="${task.id}"] > td`)
+    await shows(cells.nth(2), task.node ?? '–')
+    await shows(cells.nth(3), task.locality ? task.locality.replace(/_/g, ' ').toLowerCase() : '–')
+    await shows(cells.nth(4), String(task.attempts))
+  }
 }
 
 /** Does what act does, and returns the error line the page shows for it (a new one, not one left from before). */
@@ -39,23 +78,29 @@ async function errorAfter(page: Page, act: () => Promise<void>): Promise<string>
   return (await page.locator('#error').textContent())?.trim() ?? ''
 }
 
-test('the dashboard shows the cluster, moves files both ways, runs a job, and answers bad input with the CLI\'s error', async (t) => {
+test('the dashboard shows the cluster as the CLI reports it, moves files both ways, runs and kills jobs, deploys, scales and stops a service, and answers bad input with the CLI\'s error', async (t) => {
   const c = await startCluster(t, { nodes: 3, racks: 2, blockSize: '1MiB', cpus: 2, localityWait: '1s' })
   const local = await localTempDir(t)
   const shots = await testOutputDir('dashboard')
   t.log(`screenshots: ${shots}`)
 
-  // What the pages should show: a file of several blocks, a small one, a volume attached to dn2, a finished job.
+  // What the pages should show: a file of several blocks, a small one, a volume holding data attached to dn2,
+  // a finished job, and a job that runs until it is killed from the page.
   const input = pattern(3 * 1024 * 1024 + 12345, 7)
   await writeFile(path.join(local, 'input.bin'), input)
   await mustLoam(c, ['fs', 'put', path.join(local, 'input.bin'), '/data/input.bin'])
   await writeFile(path.join(local, 'hello.txt'), 'hello\n')
   await mustLoam(c, ['fs', 'put', path.join(local, 'hello.txt'), '/data/logs/hello.txt'])
   await mustLoam(c, ['volume', 'create', 'pgdata', '--size', '64MiB', '--replication', '2'])
+  // Written while detached (as a restore would be): its replicas give the page bytes per node to show.
+  await writeFile(path.join(local, 'base.bin'), pattern(1.5 * 1024 * 1024, 5))
+  await mustLoam(c, ['fs', 'put', path.join(local, 'base.bin'), '/volumes/pgdata/base.bin'])
   await mustLoam(c, ['volume', 'attach', 'pgdata', '--node', 'dn2'])
   await mustLoam(c, ['volume', 'snapshot', 'pgdata', 'first'])
   const spec = JSON.stringify({ id: 'count', cmd: 'wc -c', cpus: 0.5, mem: 64, input: '/data/input.bin' })
   await mustLoam(c, ['job', 'run', '-', '--wait'], Buffer.from(spec))
+  await mustLoam(c, ['job', 'run', '-'], Buffer.from(JSON.stringify({ id: 'long', cmd: 'sleep 600', cpus: 1, mem: 64 })))
+  await waitFor(async () => (await loamJson<JobStatus>(c, ['job', 'status', 'long'])).tasks.every((x) => x.state === 'RUNNING'), 30_000, 'the long job to run')
 
   const { page } = await openBrowser(t)
   const pageErrors: string[] = []
@@ -77,25 +122,38 @@ test('the dashboard shows the cluster, moves files both ways, runs a job, and an
   t.regex(c.record.dashboard, /\/\?token=[0-9a-f]{40}$/)
   await page.goto(c.record.dashboard)
 
-  // Overview: the live nodes, the namespace's counts, safe mode off.
+  // Overview: the live nodes, the namespace's counts (as fsck finds them, the snapshot's file included), safe mode off.
   await page.goto(`${base}/#/overview`)
   await page.locator('.card', { hasText: 'Datanodes' }).locator('.stat', { hasText: 'live' }).locator('.stat-value', { hasText: '3' }).waitFor()
   const namespace = page.locator('.card', { hasText: 'Namespace' })
-  await namespace.locator('.stat', { hasText: 'files' }).locator('.stat-value', { hasText: /^2$/ }).waitFor()
-  await namespace.locator('.stat', { hasText: 'blocks' }).locator('.stat-value', { hasText: /^5$/ }).waitFor()
+  const everything = (await fsckJson(c, '/')).json
+  await shows(namespace.locator('.stat', { hasText: 'files' }).locator('.stat-value'), String(everything.files))
+  // A snapshot's files share their blocks with the live ones: fsck lists a block once a file, the namenode counts it once.
+  await shows(namespace.locator('.stat', { hasText: 'blocks' }).locator('.stat-value'), String(new Set(everything.blocks.map((b) => b.id)).size))
   t.regex((await page.locator('.card', { hasText: 'Namenode' }).textContent()) ?? '', /Safe modeoff/)
   await page.locator('.card', { hasText: 'Scheduler' }).locator('.stat', { hasText: 'agents' }).locator('.stat-value', { hasText: '3' }).waitFor()
   await shoot(page, shots, '1-overview')
 
-  // Nodes: each datanode, live, in its rack, with its replicas and its agent's cpus.
+  // Nodes: each datanode, live, in its rack, with its replicas, and its agent's cpus, memory and tasks in use
+  // as `loam job agents` reports them: the long job's task on its node.
   await page.goto(`${base}/#/nodes`)
-  const report = JSON.parse(await mustLoam(c, ['report', '--json'])) as { datanodes: Array<{ id: string; rack: string; blocks: number }> }
+  const report = await loamJson<{ datanodes: Array<{ id: string; rack: string; blocks: number }> }>(c, ['report'])
+  const { agents } = await loamJson<{ agents: AgentState[] }>(c, ['job', 'agents'])
+  const longNode = (await loamJson<JobStatus>(c, ['job', 'status', 'long'])).tasks[0]!.node
   for (const d of report.datanodes) {
     const row = page.locator(`tr[data-node="${d.id}"]`)
     await row.waitFor()
     const text = (await row.textContent()) ?? ''
-    t.true(text.includes(d.rack) && text.includes('live') && text.includes('/ 2'), `${d.id}: ${text}`)
+    t.true(text.includes(d.rack) && text.includes('live'), `${d.id}: ${text}`)
+    const agent = agents.find((a) => a.node === d.id)!
+    const cells = row.locator('> td')
+    await shows(cells.nth(5), String(d.blocks))
+    await shows(cells.nth(6), `${agent.usedCpus.toFixed(1)} / ${agent.cpus}`)
+    await shows(cells.nth(7), `${formatBytes(agent.usedMemMib * 1048576)} / ${formatBytes(agent.memMib * 1048576)}`)
+    t.deepEqual(await row.locator('.chip').allTextContents(), agent.tasks)
+    if (d.id === longNode) t.true(agent.usedCpus >= 1 && agent.tasks.includes('long.0'), JSON.stringify(agent))
   }
+  await page.locator(`tr[data-node="${longNode}"] .chip`, { hasText: /^long\.0$/ }).waitFor()
   await shoot(page, shots, '2-nodes')
 
   // Files: the directory, then a file's blocks with the nodes that hold each replica.
@@ -142,18 +200,46 @@ test('the dashboard shows the cluster, moves files both ways, runs a job, and an
   t.true(await page.locator('a.file', { hasText: 'hello.txt' }).isVisible())
   await shoot(page, shots, '5-files-error')
 
-  // Volumes: size, used, replication, where it is attached and under which epoch, its snapshot.
+  // Volumes: size, used (figure and bar), replication, where it is attached and under which epoch, the bytes of
+  // its replicas on each node, its snapshot; as `loam volume inspect` reports them.
   await page.goto(`${base}/#/volumes`)
   const vol = page.locator('[data-volume="pgdata"]')
   await vol.waitFor()
   const volText = (await vol.textContent()) ?? ''
   t.true(volText.includes('64.0 MiB') && volText.includes('dn2, epoch 1') && volText.includes('first'), volText)
+  const inspected = await loamJson<VolumeJson>(c, ['volume', 'inspect', 'pgdata'])
+  t.is(inspected.usedBytes, 1.5 * 1024 * 1024)
+  t.is(inspected.nodes.reduce((n, x) => n + x.bytes, 0), inspected.usedBytes * inspected.replication, 'every block on as many nodes as the replication')
+  t.true((await vol.locator('.usage > span').textContent())?.startsWith(`${formatBytes(inspected.usedBytes)} of ${formatBytes(inspected.sizeBytes)} used`))
+  t.is(await barWidth(vol.locator('.usage .bar-part')), (inspected.usedBytes / inspected.sizeBytes) * 100)
+  await shows(vol.locator('dt:text-is("Replication") + dd'), String(inspected.replication))
+  const perNode = await vol.locator('.node-bytes > span').allTextContents()
+  const pairs = Array.from({ length: perNode.length / 2 }, (_, i) => [perNode[2 * i], perNode[2 * i + 1]])
+  t.deepEqual(pairs, inspected.nodes.map((n) => [n.node, formatBytes(n.bytes)]))
+  const most = Math.max(...inspected.nodes.map((n) => n.bytes))
+  const bars = vol.locator('.node-bytes .bar-part')
+  for (const [i, n] of inspected.nodes.entries()) t.is(await barWidth(bars.nth(i)), (n.bytes / most) * 100, n.node)
   await shoot(page, shots, '6-volumes')
 
-  // Jobs: the finished job and its node-local tasks; then a job run from a pasted spec, to its end, and its log.
+  // Jobs: the finished job and the running one; the finished one's tasks with the node, locality and attempts
+  // `loam job status` reports, and the locality chart counting every task the scheduler placed.
   await page.goto(`${base}/#/jobs`)
   await page.locator('tr[data-job="count"] .pill-finished').waitFor()
-  await page.locator('.card', { hasText: 'Task locality' }).waitFor()
+  await page.locator('tr[data-job="long"] .pill-running').waitFor()
+  await page.locator('tr[data-job="count"]').click()
+  await tasksMatch(page, await loamJson<JobStatus>(c, ['job', 'status', 'count']))
+  const jobs = await Promise.all((await loamJson<Array<{ id: string }>>(c, ['job', 'ls'])).map((j) => loamJson<JobStatus>(c, ['job', 'status', j.id])))
+  const services = await loamJson<unknown[]>(c, ['service', 'ls'])
+  t.deepEqual(services, [])
+  const placed = jobs.flatMap((j) => j.tasks).filter((x) => x.locality !== null)
+  t.is(placed.length, 5)
+  const chart = page.locator('.card', { hasText: 'Task locality' })
+  for (const locality of ['NODE_LOCAL', 'RACK_LOCAL', 'ANY']) {
+    const n = placed.filter((x) => x.locality === locality).length
+    const item = chart.locator('li', { has: page.locator('.legend-label', { hasText: new RegExp(`^${locality.replace('_', ' ').toLowerCase()}$`) }) })
+    await shows(item.locator('.legend-value'), `${n} tasks ${Math.round((n / placed.length) * 100)}%`)
+  }
+  await shows(chart.locator('p.muted'), `${placed.length} tasks placed, over ${jobs.length} jobs and 0 services`)
   const jobsBefore = await page.locator('tr.job').count()
   const badSpec = '{"id": "broken", "cmd": '
   const specError = await cliError(c, ['job', 'run', '-'], Buffer.from(badSpec))
@@ -165,8 +251,20 @@ test('the dashboard shows the cluster, moves files both ways, runs a job, and an
   await page.locator('#run').click()
   await page.locator('#notice', { hasText: 'Submitted job from-page' }).waitFor()
   await page.locator('tr[data-job="from-page"] .pill-finished').waitFor({ timeout: 60_000 })
+  await tasksMatch(page, await loamJson<JobStatus>(c, ['job', 'status', 'from-page']))
   await page.locator('tr[data-task="from-page.1"]').locator('button', { hasText: 'stdout' }).click()
   await page.locator('#log', { hasText: 'made by the page 1' }).waitFor()
+
+  // Kill from the page: the scheduler ends the job KILLED, its task stops and frees its node, and the page says so.
+  await page.locator('tr[data-job="long"] button', { hasText: 'Kill' }).click()
+  await page.locator('#notice', { hasText: 'Killed job long' }).waitFor()
+  await waitFor(async () => {
+    const long = await loamJson<JobStatus>(c, ['job', 'status', 'long'])
+    return long.state === 'KILLED' && long.tasks.every((x) => x.state === 'KILLED')
+  }, 30_000, 'the long job to be KILLED')
+  await waitFor(async () => (await loamJson<{ agents: AgentState[] }>(c, ['job', 'agents'])).agents.every((a) => !a.tasks.includes('long.0')), 30_000, 'the long task to stop')
+  await page.locator('tr[data-job="long"] .pill-killed').waitFor()
+  t.is(await page.locator('tr[data-job="long"] button', { hasText: 'Kill' }).count(), 0)
   await shoot(page, shots, '7-jobs')
 
   // A service deployed from the page, scaled to two instances, then stopped.
@@ -186,7 +284,12 @@ test('the dashboard shows the cluster, moves files both ways, runs a job, and an
   await page.locator('tr[data-task="web.1"]').locator('button', { hasText: 'stdout' }).click()
   await page.locator('#log', { hasText: 'serving 1' }).waitFor()
   await shoot(page, shots, '8-services')
+  // Stop: every instance ends, the scheduler forgets the service, and it leaves the page.
   await page.locator('tr[data-service="web"] button', { hasText: 'Stop' }).click()
   await page.locator('#notice', { hasText: 'Stopping service web' }).waitFor()
+  await page.locator('tr[data-service="web"]').waitFor({ state: 'detached', timeout: 60_000 })
+  t.deepEqual(await loamJson<unknown[]>(c, ['service', 'ls']), [])
+  t.regex(await cliError(c, ['service', 'status', 'web', '--json']), /service web: no such service/)
+  t.true((await loamJson<{ agents: AgentState[] }>(c, ['job', 'agents'])).agents.every((a) => a.tasks.every((x) => !x.startsWith('web.'))))
   t.deepEqual(pageErrors, [])
 })

@@ -36,13 +36,22 @@ export function parsePrometheus(text: string): Sample[] {
       if (!l) throw new Error(`bad labels: ${line}`)
       labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c))
     }
-    const value = m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : Number(m[3])
-    if (Number.isNaN(value) && m[3] !== 'NaN') throw new Error(`bad value: ${line}`)
+    const value = sampleValue(m[3]!)
+    if (value === undefined) throw new Error(`bad value: ${line}`)
     const family = m[1]!.replace(/_(bucket|sum|count|total)$/, '')
     if (!types.has(m[1]!) && !types.has(family)) throw new Error(`sample of an undeclared metric: ${line}`)
     samples.push({ name: m[1]!, labels, value })
   }
   return samples
+}
+
+/** A sample's value as Prometheus reads it (Go's ParseFloat): NaN and Inf in any case, since prom-client writes NaN as Nan. */
+function sampleValue(text: string): number | undefined {
+  const word = text.toLowerCase()
+  if (word === 'nan') return NaN
+  if (/^[+-]?inf(inity)?$/.test(word)) return word.startsWith('-') ? -Infinity : Infinity
+  const value = Number(text)
+  return Number.isNaN(value) ? undefined : value
 }
 
 /** The sum of the samples named so whose labels include these. */
