@@ -134,6 +134,35 @@ test('scheduler kill -9 and restart mid-job: no task lost, none run twice', asyn
   t.deepEqual(names.sort(), job.tasks.map((x) => x.id).sort(), 'each task ran exactly once')
 })
 
+test('scheduler kill -9 and restart while a task uses all of its agent: the task is adopted, not run again, and the agent takes new work after it', async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1, cpus: 1 })
+  // It runs until /flags/go exists: as long as the test needs, however slow the machine.
+  const cmd = 'echo started && until loam fs stat /flags/go >/dev/null 2>&1; do sleep 0.2; done && echo x | loam fs put - /runs/$LOAM_TASK_ID.$(date +%s%N)'
+  await run(c, { id: 'whole', cmd, instances: 1, cpus: 1, mem: 32, retries: 1 }, { wait: false })
+  // Started on the agent, not only placed: a launch the agent never heard of is rightly launched again.
+  await waitFor(async () => (await c.loam(['logs', 'whole.0'])).stdout.toString().includes('started'), 20_000, 'the task to start')
+  await c.killScheduler()
+  await c.restartScheduler()
+  const agents = async (): Promise<Array<{ usedCpus: number; cpus: number }>> => (JSON.parse((await c.loam(['job', 'agents', '--json'])).stdout.toString()) as { agents: Array<{ usedCpus: number; cpus: number }> }).agents
+  await waitFor(async () => (await agents()).length === 1, 20_000, 'the agent to register again')
+  t.deepEqual(
+    (await agents()).map((a) => [a.usedCpus, a.cpus]),
+    [[1, 1]],
+    'the adopted task holds the whole agent, whose total stays what it has',
+  )
+  // As large as the whole agent: accepted, and placed once the adopted task ends.
+  t.is((await run(c, { id: 'next', cmd: 'true', instances: 1, cpus: 1, mem: 32 }, { wait: false })).state, 'RUNNING')
+  t.is((await status(c, 'next')).tasks[0]!.state, 'PENDING', 'the agent is full')
+  t.is((await c.loam(['fs', 'put', '-', '/flags/go'], { input: Buffer.from('x') })).code, 0)
+  await waitFor(async () => (await status(c, 'next')).state !== 'RUNNING', 30_000, 'the next job to end')
+  t.is((await status(c, 'next')).state, 'FINISHED')
+  const job = await status(c, 'whole')
+  t.is(job.state, 'FINISHED', JSON.stringify(job))
+  t.is(job.tasks[0]!.attempts, 1, 'adopted, not launched again')
+  const marks = JSON.parse((await c.loam(['fs', 'ls', '/runs', '--json'])).stdout.toString()) as Array<{ name: string }>
+  t.is(marks.length, 1, 'it ran once')
+})
+
 test('DRF through real agents: a role alone takes the whole cluster; a second busy role converges to an equal dominant share', async (t) => {
   // 2 nodes x 4 cpus, tasks of 0.25 cpu: 32 slots, so one slot is ~3% of the cluster.
   const c = await startCluster(t, { nodes: 2, racks: 1, cpus: 4 })

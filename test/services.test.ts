@@ -3,6 +3,10 @@
 // its node dies.
 import test from 'ava'
 import type { ServiceStatusJson } from '../src/cli/service-commands.js'
+import { parseAddress } from '../src/common/address.js'
+import { RpcClient } from '../src/rpc/client.js'
+import { toLoamError } from '../src/rpc/errors.js'
+import { SchedulerService, type SchedulerServiceSpec } from '../src/rpc/service.js'
 import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
 
 type ServiceJson = ServiceStatusJson
@@ -136,4 +140,34 @@ test('a service with a volume runs where its replicas are, and after kill -9 of 
     await waitFor(async () => !(await inspect('dbvol-1')).attachedNode, 30_000, 'dbvol-1 to be detached')
     t.true((await inspect('dbvol-1')).usedBytes >= 3_000_000, 'its data stays')
   }
+})
+
+test("a deploy uses only the requester's own volumes (or any, as the superuser), and a refused deploy creates none", async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1 })
+  const nn = c.client()
+  const alice = { user: 'alice', groups: ['alice'] }
+  await nn.nn.call('CreateVolume', { name: 'theirs', sizeBytes: 16 * 1024 * 1024, replication: 1, blockSizeBytes: 0 }, alice)
+  const as = (who: { user: string; groups: string[] }): RpcClient<SchedulerServiceSpec> => {
+    const client = new RpcClient(parseAddress(c.scheduler), SchedulerService, { peerName: 'scheduler', ...who })
+    t.teardown(() => client.close())
+    return client
+  }
+  const spec = (id: string, ...names: string[]): { json: string } => ({ json: JSON.stringify({ id, cmd: 'exec sleep 1000', cpus: 0.25, mem: 32, volumes: names.map((name) => ({ name, size: '16MiB', path: name })) }) })
+
+  const refused = await as({ user: 'mallory', groups: ['mallory'] })
+    .call('DeployService', spec('steal', 'fresh', 'theirs'))
+    .then(() => undefined, (err: unknown) => toLoamError(err))
+  t.is(refused?.code, 'permission')
+  t.regex(refused?.message ?? '', /^service spec: volumes: volume theirs belongs to user alice, not mallory; .*$/)
+  t.is(await nn.nn.call('GetVolume', { name: 'fresh' }).then(() => 'exists', (err: unknown) => toLoamError(err).code), 'not-found', 'the volume listed before the refused one was not created')
+  t.is((await c.loam(['service', 'status', 'steal'])).code, 1, 'nothing deployed')
+
+  await as(alice).call('DeployService', spec('own', 'theirs', 'mine'))
+  t.is((await nn.nn.call('GetVolume', { name: 'mine' })).volume!.owner, 'alice', 'a new volume belongs to the requester')
+  await until(c, 'own', (s) => s.tasks[0]!.state === 'RUNNING', "alice's service to run on her volumes")
+
+  // The cluster's own user (the namenode's) is the superuser: any volume will do.
+  await nn.nn.call('CreateVolume', { name: 'spare', sizeBytes: 16 * 1024 * 1024, replication: 1, blockSizeBytes: 0 }, alice)
+  const admin = await deploy(c, { id: 'admin', cmd: 'exec sleep 1000', cpus: 0.25, mem: 32, volumes: [{ name: 'spare', size: '16MiB', path: 'spare' }] })
+  t.is(admin.code, 0, admin.stderr)
 })
