@@ -163,6 +163,26 @@ test('scheduler kill -9 and restart while a task uses all of its agent: the task
   t.is(marks.length, 1, 'it ran once')
 })
 
+test('a job killed just before a scheduler kill -9: its task is killed after the restart, not adopted', async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1 })
+  await run(c, { id: 'doomed', cmd: 'echo started && exec sleep 1000', instances: 1, cpus: 0.5, mem: 32 }, { wait: false })
+  await waitFor(async () => (await c.loam(['logs', 'doomed.0'])).stdout.toString().includes('started'), 20_000, 'the task to start')
+  // The node is paused: the kill never reaches it before the scheduler dies.
+  const node = c.record.nodes[0]!.pid
+  process.kill(node, 'SIGSTOP')
+  try {
+    t.is((await c.loam(['job', 'kill', 'doomed'])).code, 0)
+    await c.killScheduler()
+    await c.restartScheduler()
+  } finally {
+    process.kill(node, 'SIGCONT')
+  }
+  await waitFor(async () => (await status(c, 'doomed')).tasks[0]!.state !== 'RUNNING', 30_000, 'the task to be killed')
+  const job = await status(c, 'doomed')
+  t.is(job.state, 'KILLED')
+  t.is(job.tasks[0]!.state, 'KILLED', JSON.stringify(job))
+})
+
 test('DRF through real agents: a role alone takes the whole cluster; a second busy role converges to an equal dominant share', async (t) => {
   // 2 nodes x 4 cpus, tasks of 0.25 cpu: 32 slots, so one slot is ~3% of the cluster.
   const c = await startCluster(t, { nodes: 2, racks: 1, cpus: 4 })

@@ -8,6 +8,7 @@ import { RpcClient } from '../src/rpc/client.js'
 import { toLoamError } from '../src/rpc/errors.js'
 import { SchedulerService, type SchedulerServiceSpec } from '../src/rpc/service.js'
 import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
+import { parsePrometheus } from './helpers/prometheus.js'
 
 type ServiceJson = ServiceStatusJson
 
@@ -170,4 +171,23 @@ test("a deploy uses only the requester's own volumes (or any, as the superuser),
   await nn.nn.call('CreateVolume', { name: 'spare', sizeBytes: 16 * 1024 * 1024, replication: 1, blockSizeBytes: 0 }, alice)
   const admin = await deploy(c, { id: 'admin', cmd: 'exec sleep 1000', cpus: 0.25, mem: 32, volumes: [{ name: 'spare', size: '16MiB', path: 'spare' }] })
   t.is(admin.code, 0, admin.stderr)
+})
+
+test('two 1-cpu instances fill a 2-cpu node and both run, counted in their role\'s share and the task metrics; a third waits for room', async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1, cpus: 2 })
+  t.is((await deploy(c, { id: 'pair', cmd: 'echo up; exec sleep 1000', instances: 2, cpus: 1, mem: 32 })).code, 0)
+  await until(c, 'pair', (s) => s.tasks.every((x) => x.state === 'RUNNING'), 'both instances to run')
+  for (const id of ['pair.0', 'pair.1']) {
+    await waitFor(async () => (await c.loam(['logs', id])).stdout.toString().startsWith('up\n'), 30_000, `${id} to start on the agent`)
+  }
+  const agents = JSON.parse((await c.loam(['job', 'agents', '--json'])).stdout.toString()) as { agents: Array<{ usedCpus: number }>; roles: Array<{ role: string; dominantShare: number }> }
+  t.deepEqual(agents.agents.map((a) => a.usedCpus), [2])
+  t.is(agents.roles.find((r) => r.role === 'default')?.dominantShare, 1, "the instances count in their role's share")
+  const metrics = parsePrometheus(await (await fetch(`http://${c.record.scheduler.http}/metrics`)).text())
+  const sample = (name: string, labels: Record<string, string>): number | undefined => metrics.find((m) => m.name === name && Object.entries(labels).every(([k, v]) => m.labels[k] === v))?.value
+  t.is(sample('loam_scheduler_tasks', { state: 'RUNNING' }), 2, 'service instances are tasks in the metrics')
+  t.is(sample('loam_scheduler_tasks_by_locality', { locality: 'ANY' }), 2)
+  t.is((await c.loam(['service', 'scale', 'pair', '3'])).code, 0)
+  const waiting = await until(c, 'pair', (s) => /waiting for an agent/.test(s.tasks[2]?.message ?? ''), 'the third to wait')
+  t.is(waiting.tasks[2]!.state, 'PENDING')
 })
