@@ -73,7 +73,7 @@ test('a task that fails is retried up to `retries`; a job whose task keeps faili
     ['{not json', /job spec is not valid JSON/],
     [JSON.stringify({ id: 'x' }), /job spec: cmd is missing/],
     [JSON.stringify({ id: 'x', cmd: 'true', cpus: 4096 }), /more than any agent has/],
-    [JSON.stringify({ id: 'x', cmd: 'true', input: '/no/such/file' }), /no such file/],
+    [JSON.stringify({ id: 'x', cmd: 'true', input: '/no/such/file' }), /^loam: input: \/no(\/such\/file)?: no such file/],
     [JSON.stringify({ id: 'x', cmd: 'true', bogus: 1 }), /job spec: bogus is not a job field/],
   ] as const) {
     const r = await c.loam(['job', 'run', '-'], { input: Buffer.from(spec) })
@@ -181,6 +181,21 @@ test('a job killed just before a scheduler kill -9: its task is killed after the
   const job = await status(c, 'doomed')
   t.is(job.state, 'KILLED')
   t.is(job.tasks[0]!.state, 'KILLED', JSON.stringify(job))
+})
+
+test('logs --follow goes on into the next attempt of a retried task, and ends with its last', async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1 })
+  // The first attempt waits for /flags/go and fails; the second succeeds.
+  const cmd = 'if loam fs stat /flags/failed >/dev/null 2>&1; then echo second; else echo first; until loam fs stat /flags/go >/dev/null 2>&1; do sleep 0.2; done; echo x | loam fs put - /flags/failed; exit 3; fi'
+  await run(c, { id: 'twice', cmd, instances: 1, cpus: 0.5, mem: 32, retries: 1 }, { wait: false })
+  await waitFor(async () => (await c.loam(['logs', 'twice.0'])).stdout.toString().includes('first'), 20_000, 'the first attempt to start')
+  const following = c.loam(['logs', 'twice.0', '--follow'])
+  t.is((await c.loam(['fs', 'put', '-', '/flags/go'], { input: Buffer.from('x') })).code, 0)
+  const r = await following
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout.toString(), 'first\nsecond\n')
+  t.regex(r.stderr, /attempt twice\.0\.2/)
+  t.is((await status(c, 'twice')).tasks[0]!.attempts, 2)
 })
 
 test('DRF through real agents: a role alone takes the whole cluster; a second busy role converges to an equal dominant share', async (t) => {
