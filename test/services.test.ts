@@ -191,3 +191,22 @@ test('two 1-cpu instances fill a 2-cpu node and both run, counted in their role\
   const waiting = await until(c, 'pair', (s) => /waiting for an agent/.test(s.tasks[2]?.message ?? ''), 'the third to wait')
   t.is(waiting.tasks[2]!.state, 'PENDING')
 })
+
+test('a service removed just before a scheduler kill -9: its instance is killed after the restart, not adopted', async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1 })
+  t.is((await deploy(c, { id: 'gone', cmd: 'echo up; exec sleep 1000', cpus: 0.5, mem: 32 })).code, 0)
+  await waitFor(async () => (await c.loam(['logs', 'gone.0'])).stdout.toString().startsWith('up\n'), 30_000, 'the instance to start')
+  // The node is paused: the kill never reaches it before the scheduler dies.
+  const node = c.record.nodes[0]!.pid
+  process.kill(node, 'SIGSTOP')
+  try {
+    t.is((await c.loam(['service', 'rm', 'gone'])).code, 0)
+    await c.killScheduler()
+    await c.restartScheduler()
+  } finally {
+    process.kill(node, 'SIGCONT')
+  }
+  await waitFor(async () => (await c.loam(['service', 'status', 'gone'])).code !== 0, 30_000, 'the service to go')
+  const agents = JSON.parse((await c.loam(['job', 'agents', '--json'])).stdout.toString()) as { agents: Array<{ usedCpus: number; tasks: string[] }> }
+  t.deepEqual(agents.agents.map((a) => [a.usedCpus, a.tasks]), [[0, []]], 'nothing runs or is held')
+})
