@@ -425,7 +425,7 @@ export class Scheduler {
   }
 
   /** Tasks (pending again) go to the core as a job of their own: the core's job ids are internal. */
-  private requeue(job: JobRecord, tasks: TaskRecord[]): void {
+  private requeue(job: JobRecord, tasks: TaskRecord[], quiet = false): void {
     if (tasks.length === 0 || this.agents.size === 0) return
     const id = `${job.id}#${++this.generation}`
     try {
@@ -440,7 +440,7 @@ export class Scheduler {
       )
     } catch (err) {
       // No agent left could run them (or the core is full): they wait, pending, and are offered again at the next check.
-      if (!this.stalled) this.opts.log.warn({ job: job.id, tasks: tasks.length, err: toLoamError(err).message }, 'tasks wait for an agent')
+      if (!quiet && !this.stalled) this.opts.log.warn({ job: job.id, tasks: tasks.length, err: toLoamError(err).message }, 'tasks wait for an agent')
       this.stalled = true
       return
     }
@@ -451,12 +451,15 @@ export class Scheduler {
 
   /** Pending tasks the core does not hold (restored, or queued while no agent was registered). */
   private queuePending(): void {
+    // Tasks refused again are not logged again at every check.
+    const quiet = this.stalled
     this.stalled = false
     for (const job of this.state.jobs.values()) {
       if (job.state !== 'RUNNING') continue
       this.requeue(
         job,
         job.tasks.filter((t) => t.state === 'PENDING' && !this.core.task(t.id)),
+        quiet,
       )
     }
   }
