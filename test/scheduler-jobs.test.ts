@@ -2,6 +2,7 @@
 // an agent, tasks run as processes reading their input split from local disk.
 import test from 'ava'
 import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
+import { restartSchedulerBehindPausedNode } from './helpers/paused-node.js'
 import { MiB, pattern } from './helpers/data.js'
 
 interface TaskJson {
@@ -167,16 +168,8 @@ test('a job killed just before a scheduler kill -9: its task is killed after the
   const c = await startCluster(t, { nodes: 1, racks: 1 })
   await run(c, { id: 'doomed', cmd: 'echo started && exec sleep 1000', instances: 1, cpus: 0.5, mem: 32 }, { wait: false })
   await waitFor(async () => (await c.loam(['logs', 'doomed.0'])).stdout.toString().includes('started'), 20_000, 'the task to start')
-  // The node is paused: the kill never reaches it before the scheduler dies.
-  const node = c.record.nodes[0]!.pid
-  process.kill(node, 'SIGSTOP')
-  try {
-    t.is((await c.loam(['job', 'kill', 'doomed'])).code, 0)
-    await c.killScheduler()
-    await c.restartScheduler()
-  } finally {
-    process.kill(node, 'SIGCONT')
-  }
+  // The kill never reaches the node before the scheduler dies.
+  await restartSchedulerBehindPausedNode(c, 0, async () => t.is((await c.loam(['job', 'kill', 'doomed'])).code, 0))
   await waitFor(async () => (await status(c, 'doomed')).tasks[0]!.state !== 'RUNNING', 30_000, 'the task to be killed')
   const job = await status(c, 'doomed')
   t.is(job.state, 'KILLED')

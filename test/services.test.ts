@@ -8,6 +8,7 @@ import { RpcClient } from '../src/rpc/client.js'
 import { toLoamError } from '../src/rpc/errors.js'
 import { SchedulerService, type SchedulerServiceSpec } from '../src/rpc/service.js'
 import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
+import { restartSchedulerBehindPausedNode } from './helpers/paused-node.js'
 import { parsePrometheus } from './helpers/prometheus.js'
 
 type ServiceJson = ServiceStatusJson
@@ -196,16 +197,8 @@ test('a service removed just before a scheduler kill -9: its instance is killed 
   const c = await startCluster(t, { nodes: 1, racks: 1 })
   t.is((await deploy(c, { id: 'gone', cmd: 'echo up; exec sleep 1000', cpus: 0.5, mem: 32 })).code, 0)
   await waitFor(async () => (await c.loam(['logs', 'gone.0'])).stdout.toString().startsWith('up\n'), 30_000, 'the instance to start')
-  // The node is paused: the kill never reaches it before the scheduler dies.
-  const node = c.record.nodes[0]!.pid
-  process.kill(node, 'SIGSTOP')
-  try {
-    t.is((await c.loam(['service', 'rm', 'gone'])).code, 0)
-    await c.killScheduler()
-    await c.restartScheduler()
-  } finally {
-    process.kill(node, 'SIGCONT')
-  }
+  // The kill never reaches the node before the scheduler dies.
+  await restartSchedulerBehindPausedNode(c, 0, async () => t.is((await c.loam(['service', 'rm', 'gone'])).code, 0))
   await waitFor(async () => (await c.loam(['service', 'status', 'gone'])).code !== 0, 30_000, 'the service to go')
   const agents = JSON.parse((await c.loam(['job', 'agents', '--json'])).stdout.toString()) as { agents: Array<{ usedCpus: number; tasks: string[] }> }
   t.deepEqual(agents.agents.map((a) => [a.usedCpus, a.tasks]), [[0, []]], 'nothing runs or is held')
