@@ -190,3 +190,51 @@ test('drf functions: dominant shares, weights, and the offer order', (t) => {
     ['a', 'b', 'c'],
   )
 })
+
+test("holds (a task adopted after a restart, a service instance) count in the agent's use and the role's share; unhold lets pending tasks run", (t) => {
+  const core = cluster(2)
+  // The whole of agent a1, as a task found running on it after a restart would: its total stays 4 cpus.
+  core.hold('svc.0.1', 'a1', 'bob', resources(4, GiB))
+  core.checkInvariants()
+  t.deepEqual(core.agent('a1')!.total, resources(4, 8 * GiB))
+  t.deepEqual(core.agent('a1')!.free, resources(0, 7 * GiB))
+  t.is(share(core, 'bob'), 0.5, "the hold is half of the cluster's cpus")
+  // A task as large as a whole agent is accepted: totals are not shrunk by holds.
+  submitMany(core, 'bob', 'jb', 8, resources(1, GiB), 0)
+  submitMany(core, 'alice', 'ja', 8, resources(1, GiB), 0)
+  core.submit({ id: 'big', role: 'carol', resources: resources(4, GiB), tasks: [{ id: 'big-0' }] }, 0)
+  core.cancelJob('big')
+  const placed = core.schedule(0)
+  core.checkInvariants()
+  t.deepEqual(
+    placed.map((p) => [p.role, p.agentId]),
+    Array.from({ length: 4 }, () => ['alice', 'a2']),
+    "alice's share is below bob's held half: she gets every free cpu",
+  )
+  t.is(core.schedule(1).length, 0, 'nothing is free')
+  t.true(core.unhold('svc.0.1'))
+  t.false(core.unhold('svc.0.1'), 'a hold ends once')
+  core.checkInvariants()
+  const after = core.schedule(2)
+  t.deepEqual(
+    after.map((p) => [p.role, p.agentId]),
+    Array.from({ length: 4 }, () => ['bob', 'a1']),
+    "the freed agent goes to bob, whose share fell to 0 below alice's",
+  )
+  core.checkInvariants()
+})
+
+test('a hold may take a whole agent or more; removing the agent drops its holds and their role', (t) => {
+  const core = new SchedulerCore()
+  core.addAgent({ id: 'a1', rack: '/r1', resources: resources(1, GiB) })
+  core.hold('job.0.1', 'a1', 'alice', resources(1, 512))
+  core.hold('job.1.1', 'a1', 'alice', resources(1, 512))
+  core.checkInvariants()
+  t.deepEqual(core.agent('a1')!.free, resources(-1, 0))
+  t.throws(() => core.hold('job.1.1', 'a1', 'alice', resources(1, 1)), { message: /already taken/ })
+  t.throws(() => core.hold('x', 'a9', 'alice', resources(1, 1)), { message: /not registered/ })
+  t.deepEqual(core.removeAgent('a1', 0), [])
+  core.checkInvariants()
+  t.deepEqual(core.roleShares(), [], 'the role went with its last hold')
+  t.false(core.unhold('job.0.1'))
+})

@@ -2,6 +2,7 @@
 // an agent, tasks run as processes reading their input split from local disk.
 import test from 'ava'
 import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
+import { restartSchedulerBehindPausedNode } from './helpers/paused-node.js'
 import { MiB, pattern } from './helpers/data.js'
 
 interface TaskJson {
@@ -73,7 +74,7 @@ test('a task that fails is retried up to `retries`; a job whose task keeps faili
     ['{not json', /job spec is not valid JSON/],
     [JSON.stringify({ id: 'x' }), /job spec: cmd is missing/],
     [JSON.stringify({ id: 'x', cmd: 'true', cpus: 4096 }), /more than any agent has/],
-    [JSON.stringify({ id: 'x', cmd: 'true', input: '/no/such/file' }), /no such file/],
+    [JSON.stringify({ id: 'x', cmd: 'true', input: '/no/such/file' }), /^loam: input: \/no(\/such\/file)?: no such file/],
     [JSON.stringify({ id: 'x', cmd: 'true', bogus: 1 }), /job spec: bogus is not a job field/],
   ] as const) {
     const r = await c.loam(['job', 'run', '-'], { input: Buffer.from(spec) })
@@ -132,6 +133,62 @@ test('scheduler kill -9 and restart mid-job: no task lost, none run twice', asyn
   const names = (JSON.parse(marks) as Array<{ name: string }>).map((m) => m.name.replace(/\.\d+$/, ''))
   t.true(job.tasks.every((x) => x.attempts >= 1))
   t.deepEqual(names.sort(), job.tasks.map((x) => x.id).sort(), 'each task ran exactly once')
+})
+
+test('scheduler kill -9 and restart while a task uses all of its agent: the task is adopted, not run again, and the agent takes new work after it', async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1, cpus: 1 })
+  // It runs until /flags/go exists: as long as the test needs, however slow the machine.
+  const cmd = 'echo started && until loam fs stat /flags/go >/dev/null 2>&1; do sleep 0.2; done && echo x | loam fs put - /runs/$LOAM_TASK_ID.$(date +%s%N)'
+  await run(c, { id: 'whole', cmd, instances: 1, cpus: 1, mem: 32, retries: 1 }, { wait: false })
+  // Started on the agent, not only placed: a launch the agent never heard of is rightly launched again.
+  await waitFor(async () => (await c.loam(['logs', 'whole.0'])).stdout.toString().includes('started'), 20_000, 'the task to start')
+  await c.killScheduler()
+  await c.restartScheduler()
+  const agents = async (): Promise<Array<{ usedCpus: number; cpus: number }>> => (JSON.parse((await c.loam(['job', 'agents', '--json'])).stdout.toString()) as { agents: Array<{ usedCpus: number; cpus: number }> }).agents
+  await waitFor(async () => (await agents()).length === 1, 20_000, 'the agent to register again')
+  t.deepEqual(
+    (await agents()).map((a) => [a.usedCpus, a.cpus]),
+    [[1, 1]],
+    'the adopted task holds the whole agent, whose total stays what it has',
+  )
+  // As large as the whole agent: accepted, and placed once the adopted task ends.
+  t.is((await run(c, { id: 'next', cmd: 'true', instances: 1, cpus: 1, mem: 32 }, { wait: false })).state, 'RUNNING')
+  t.is((await status(c, 'next')).tasks[0]!.state, 'PENDING', 'the agent is full')
+  t.is((await c.loam(['fs', 'put', '-', '/flags/go'], { input: Buffer.from('x') })).code, 0)
+  await waitFor(async () => (await status(c, 'next')).state !== 'RUNNING', 30_000, 'the next job to end')
+  t.is((await status(c, 'next')).state, 'FINISHED')
+  const job = await status(c, 'whole')
+  t.is(job.state, 'FINISHED', JSON.stringify(job))
+  t.is(job.tasks[0]!.attempts, 1, 'adopted, not launched again')
+  const marks = JSON.parse((await c.loam(['fs', 'ls', '/runs', '--json'])).stdout.toString()) as Array<{ name: string }>
+  t.is(marks.length, 1, 'it ran once')
+})
+
+test('a job killed just before a scheduler kill -9: its task is killed after the restart, not adopted', async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1 })
+  await run(c, { id: 'doomed', cmd: 'echo started && exec sleep 1000', instances: 1, cpus: 0.5, mem: 32 }, { wait: false })
+  await waitFor(async () => (await c.loam(['logs', 'doomed.0'])).stdout.toString().includes('started'), 20_000, 'the task to start')
+  // The kill never reaches the node before the scheduler dies.
+  await restartSchedulerBehindPausedNode(c, 0, async () => t.is((await c.loam(['job', 'kill', 'doomed'])).code, 0))
+  await waitFor(async () => (await status(c, 'doomed')).tasks[0]!.state !== 'RUNNING', 30_000, 'the task to be killed')
+  const job = await status(c, 'doomed')
+  t.is(job.state, 'KILLED')
+  t.is(job.tasks[0]!.state, 'KILLED', JSON.stringify(job))
+})
+
+test('logs --follow goes on into the next attempt of a retried task, and ends with its last', async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1 })
+  // The first attempt waits for /flags/go and fails; the second succeeds.
+  const cmd = 'if loam fs stat /flags/failed >/dev/null 2>&1; then echo second; else echo first; until loam fs stat /flags/go >/dev/null 2>&1; do sleep 0.2; done; echo x | loam fs put - /flags/failed; exit 3; fi'
+  await run(c, { id: 'twice', cmd, instances: 1, cpus: 0.5, mem: 32, retries: 1 }, { wait: false })
+  await waitFor(async () => (await c.loam(['logs', 'twice.0'])).stdout.toString().includes('first'), 20_000, 'the first attempt to start')
+  const following = c.loam(['logs', 'twice.0', '--follow'])
+  t.is((await c.loam(['fs', 'put', '-', '/flags/go'], { input: Buffer.from('x') })).code, 0)
+  const r = await following
+  t.is(r.code, 0, r.stderr)
+  t.is(r.stdout.toString(), 'first\nsecond\n')
+  t.regex(r.stderr, /attempt twice\.0\.2/)
+  t.is((await status(c, 'twice')).tasks[0]!.attempts, 2)
 })
 
 test('DRF through real agents: a role alone takes the whole cluster; a second busy role converges to an equal dominant share', async (t) => {

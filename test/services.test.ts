@@ -3,7 +3,13 @@
 // its node dies.
 import test from 'ava'
 import type { ServiceStatusJson } from '../src/cli/service-commands.js'
+import { parseAddress } from '../src/common/address.js'
+import { RpcClient } from '../src/rpc/client.js'
+import { toLoamError } from '../src/rpc/errors.js'
+import { SchedulerService, type SchedulerServiceSpec } from '../src/rpc/service.js'
 import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
+import { restartSchedulerBehindPausedNode } from './helpers/paused-node.js'
+import { parsePrometheus } from './helpers/prometheus.js'
 
 type ServiceJson = ServiceStatusJson
 
@@ -136,4 +142,64 @@ test('a service with a volume runs where its replicas are, and after kill -9 of 
     await waitFor(async () => !(await inspect('dbvol-1')).attachedNode, 30_000, 'dbvol-1 to be detached')
     t.true((await inspect('dbvol-1')).usedBytes >= 3_000_000, 'its data stays')
   }
+})
+
+test("a deploy uses only the requester's own volumes (or any, as the superuser), and a refused deploy creates none", async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1 })
+  const nn = c.client()
+  const alice = { user: 'alice', groups: ['alice'] }
+  await nn.nn.call('CreateVolume', { name: 'theirs', sizeBytes: 16 * 1024 * 1024, replication: 1, blockSizeBytes: 0 }, alice)
+  const as = (who: { user: string; groups: string[] }): RpcClient<SchedulerServiceSpec> => {
+    const client = new RpcClient(parseAddress(c.scheduler), SchedulerService, { peerName: 'scheduler', ...who })
+    t.teardown(() => client.close())
+    return client
+  }
+  const spec = (id: string, ...names: string[]): { json: string } => ({ json: JSON.stringify({ id, cmd: 'exec sleep 1000', cpus: 0.25, mem: 32, volumes: names.map((name) => ({ name, size: '16MiB', path: name })) }) })
+
+  const refused = await as({ user: 'mallory', groups: ['mallory'] })
+    .call('DeployService', spec('steal', 'fresh', 'theirs'))
+    .then(() => undefined, (err: unknown) => toLoamError(err))
+  t.is(refused?.code, 'permission')
+  t.regex(refused?.message ?? '', /^service spec: volumes: volume theirs belongs to user alice, not mallory; .*$/)
+  t.is(await nn.nn.call('GetVolume', { name: 'fresh' }).then(() => 'exists', (err: unknown) => toLoamError(err).code), 'not-found', 'the volume listed before the refused one was not created')
+  t.is((await c.loam(['service', 'status', 'steal'])).code, 1, 'nothing deployed')
+
+  await as(alice).call('DeployService', spec('own', 'theirs', 'mine'))
+  t.is((await nn.nn.call('GetVolume', { name: 'mine' })).volume!.owner, 'alice', 'a new volume belongs to the requester')
+  await until(c, 'own', (s) => s.tasks[0]!.state === 'RUNNING', "alice's service to run on her volumes")
+
+  // The cluster's own user (the namenode's) is the superuser: any volume will do.
+  await nn.nn.call('CreateVolume', { name: 'spare', sizeBytes: 16 * 1024 * 1024, replication: 1, blockSizeBytes: 0 }, alice)
+  const admin = await deploy(c, { id: 'admin', cmd: 'exec sleep 1000', cpus: 0.25, mem: 32, volumes: [{ name: 'spare', size: '16MiB', path: 'spare' }] })
+  t.is(admin.code, 0, admin.stderr)
+})
+
+test('two 1-cpu instances fill a 2-cpu node and both run, counted in their role\'s share and the task metrics; a third waits for room', async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1, cpus: 2 })
+  t.is((await deploy(c, { id: 'pair', cmd: 'echo up; exec sleep 1000', instances: 2, cpus: 1, mem: 32 })).code, 0)
+  await until(c, 'pair', (s) => s.tasks.every((x) => x.state === 'RUNNING'), 'both instances to run')
+  for (const id of ['pair.0', 'pair.1']) {
+    await waitFor(async () => (await c.loam(['logs', id])).stdout.toString().startsWith('up\n'), 30_000, `${id} to start on the agent`)
+  }
+  const agents = JSON.parse((await c.loam(['job', 'agents', '--json'])).stdout.toString()) as { agents: Array<{ usedCpus: number }>; roles: Array<{ role: string; dominantShare: number }> }
+  t.deepEqual(agents.agents.map((a) => a.usedCpus), [2])
+  t.is(agents.roles.find((r) => r.role === 'default')?.dominantShare, 1, "the instances count in their role's share")
+  const metrics = parsePrometheus(await (await fetch(`http://${c.record.scheduler.http}/metrics`)).text())
+  const sample = (name: string, labels: Record<string, string>): number | undefined => metrics.find((m) => m.name === name && Object.entries(labels).every(([k, v]) => m.labels[k] === v))?.value
+  t.is(sample('loam_scheduler_tasks', { state: 'RUNNING' }), 2, 'service instances are tasks in the metrics')
+  t.is(sample('loam_scheduler_tasks_by_locality', { locality: 'ANY' }), 2)
+  t.is((await c.loam(['service', 'scale', 'pair', '3'])).code, 0)
+  const waiting = await until(c, 'pair', (s) => /waiting for an agent/.test(s.tasks[2]?.message ?? ''), 'the third to wait')
+  t.is(waiting.tasks[2]!.state, 'PENDING')
+})
+
+test('a service removed just before a scheduler kill -9: its instance is killed after the restart, not adopted', async (t) => {
+  const c = await startCluster(t, { nodes: 1, racks: 1 })
+  t.is((await deploy(c, { id: 'gone', cmd: 'echo up; exec sleep 1000', cpus: 0.5, mem: 32 })).code, 0)
+  await waitFor(async () => (await c.loam(['logs', 'gone.0'])).stdout.toString().startsWith('up\n'), 30_000, 'the instance to start')
+  // The kill never reaches the node before the scheduler dies.
+  await restartSchedulerBehindPausedNode(c, 0, async () => t.is((await c.loam(['service', 'rm', 'gone'])).code, 0))
+  await waitFor(async () => (await c.loam(['service', 'status', 'gone'])).code !== 0, 30_000, 'the service to go')
+  const agents = JSON.parse((await c.loam(['job', 'agents', '--json'])).stdout.toString()) as { agents: Array<{ usedCpus: number; tasks: string[] }> }
+  t.deepEqual(agents.agents.map((a) => [a.usedCpus, a.tasks]), [[0, []]], 'nothing runs or is held')
 })

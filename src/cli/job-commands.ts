@@ -167,23 +167,57 @@ export function registerJobCommands(program: Command): void {
     .option('--follow', 'keep printing until the task ends')
     .action(
       action(async (taskId: string, f: SchedulerFlags & { stderr?: boolean; follow?: boolean }) => {
-        const where = await withScheduler(f, async (c) => JSON.parse((await c.call('TaskLocation', { id: taskId })).json) as { launch: string; address: string; agent: string })
-        if (!where.address) throw new LoamError('unavailable', `task ${taskId} ran on agent ${where.agent}, which is gone: its logs went with it`)
-        const agent = new RpcClient(parseAddress(where.address, 'agent address'), AgentService, { peerName: `agent ${where.agent}` })
-        try {
-          let offset = 0
-          for (;;) {
-            const r = await agent.call('ReadLog', { taskId: where.launch, stream: f.stderr ? 'stderr' : 'stdout', offsetBytes: offset, maxBytes: 1 << 20 })
-            if (r.data.length > 0) process.stdout.write(r.data)
-            offset += r.data.length
-            if (r.ended || (!f.follow && r.data.length === 0)) break
-            if (r.data.length === 0) await new Promise((res) => setTimeout(res, 500))
-          }
-        } finally {
-          agent.close()
+        const locate = (): Promise<TaskLocation> => withScheduler(f, async (c) => JSON.parse((await c.call('TaskLocation', { id: taskId })).json) as TaskLocation)
+        let where = await locate()
+        for (;;) {
+          await printLog(taskId, where, f)
+          if (!f.follow) return
+          // A retried task (or a restarted service instance) goes on in a new attempt: followed until one ends for good.
+          const next = await nextAttempt(where, locate)
+          if (!next) return
+          process.stderr.write(`loam: task ${taskId}: attempt ${next.launch} on agent ${next.agent}\n`)
+          where = next
         }
       }),
     )
+}
+
+interface TaskLocation {
+  launch: string
+  address: string
+  agent: string
+  state: string
+}
+
+const LOG_POLL_MS = 500
+
+/** Prints one attempt's log: what there is, or (following) until the attempt ends. */
+async function printLog(taskId: string, where: TaskLocation, f: { stderr?: boolean; follow?: boolean }): Promise<void> {
+  if (!where.address) throw new LoamError('unavailable', `task ${taskId} ran on agent ${where.agent}, which is gone: its logs went with it`)
+  const agent = new RpcClient(parseAddress(where.address, 'agent address'), AgentService, { peerName: `agent ${where.agent}` })
+  try {
+    let offset = 0
+    for (;;) {
+      const r = await agent.call('ReadLog', { taskId: where.launch, stream: f.stderr ? 'stderr' : 'stdout', offsetBytes: offset, maxBytes: 1 << 20 })
+      if (r.data.length > 0) process.stdout.write(r.data)
+      offset += r.data.length
+      if (r.ended || (!f.follow && r.data.length === 0)) return
+      if (r.data.length === 0) await new Promise((res) => setTimeout(res, LOG_POLL_MS))
+    }
+  } finally {
+    agent.close()
+  }
+}
+
+/** After an attempt ended: the next one once it is launched, or undefined when the task will not run again. */
+async function nextAttempt(ended: TaskLocation, locate: () => Promise<TaskLocation>): Promise<TaskLocation | undefined> {
+  for (;;) {
+    const now = await locate()
+    if (now.launch !== ended.launch) return now
+    // PENDING: queued to run again; RUNNING: the scheduler has not heard of the end yet.
+    if (now.state !== 'PENDING' && now.state !== 'RUNNING') return undefined
+    await new Promise((res) => setTimeout(res, LOG_POLL_MS))
+  }
 }
 
 export function withSchedulerOption(cmd: Command): Command {

@@ -11,6 +11,8 @@
 //   schedule(now) -> Placement[]           every placement possible at `now`
 //   taskFinished(id) / retryTask(id, now)  as task processes end
 //   nextWakeMs()                           when schedule() next has something to decide
+//   hold(id, agent, role, r) / unhold(id)  work placed outside the queue (a task found
+//                                          running after a restart, a service instance)
 //
 // Policy: resources are offered to roles by weighted Dominant Resource Fairness
 // (src/scheduler/drf.ts), within a role to its jobs fewest-running-tasks first,
@@ -62,6 +64,8 @@ export interface AgentView {
   /** total - used; negative in a dimension after an update shrank the agent below what it runs. */
   readonly free: Resources
   readonly runningTasks: string[]
+  /** Ids of the holds on it (see hold()). */
+  readonly holds: string[]
 }
 
 export interface TaskView {
@@ -110,6 +114,7 @@ interface Agent {
   used: Resources
   free: Resources
   readonly running: Set<Task>
+  readonly holds: Set<Hold>
   /** The schedule() call that last offered this agent to every job. */
   offeredInCall: number
 }
@@ -124,6 +129,14 @@ interface Task {
   agent: Agent | undefined
   locality: Locality | undefined
   attempts: number
+}
+
+/** Resources taken on an agent by work the core did not place: counted in the agent's use and its role's share. */
+interface Hold {
+  readonly id: string
+  readonly agent: Agent
+  readonly role: Role
+  readonly resources: Resources
 }
 
 interface Job {
@@ -157,6 +170,8 @@ interface Role {
   /** Jobs with pending tasks, in the order they are offered resources. */
   readonly queue: Job[]
   jobs: number
+  /** Holds counted in usage: the role stays while it has any. */
+  holds: number
   running: number
   pending: number
 }
@@ -194,6 +209,7 @@ export class SchedulerCore {
   private readonly roles = new Map<string, Role>()
   private readonly jobs = new Map<string, Job>()
   private readonly tasks = new Map<string, Task>()
+  private readonly holds = new Map<string, Hold>()
   private total: Resources = R.ZERO
   private pendingTotal = 0
   private jobSeq = 0
@@ -247,7 +263,7 @@ export class SchedulerCore {
     }
     if (this.agents.size >= AGENTS_MAX) throw invalid(`agent ${spec.id}: ${AGENTS_MAX} agents are registered, the most there may be`)
     const total = R.add(R.ZERO, spec.resources)
-    const agent: Agent = { id: spec.id, nodeId: spec.nodeId, rack: spec.rack, total, used: R.ZERO, free: total, running: new Set(), offeredInCall: 0 }
+    const agent: Agent = { id: spec.id, nodeId: spec.nodeId, rack: spec.rack, total, used: R.ZERO, free: total, running: new Set(), holds: new Set(), offeredInCall: 0 }
     this.agents.set(agent.id, agent)
     if (agent.nodeId !== undefined) this.agentsByNode.set(agent.nodeId, agent)
     this.total = R.add(this.total, total)
@@ -275,7 +291,8 @@ export class SchedulerCore {
   /**
    * An agent left (stopped, or silent past its timeout): the tasks it ran are
    * queued again, to be placed elsewhere, and returned so the caller can record
-   * their failed attempt; tasks of a cancelled job are dropped instead.
+   * their failed attempt; tasks of a cancelled job are dropped instead. Its
+   * holds are dropped: the caller knows what they were.
    */
   removeAgent(id: string, nowMs: number): LostTask[] {
     const agent = this.registeredAgent(id)
@@ -294,6 +311,7 @@ export class SchedulerCore {
         lost.push({ taskId: task.id, jobId: job.id, requeued: true })
       }
     }
+    for (const hold of [...agent.holds]) this.unhold(hold.id)
     assert(agent.running.size === 0 && R.equals(agent.used, R.ZERO), `agent ${id} runs nothing once its tasks are released`)
     this.agents.delete(id)
     if (agent.nodeId !== undefined) this.agentsByNode.delete(agent.nodeId)
@@ -302,6 +320,49 @@ export class SchedulerCore {
     this.total = R.sub(this.total, agent.total)
     this.agentsChanged()
     return lost
+  }
+
+  /**
+   * Takes `resources` on an agent for work placed outside the queue (a task an
+   * agent still runs after a scheduler restart, a service instance): they count
+   * in the agent's use and in the role's dominant share until unhold(id). The
+   * agent may end up over-committed (its free resources negative): what runs, runs.
+   */
+  hold(id: string, agentId: string, role: string, resources: Resources): void {
+    const agent = this.registeredAgent(agentId)
+    if (typeof id !== 'string' || id === '') throw invalid('a hold has an id')
+    if (this.holds.has(id)) throw invalid(`hold ${id} is already taken`)
+    checkId(role, `hold ${id}: role`)
+    checkResources(resources, `hold ${id}`)
+    if (!this.roles.has(role) && this.roles.size >= ROLES_MAX) throw invalid(`hold ${id}: role ${role} would be one more than the ${ROLES_MAX} roles there may be`)
+    if (this.holds.size >= QUEUED_TASKS_MAX) throw invalid(`hold ${id}: ${QUEUED_TASKS_MAX} holds are taken, the most there may be`)
+    const r = this.roleNamed(role)
+    const hold: Hold = { id, agent, role: r, resources: R.add(R.ZERO, resources) }
+    this.holds.set(id, hold)
+    agent.holds.add(hold)
+    agent.used = R.add(agent.used, hold.resources)
+    agent.free = R.sub(agent.free, hold.resources)
+    if (R.exhausted(agent.free)) this.freeAgents.delete(agent)
+    r.usage = R.add(r.usage, hold.resources)
+    r.holds++
+    this.roleOrder = undefined
+  }
+
+  /** A hold ends: its resources are free again, offered at the next schedule(). False when there was no such hold. */
+  unhold(id: string): boolean {
+    const hold = this.holds.get(id)
+    if (hold === undefined) return false
+    const { agent, role } = hold
+    this.holds.delete(id)
+    agent.holds.delete(hold)
+    agent.used = R.sub(agent.used, hold.resources)
+    agent.free = R.add(agent.free, hold.resources)
+    role.usage = R.sub(role.usage, hold.resources)
+    role.holds--
+    this.dropRoleIfIdle(role)
+    this.roleOrder = undefined
+    this.freed(agent)
+    return true
   }
 
   // -------------------------------------------------------------------------
@@ -344,11 +405,7 @@ export class SchedulerCore {
     }
 
     this.lastNowMs = nowMs
-    let role = this.roles.get(spec.role)
-    if (role === undefined) {
-      role = this.newRole(spec.role, ROLE_WEIGHT_DEFAULT, false)
-      this.roles.set(role.name, role)
-    }
+    const role = this.roleNamed(spec.role)
     const job: Job = {
       id: spec.id,
       seq: ++this.jobSeq,
@@ -514,7 +571,7 @@ export class SchedulerCore {
 
   agent(id: string): AgentView | undefined {
     const a = this.agents.get(id)
-    return a && { id: a.id, nodeId: a.nodeId, rack: a.rack, total: a.total, used: a.used, free: a.free, runningTasks: [...a.running].map((t) => t.id) }
+    return a && { id: a.id, nodeId: a.nodeId, rack: a.rack, total: a.total, used: a.used, free: a.free, runningTasks: [...a.running].map((t) => t.id), holds: [...a.holds].map((h) => h.id) }
   }
 
   task(id: string): TaskView | undefined {
@@ -564,7 +621,11 @@ export class SchedulerCore {
         assert(t.state === 'running' && t.agent === a, `task ${t.id} runs on agent ${a.id}`)
         used = R.add(used, t.job.demand)
       }
-      assert(R.equals(used, a.used), `agent ${a.id}: used is the sum of its tasks`)
+      for (const h of a.holds) {
+        assert(h.agent === a && this.holds.get(h.id) === h, `hold ${h.id} is on agent ${a.id}`)
+        used = R.add(used, h.resources)
+      }
+      assert(R.equals(used, a.used), `agent ${a.id}: used is the sum of its tasks and holds`)
       assert(R.equals(a.free, R.sub(a.total, a.used)), `agent ${a.id}: free is total - used`)
       assert(this.freeAgents.has(a) === !R.exhausted(a.free), `agent ${a.id}: in the free set exactly when it has cpus and memory left`)
       if (a.nodeId !== undefined) assert(this.agentsByNode.get(a.nodeId) === a, `datanode ${a.nodeId} maps to agent ${a.id}`)
@@ -592,11 +653,19 @@ export class SchedulerCore {
       }
       pending += j.pending.size
     }
+    const holds = new Map<Role, number>()
+    for (const h of this.holds.values()) {
+      assert(h.agent.holds.has(h) && this.agents.get(h.agent.id) === h.agent, `hold ${h.id} is on a registered agent`)
+      usage.set(h.role, R.add(usage.get(h.role) ?? R.ZERO, h.resources))
+      holds.set(h.role, (holds.get(h.role) ?? 0) + 1)
+    }
     assert(pending === this.pendingTotal, 'pending tasks counted')
     assert(pending + running === this.tasks.size, 'every task is pending or running')
     assert(this.tasks.size <= QUEUED_TASKS_MAX && this.jobs.size <= JOBS_MAX && this.roles.size <= ROLES_MAX, 'tasks, jobs and roles within bounds')
     for (const r of this.roles.values()) {
-      assert(R.equals(r.usage, usage.get(r) ?? R.ZERO), `role ${r.name}: usage is the sum of its running tasks`)
+      assert(R.equals(r.usage, usage.get(r) ?? R.ZERO), `role ${r.name}: usage is the sum of its running tasks and holds`)
+      assert(r.holds === (holds.get(r) ?? 0), `role ${r.name}: holds counted`)
+      assert(this.roles.get(r.name) === r && (r.pinned || r.jobs > 0 || r.holds > 0), `role ${r.name} is kept only while pinned, with jobs or holds`)
       for (let i = 0; i < r.queue.length; i++) {
         const j = r.queue[i]!
         assert(j.role === r && j.queued && j.queueKey === this.queueKey(j), `job ${j.id} queued in role ${r.name} at its current key`)
@@ -609,7 +678,17 @@ export class SchedulerCore {
   // Internals
 
   private newRole(name: string, weight: number, pinned: boolean): Role {
-    return { name, weight, pinned, usage: R.ZERO, queue: [], jobs: 0, running: 0, pending: 0 }
+    return { name, weight, pinned, usage: R.ZERO, queue: [], jobs: 0, holds: 0, running: 0, pending: 0 }
+  }
+
+  /** The role of that name, created (unpinned, default weight) when new: the caller checked ROLES_MAX. */
+  private roleNamed(name: string): Role {
+    let role = this.roles.get(name)
+    if (role === undefined) {
+      role = this.newRole(name, ROLE_WEIGHT_DEFAULT, false)
+      this.roles.set(name, role)
+    }
+    return role
   }
 
   private registeredAgent(id: string): Agent {
@@ -796,9 +875,12 @@ export class SchedulerCore {
     this.jobs.delete(job.id)
     this.dirtyJobs.delete(job)
     this.skipped.delete(job)
-    const role = job.role
-    role.jobs--
-    if (role.jobs === 0 && !role.pinned) this.roles.delete(role.name)
+    job.role.jobs--
+    this.dropRoleIfIdle(job.role)
+  }
+
+  private dropRoleIfIdle(role: Role): void {
+    if (role.jobs === 0 && role.holds === 0 && !role.pinned) this.roles.delete(role.name)
   }
 
   // Each role's queue holds its jobs with pending tasks, ordered by (key, seq):

@@ -2,7 +2,7 @@
 // the datanodes (and their racks) that hold a replica of it.
 import path from 'node:path'
 import type { LoamClient } from '../client/client.js'
-import { LoamError } from '../rpc/errors.js'
+import { LoamError, toLoamError } from '../rpc/errors.js'
 import { InodeType } from '../rpc/messages.js'
 import { INPUT_FILES_MAX } from '../limits.js'
 
@@ -52,7 +52,17 @@ async function inputFiles(client: LoamClient, input: string): Promise<string[]> 
   return files.sort()
 }
 
+/** One split per block of the input's files; a refusal names the spec's field (`input: /x: no such file or directory`). */
 export async function splitInput(client: LoamClient, input: string): Promise<Split[]> {
+  try {
+    return await blockSplits(client, input)
+  } catch (err) {
+    const e = toLoamError(err)
+    throw e.message.startsWith('input') ? e : new LoamError(e.code, `input: ${e.message}`)
+  }
+}
+
+async function blockSplits(client: LoamClient, input: string): Promise<Split[]> {
   const splits: Split[] = []
   for (const file of await inputFiles(client, input)) {
     const { blocks } = await client.getBlockLocations(file, 0, 0)

@@ -13,14 +13,14 @@ import { LoamClient } from '../client/client.js'
 import { AGENT_DEAD_AFTER_DEFAULT_MS, AGENT_HEARTBEAT_DEFAULT_MS, FINISHED_JOBS_KEPT, JOB_SPEC_BYTES_MAX, RECONCILE_GRACE_DEFAULT_MS, SCHEDULER_ANNOUNCE_INTERVAL_MS, SERVICE_INSTANCES_MAX } from '../limits.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
 import type { LaunchTask, RegisterAgentRequest, TaskState } from '../rpc/messages.js'
-import { RpcServer, type Handlers } from '../rpc/server.js'
+import { RpcServer, type CallContext, type Handlers } from '../rpc/server.js'
 import { SchedulerService, type SchedulerServiceSpec } from '../rpc/service.js'
 import { SchedulerCore, type Placement } from './core.js'
 import { splitInput } from './input.js'
 import { parseJobSpec } from './job-spec.js'
 import { PREFERRED_NODES_PER_TASK_MAX } from './limits.js'
 import * as R from './resources.js'
-import { Services, type ServiceHost } from './services.js'
+import { Services, type Requester, type ServiceHost } from './services.js'
 import type { ServiceCandidate } from './service-placement.js'
 import { StateFile, type JobRecord, type TaskRecord } from './state.js'
 
@@ -51,10 +51,10 @@ interface AgentEntry {
   kills: Set<string>
   forget: Set<string>
   /**
-   * Launches whose resources are held back from the core: job tasks found running after a
-   * scheduler restart, and service tasks (placed outside the batch queue).
+   * Launches the core holds resources for (SchedulerCore.hold) rather than placed: job tasks
+   * found running after a scheduler restart, and service tasks (placed outside the batch queue).
    */
-  held: Map<string, R.Resources>
+  held: Set<string>
 }
 
 const ENDED = new Set(['FINISHED', 'FAILED', 'KILLED'])
@@ -70,6 +70,8 @@ export class Scheduler {
   private generation = 0
   /** The core's jobs (one per requeue) that hold each job's tasks. */
   private readonly coreJobs = new Map<string, Set<string>>()
+  /** Some pending tasks were refused by the core (no agent could run them then): queuePending tries again. */
+  private stalled = false
   private readonly started = performance.now()
   private timer: NodeJS.Timeout | undefined
   private readonly intervals: NodeJS.Timeout[] = []
@@ -178,17 +180,17 @@ export class Scheduler {
         const address = agent ? formatAddress({ host: agent.req.host, port: agent.req.rpcPort }) : ''
         return { json: JSON.stringify({ task: req.id, launch: where.launch, agent: where.agentId, address, state: where.state }) }
       },
-      DeployService: async (req) => {
+      DeployService: async (req, ctx) => {
         if (req.json.length > JOB_SPEC_BYTES_MAX) throw new LoamError('invalid-argument', `service spec is over ${JOB_SPEC_BYTES_MAX} bytes`)
-        const svc = await this.services.deploy(req.json, (id) => this.state.jobs.has(id))
+        const svc = await this.services.deploy(req.json, (id) => this.state.jobs.has(id), requester(ctx))
         await this.state.flush()
         return { json: JSON.stringify(this.services.status(svc.id)) }
       },
       ServiceStatus: (req) => ({ json: JSON.stringify(this.services.status(req.id)) }),
       ListServices: () => ({ json: JSON.stringify(this.services.list()) }),
-      ScaleService: async (req) => {
+      ScaleService: async (req, ctx) => {
         if (!Number.isInteger(req.instances) || req.instances > SERVICE_INSTANCES_MAX) throw new LoamError('invalid-argument', `instances ${req.instances} must be a whole number from 0 to ${SERVICE_INSTANCES_MAX}`)
-        const svc = await this.services.scale(req.id, req.instances)
+        const svc = await this.services.scale(req.id, req.instances, requester(ctx))
         await this.state.flush()
         return { json: JSON.stringify(this.services.status(svc.id)) }
       },
@@ -208,23 +210,19 @@ export class Scheduler {
     const total = R.resources(req.cpus, req.memMib, req.diskMib)
     const previous = this.agents.get(req.agentId)
     if (previous) this.lose(req.agentId, 'the agent registered again')
-    const entry: AgentEntry = { req, lastSeenMs: this.now(), launches: [], kills: new Set(), forget: new Set(), held: new Map() }
-    // Tasks it still runs that the core does not know (this scheduler restarted), and service tasks: adopted, their resources held back.
-    let held = R.ZERO
+    const entry: AgentEntry = { req, lastSeenMs: this.now(), launches: [], kills: new Set(), forget: new Set(), held: new Set() }
+    this.core.addAgent({ id: req.agentId, nodeId: req.nodeId || undefined, rack: req.rack || '/default', resources: total })
+    this.agents.set(req.agentId, entry)
+    // Tasks it still runs that the core does not know (this scheduler restarted), and service tasks: adopted, their resources held.
     for (const t of req.tasks) {
       if (ENDED.has(t.state)) continue
       const found = this.byLaunch.get(t.taskId)
-      const need =
+      const demand =
         found && found.task.state === 'RUNNING' && found.task.agentId === req.agentId && !this.core.task(found.task.id)
-          ? R.resources(found.job.spec.cpus, found.job.spec.mem)
-          : this.services.resourcesOf(t.taskId, req.agentId)
-      if (need) {
-        entry.held.set(t.taskId, need)
-        held = R.add(held, need)
-      }
+          ? { role: found.job.spec.role, resources: R.resources(found.job.spec.cpus, found.job.spec.mem) }
+          : this.services.demandOf(t.taskId, req.agentId)
+      if (demand) this.hold(entry, t.taskId, demand.role, demand.resources)
     }
-    this.core.addAgent({ id: req.agentId, nodeId: req.nodeId || undefined, rack: req.rack || '/default', resources: clampNonNegative(R.sub(total, held)) })
-    this.agents.set(req.agentId, entry)
     this.opts.log.info({ agent: req.agentId, node: req.nodeId, rack: req.rack, cpus: req.cpus, memMib: req.memMib, adopted: entry.held.size }, 'agent registered')
     this.report(entry, req.tasks)
     this.queuePending()
@@ -237,8 +235,9 @@ export class Scheduler {
       const found = this.byLaunch.get(t.taskId)
       const current = found && found.task.state === 'RUNNING' && launchId(found.task) === t.taskId && found.task.agentId === agent.req.agentId
       if (!ENDED.has(t.state)) {
-        // Running, but not as far as we know (an older attempt, a killed job, a removed service): stop it.
-        if (!current && !this.services.running(t.taskId, agent.req.agentId, t)) agent.kills.add(t.taskId)
+        // Running, but not as far as we know (an older attempt, a removed service), or of a job that ended: stop it.
+        // Asked again at every report until it ends: a kill asked before a scheduler restart was not persisted.
+        if (current ? found.job.state !== 'RUNNING' : !this.services.running(t.taskId, agent.req.agentId, t)) agent.kills.add(t.taskId)
         continue
       }
       agent.forget.add(t.taskId)
@@ -286,17 +285,19 @@ export class Scheduler {
     task.preferredRacks = []
   }
 
-  /** The resources a task held go back: to the core, or to the agent's total for a held launch. */
+  /** The resources a task held go back to the core: as a placed task, or as a held launch. */
   private release(agent: AgentEntry | undefined, task: TaskRecord, launch: string): void {
     if (!(agent && this.releaseHeld(agent, launch)) && this.core.task(task.id)) this.core.taskFinished(task.id)
   }
 
+  private hold(agent: AgentEntry, launch: string, role: string, resources: R.Resources): void {
+    this.core.hold(launch, agent.req.agentId, role, resources)
+    agent.held.add(launch)
+  }
+
   private releaseHeld(agent: AgentEntry, launch: string): boolean {
-    const held = agent.held.get(launch)
-    if (!held) return false
-    agent.held.delete(launch)
-    const view = this.core.agent(agent.req.agentId)
-    if (view) this.core.updateAgent(agent.req.agentId, { resources: R.add(view.total, held) })
+    if (!agent.held.delete(launch)) return false
+    this.core.unhold(launch)
     return true
   }
 
@@ -312,12 +313,10 @@ export class Scheduler {
         return out
       },
       agentAlive: (id) => this.agents.has(id),
-      hold: (agentId, launch, need) => {
+      hold: (agentId, launch, role, need) => {
         const agent = this.agents.get(agentId)
-        const view = this.core.agent(agentId)
-        if (!agent || !view) return
-        agent.held.set(launch, need)
-        this.core.updateAgent(agentId, { resources: clampNonNegative(R.sub(view.total, need)) })
+        if (!agent) throw new LoamError('unavailable', `agent ${agentId} is gone; the instance is placed again`)
+        this.hold(agent, launch, role, need)
       },
       release: (agentId, launch) => {
         const agent = this.agents.get(agentId)
@@ -335,6 +334,7 @@ export class Scheduler {
     for (const [id, agent] of this.agents) {
       if (now - agent.lastSeenMs > this.deadAfterMs) this.lose(id, `no heartbeat for ${Math.round((now - agent.lastSeenMs) / 1000)} s`)
     }
+    if (this.stalled) this.queuePending()
     this.schedule()
   }
 
@@ -351,7 +351,7 @@ export class Scheduler {
       found.task.state = l.requeued ? 'PENDING' : 'KILLED'
       found.task.message = `lost with agent ${agentId}: ${why}`
     }
-    for (const launch of agent.held.keys()) {
+    for (const launch of agent.held) {
       const found = this.byLaunch.get(launch)
       if (found && found.task.state === 'RUNNING') again.push(found)
     }
@@ -376,7 +376,7 @@ export class Scheduler {
       }
       if (lost.length > 0) this.requeue(job, lost)
     }
-    this.services.reconcile(new Set([...this.agents.values()].flatMap((a) => [...a.held.keys()])))
+    this.services.reconcile(new Set([...this.agents.values()].flatMap((a) => [...a.held])))
     this.queuePending()
     this.state.changed()
     this.schedule()
@@ -425,7 +425,7 @@ export class Scheduler {
   }
 
   /** Tasks (pending again) go to the core as a job of their own: the core's job ids are internal. */
-  private requeue(job: JobRecord, tasks: TaskRecord[]): void {
+  private requeue(job: JobRecord, tasks: TaskRecord[], quiet = false): void {
     if (tasks.length === 0 || this.agents.size === 0) return
     const id = `${job.id}#${++this.generation}`
     try {
@@ -439,8 +439,9 @@ export class Scheduler {
         this.now(),
       )
     } catch (err) {
-      // No agent left could run them: they wait, pending, for the next agent to register.
-      this.opts.log.warn({ job: job.id, tasks: tasks.length, err: toLoamError(err).message }, 'tasks wait for an agent')
+      // No agent left could run them (or the core is full): they wait, pending, and are offered again at the next check.
+      if (!quiet && !this.stalled) this.opts.log.warn({ job: job.id, tasks: tasks.length, err: toLoamError(err).message }, 'tasks wait for an agent')
+      this.stalled = true
       return
     }
     const ids = this.coreJobs.get(job.id) ?? new Set<string>()
@@ -450,11 +451,15 @@ export class Scheduler {
 
   /** Pending tasks the core does not hold (restored, or queued while no agent was registered). */
   private queuePending(): void {
+    // Tasks refused again are not logged again at every check.
+    const quiet = this.stalled
+    this.stalled = false
     for (const job of this.state.jobs.values()) {
       if (job.state !== 'RUNNING') continue
       this.requeue(
         job,
         job.tasks.filter((t) => t.state === 'PENDING' && !this.core.task(t.id)),
+        quiet,
       )
     }
   }
@@ -558,7 +563,7 @@ export class Scheduler {
     return {
       agents: [...this.agents.values()].map((a) => {
         const view = this.core.agent(a.req.agentId)
-        return { id: a.req.agentId, node: a.req.nodeId || null, rack: a.req.rack, cpus: a.req.cpus, memMib: a.req.memMib, usedCpus: view ? R.cpusOf(view.used) : 0, usedMemMib: view?.used.memMiB ?? 0, tasks: view?.runningTasks ?? [] }
+        return { id: a.req.agentId, node: a.req.nodeId || null, rack: a.req.rack, cpus: a.req.cpus, memMib: a.req.memMib, usedCpus: view ? R.cpusOf(view.used) : 0, usedMemMib: view?.used.memMiB ?? 0, tasks: view ? [...view.runningTasks, ...view.holds] : [] }
       }),
       roles: this.core.roleShares().map((r) => ({ role: r.role, weight: r.weight, dominantShare: r.dominantShare, running: r.runningTasks, pending: r.pendingTasks })),
       jobs: [...this.state.jobs.values()].map((j) => ({ id: j.id, state: j.state, tasks: j.tasks.length })),
@@ -567,7 +572,9 @@ export class Scheduler {
   }
 
   private registerMetrics(registry: Registry): void {
-    const tasks = (pred: (t: TaskRecord) => boolean): number => [...this.state.jobs.values()].reduce((n, j) => n + j.tasks.filter(pred).length, 0)
+    // Job tasks and service instances alike: both run on the agents.
+    const tasks = (pred: (t: { state: string; locality: string }) => boolean): number =>
+      [...this.state.jobs.values()].reduce((n, j) => n + j.tasks.filter(pred).length, 0) + [...this.state.services.values()].reduce((n, s) => n + s.instances.filter(pred).length, 0)
     const g = (name: string, help: string, labels: string[], collect: (set: (l: Record<string, string>, v: number) => void) => void): void => {
       new Gauge({
         name,
@@ -593,10 +600,12 @@ export class Scheduler {
   }
 }
 
-function launchId(task: TaskRecord): string {
-  return `${task.id}.${task.attempts}`
+/** The caller as the namenode would see it (src/namenode/server.ts principal()). */
+function requester(ctx: CallContext): Requester {
+  const user = ctx.user || 'nobody'
+  return { user, groups: ctx.groups.length > 0 ? ctx.groups : [user] }
 }
 
-function clampNonNegative(r: R.Resources): R.Resources {
-  return { milliCpus: Math.max(0, r.milliCpus), memMiB: Math.max(0, r.memMiB), diskMiB: Math.max(0, r.diskMiB) }
+function launchId(task: TaskRecord): string {
+  return `${task.id}.${task.attempts}`
 }

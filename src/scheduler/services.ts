@@ -26,12 +26,18 @@ export interface ServiceHost {
   candidates(): ServiceCandidate[]
   /** Whether an agent is registered and heartbeating. */
   agentAlive(agentId: string): boolean
-  /** Takes resources on an agent for a launch (outside the batch queue), and gives them back. */
-  hold(agentId: string, launch: string, need: R.Resources): void
+  /** Takes resources on an agent for a launch (outside the batch queue), counted in the role's share; and gives them back. */
+  hold(agentId: string, launch: string, role: string, need: R.Resources): void
   release(agentId: string, launch: string): void
   launch(agentId: string, task: LaunchTask): void
   kill(agentId: string, launch: string): void
   namenode: string
+}
+
+/** Who asked for a deploy or a scale: volumes are created as, and must belong to, this user. */
+export interface Requester {
+  user: string
+  groups: string[]
 }
 
 export function serviceLaunchId(svc: ServiceRecord, inst: InstanceRecord): string {
@@ -75,7 +81,7 @@ export class Services {
   // ------------------------------------------------------------ requests
 
   /** Checks the spec and its volumes (creating missing ones) before anything starts. */
-  async deploy(text: string, hasJob: (id: string) => boolean): Promise<ServiceRecord> {
+  async deploy(text: string, hasJob: (id: string) => boolean, requester: Requester): Promise<ServiceRecord> {
     const spec = parseServiceSpec(text)
     if (this.state.services.has(spec.id)) throw new LoamError('exists', `service ${spec.id} exists; scale it with 'loam service scale', or remove it first`)
     if (hasJob(spec.id)) throw new LoamError('exists', `service id ${spec.id} is a job's id; choose another`)
@@ -85,7 +91,7 @@ export class Services {
     if (!agents.some((c) => R.fits(need, c.total))) {
       throw new LoamError('invalid-argument', `service spec: cpus ${spec.cpus} and mem ${spec.mem} MiB are more than any ${spec.volumes.length ? 'agent with a datanode' : 'agent'} has (${agents.length} registered)`)
     }
-    await this.prepareVolumes(spec, 0, spec.instances)
+    await this.prepareVolumes(spec, 0, spec.instances, requester)
     const svc: ServiceRecord = { id: spec.id, spec, state: 'RUNNING', createdMs: Date.now(), instances: Array.from({ length: spec.instances }, (_, i) => newInstance(spec, i)) }
     this.state.services.set(svc.id, svc)
     this.state.changed()
@@ -94,11 +100,11 @@ export class Services {
     return svc
   }
 
-  async scale(id: string, instances: number): Promise<ServiceRecord> {
+  async scale(id: string, instances: number, requester: Requester): Promise<ServiceRecord> {
     const svc = this.must(id)
     if (svc.state !== 'RUNNING') throw new LoamError('invalid-argument', `service ${id} is being removed`)
     const current = svc.spec.instances
-    if (instances > current) await this.prepareVolumes(svc.spec, current, instances)
+    if (instances > current) await this.prepareVolumes(svc.spec, current, instances, requester)
     svc.spec = { ...svc.spec, instances }
     for (let i = 0; i < instances; i++) {
       const inst = svc.instances[i]
@@ -151,10 +157,12 @@ export class Services {
     return found !== undefined && found.inst.state === 'RUNNING' && found.inst.agentId === agentId
   }
 
-  /** A running task's report (its health); true when it was a current service task. */
+  /** A running task's report (its health); true when it is a current service task that should go on running. */
   running(launch: string, agentId: string, t: TaskState): boolean {
     if (!this.isCurrent(launch, agentId)) return false
-    const { inst } = this.byLaunch.get(launch)!
+    const { svc, inst } = this.byLaunch.get(launch)!
+    // Removed or scaled away: the kill asked for is not persisted, so a report after a restart asks it again.
+    if (svc.state !== 'RUNNING' || inst.index >= svc.spec.instances) return false
     if (inst.health !== t.health) {
       inst.health = t.health
       this.state.changed()
@@ -184,11 +192,11 @@ export class Services {
     }
   }
 
-  /** What a current service launch holds on its agent (undefined for any other launch). */
-  resourcesOf(launch: string, agentId: string): R.Resources | undefined {
+  /** What a current service launch holds on its agent, and for which role (undefined for any other launch). */
+  demandOf(launch: string, agentId: string): { role: string; resources: R.Resources } | undefined {
     if (!this.isCurrent(launch, agentId)) return undefined
     const { svc } = this.byLaunch.get(launch)!
-    return R.resources(svc.spec.cpus, svc.spec.mem)
+    return { role: svc.spec.role, resources: R.resources(svc.spec.cpus, svc.spec.mem) }
   }
 
   /** Running instances no agent reported after a restart: started again. adopted: launches agents reported. */
@@ -260,8 +268,15 @@ export class Services {
     this.log.info({ service: svc.id }, 'service removed')
   }
 
-  /** Instances from..to-1 get their volumes: created when missing, refused when attached outside this service. */
-  private async prepareVolumes(spec: ServiceDefinition, from: number, to: number): Promise<void> {
+  /**
+   * Instances from..to-1 get their volumes. An existing one must be free (attached to no node,
+   * used by no other service) and the requester's own (or the requester the superuser); the
+   * missing ones are created, as the requester, only once every check passed: a refused spec
+   * creates nothing.
+   */
+  private async prepareVolumes(spec: ServiceDefinition, from: number, to: number, requester: Requester): Promise<void> {
+    const as = { user: requester.user, groups: requester.groups }
+    const missing: Array<{ name: string; sizeBytes: number; replication: number }> = []
     for (let i = from; i < to; i++) {
       for (const v of spec.volumes) {
         const name = instanceVolumeName(v.name, i)
@@ -273,13 +288,39 @@ export class Services {
           info = await this.nn.nn.call('GetVolume', { name })
         } catch (err) {
           if (toLoamError(err).code !== 'not-found') throw err
-          await this.nn.nn.call('CreateVolume', { name, sizeBytes: v.sizeBytes, replication: v.replication, blockSizeBytes: 0 })
-          this.log.info({ volume: name, sizeBytes: v.sizeBytes, replication: v.replication }, 'created a volume for a service')
+          missing.push({ name, sizeBytes: v.sizeBytes, replication: v.replication })
           continue
         }
-        const attached = info.volume?.attachedNode
-        if (attached) throw new LoamError('lease', `service spec: volume ${name} is attached to node ${attached}; detach it there first (loam volume detach ${name})`)
+        const vol = info.volume!
+        if (vol.attachedNode) throw new LoamError('lease', `service spec: volume ${name} is attached to node ${vol.attachedNode}; detach it there first (loam volume detach ${name})`)
+        if (vol.owner !== requester.user) await this.checkVolumeOwner(name, vol.owner, requester)
       }
+    }
+    const created: string[] = []
+    try {
+      for (const m of missing) {
+        await this.nn.nn.call('CreateVolume', { name: m.name, sizeBytes: m.sizeBytes, replication: m.replication, blockSizeBytes: 0 }, as)
+        created.push(m.name)
+        this.log.info({ volume: m.name, sizeBytes: m.sizeBytes, replication: m.replication, owner: requester.user }, 'created a volume for a service')
+      }
+    } catch (err) {
+      // One could not be made (no space, a name taken meanwhile): the ones made for this spec go, empty as they are.
+      for (const name of created) await this.nn.nn.call('DeleteVolume', { name, force: true }, as).catch((e: unknown) => this.log.warn({ volume: name, err: toLoamError(e).message }, 'cannot remove a volume made for a refused spec'))
+      throw err
+    }
+  }
+
+  /**
+   * Whether the requester may use a volume someone else owns: only as the superuser. The
+   * namenode alone knows who that is, so it is asked to detach the (unattached) volume as the
+   * requester, which changes nothing and is refused by the volume-owner rule.
+   */
+  private async checkVolumeOwner(name: string, owner: string, requester: Requester): Promise<void> {
+    try {
+      await this.nn.nn.call('DetachVolume', { name }, { user: requester.user, groups: requester.groups })
+    } catch (err) {
+      if (toLoamError(err).code !== 'permission') throw err
+      throw new LoamError('permission', `service spec: volumes: volume ${name} belongs to user ${owner}, not ${requester.user}; name a volume of your own`)
     }
   }
 
@@ -336,6 +377,8 @@ export class Services {
   }
 
   private start(svc: ServiceRecord, inst: InstanceRecord, agentId: string, nodeId: string, locality: string): void {
+    // Held first: should the host refuse, the instance stays PENDING and is placed again.
+    this.host.hold(agentId, serviceLaunchId(svc, { ...inst, attempts: inst.attempts + 1 }), svc.spec.role, R.resources(svc.spec.cpus, svc.spec.mem))
     inst.state = 'RUNNING'
     inst.attempts++
     inst.agentId = agentId
@@ -346,7 +389,6 @@ export class Services {
     inst.message = ''
     const launch = serviceLaunchId(svc, inst)
     this.byLaunch.set(launch, { svc, inst })
-    this.host.hold(agentId, launch, R.resources(svc.spec.cpus, svc.spec.mem))
     const env: Record<string, string> = {
       ...svc.spec.env,
       LOAM_TASK_ID: `${svc.id}.${inst.index}`,
