@@ -217,7 +217,7 @@ export class TaskRunner {
           signalGroup(child.pid, 'SIGKILL')
           return
         }
-        this.opts.log.info({ taskId: id, jobId: task.jobId, pid: child.pid }, 'task started')
+        this.opts.log.info({ taskId: id, jobId: task.jobId, taskPid: child.pid }, 'task started')
         if (spec.healthCheck) task.checker = new HealthChecker(spec.healthCheck, task.sandbox, env, (detail) => this.kill(id, `health check failed: ${detail}`))
         if (task.killReason) this.signal(task, 'SIGTERM')
       }
@@ -374,7 +374,7 @@ export class TaskRunner {
     const killed: number[] = []
     for (const { record } of found) {
       if (!leftoverAlive(record)) continue
-      this.opts.log.warn({ taskId: record.taskId, pid: record.pid }, 'killing a task left running by a previous agent: it was lost with it')
+      this.opts.log.warn({ taskId: record.taskId, taskPid: record.pid }, 'killing a task left running by a previous agent: it was lost with it')
       signalGroup(record.pid, 'SIGTERM')
       killed.push(record.pid)
     }

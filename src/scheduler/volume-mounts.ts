@@ -50,7 +50,7 @@ export async function mountVolumes(sandbox: string, volumes: TaskVolume[], cli: 
       mounted.push({ dir, child })
       await waitServing(child, v.name, dir)
       paths.set(v.name, dir)
-      log.info({ volume: v.name, dir, pid: child.pid }, 'volume mounted for a task')
+      log.info({ volume: v.name, dir, mountPid: child.pid }, 'volume mounted for a task')
     }
   } catch (err) {
     await release()
@@ -88,7 +88,7 @@ async function unmountOne(dir: string, child: ChildProcess, log: Logger): Promis
     const inTime = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), UNMOUNT_WAIT_MS)))])
     clearTimeout(timer)
     if (!inTime) {
-      log.warn({ dir, pid: child.pid }, 'a volume mount did not stop in time: killed, detached lazily')
+      log.warn({ dir, mountPid: child.pid }, 'a volume mount did not stop in time: killed, detached lazily')
       child.kill('SIGKILL')
     }
   }
