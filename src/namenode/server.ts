@@ -65,9 +65,25 @@ const PENDING_REPLICATION_TIMEOUT_MIN_MS = 60_000
 /** How long after its commit a block's pipeline nodes have to report it before it counts as under-replicated. */
 const PIPELINE_REPORT_GRACE_MS = 10_000
 
+/** A lease: the client name that holds it and the user it writes as. */
+interface Lease {
+  holder: string
+  user: string
+}
+
+function leaseOf(rec: InodeRecord): Lease {
+  return { holder: rec.leaseHolder, user: rec.leaseUser }
+}
+
+/** User names hold no NUL (USER_NAME checks), so the pair is unambiguous. */
+function leaseKey(lease: Lease): string {
+  return `${lease.user}\0${lease.holder}`
+}
+
 export class Namenode {
   private readonly blockMap = new BlockMap()
   private readonly datanodes = new Datanodes()
+  /** When each lease was last renewed, by leaseKey: a client name counts only together with its user. */
   private readonly leases = new Map<string, number>()
   private safemode = false
   private collecting = false
@@ -84,7 +100,7 @@ export class Namenode {
   private readonly pendingTimeoutMs: number
   private underReplicated = 0
   /** Files open for writing: inode id -> lease holder. */
-  private readonly underConstruction = new Map<number, string>()
+  private readonly underConstruction = new Map<number, Lease>()
   private readonly recovering = new Set<number>()
   private readonly leaseLimitMs: number
   private readonly datanodeClients = new Map<string, RpcClient<DatanodeServiceSpec>>()
@@ -171,7 +187,7 @@ export class Namenode {
         const rec = decodeInode(v)
         this.inodes[COUNT_FIELD[rec.type]]++
         if (rec.type !== InodeType.FILE) continue
-        if (rec.leaseHolder) this.underConstruction.set(rec.id, rec.leaseHolder)
+        if (rec.leaseHolder) this.underConstruction.set(rec.id, leaseOf(rec))
         rec.blocks.forEach((b, i) => {
           // A block named by several inodes (a snapshot shares it) is counted, not reset.
           if (this.blockMap.blocks.has(b.id)) this.blockMap.ref(b.id)
@@ -184,7 +200,7 @@ export class Namenode {
   }
 
   private caller(ctx: CallContext): Caller {
-    return { user: ctx.user || 'nobody', group: ctx.groups[0] || ctx.user || 'nobody', nowMs: Date.now(), epoch: ctx.epoch }
+    return { user: ctx.user || 'nobody', group: ctx.groups[0] || ctx.user || 'nobody', nowMs: Date.now(), epoch: ctx.epoch, superuser: this.principal(ctx).superuser }
   }
 
   private principal(ctx: CallContext): Principal {
@@ -221,9 +237,14 @@ export class Namenode {
     return this.store.commit(ops, opts)
   }
 
-  private leaseExpired = (holder: string): boolean => {
-    const renewed = this.leases.get(holder) ?? this.startedMs
+  private leaseExpired(lease: Lease): boolean {
+    const renewed = this.leases.get(leaseKey(lease)) ?? this.startedMs
     return Date.now() - renewed > this.leaseLimitMs
+  }
+
+  /** Renews the leases clientName holds as ctx's user (and only that user's). */
+  private renewLease(ctx: CallContext, clientName: string): void {
+    this.leases.set(leaseKey({ holder: clientName, user: this.caller(ctx).user }), Date.now())
   }
 
   /** Forgets blocks whose files are gone (after the removal is durable) and queues their replicas for deletion. */
@@ -291,10 +312,10 @@ export class Namenode {
       Create: async (req, ctx) => {
         const { inode, freed } = await this.mutate((ns) => {
           this.allow(ns, ctx, req.path, req.createParents ? { ancestor: WRITE | EXECUTE, self: req.overwrite ? WRITE : undefined } : { parent: WRITE | EXECUTE, self: req.overwrite ? WRITE : undefined })
-          return ns.create(req.path, { ...req, mode: req.mode || 0o644 }, this.defaults, this.caller(ctx), this.leaseExpired)
+          return ns.create(req.path, { ...req, mode: req.mode || 0o644 }, this.defaults, this.caller(ctx), (old) => this.leaseExpired(leaseOf(old)))
         })
-        this.leases.set(req.clientName, Date.now())
-        this.underConstruction.set(inode.id, req.clientName)
+        this.renewLease(ctx, req.clientName)
+        this.underConstruction.set(inode.id, leaseOf(inode))
         this.invalidate(freed.blocks)
         return { status: this.status(req.path, inode), leaseLimitMs: this.leaseLimitMs }
       },
@@ -307,7 +328,7 @@ export class Namenode {
           this.blockMap.add(r.block, r.inode.id, r.inode.replication, false).writers = new Set(targets.map((t) => t.id))
           return r
         }, ctx)
-        this.leases.set(req.clientName, Date.now())
+        this.renewLease(ctx, req.clientName)
         const offsetBytes = inode.blocks.slice(0, -1).reduce((s, b) => s + b.lengthBytes, 0)
         return { block, offsetBytes, locations: targets, corrupt: [], complete: false, ...this.writerTokens(ctx, req.path, block.id) }
       },
@@ -325,7 +346,7 @@ export class Namenode {
           this.blockMap.add(r.block, r.inode.id, r.inode.replication, !r.last).writers = new Set(targets.map((t) => t.id))
           return r
         }, ctx)
-        this.leases.set(req.clientName, Date.now())
+        this.renewLease(ctx, req.clientName)
         this.opts.log.info({ path: req.path, block: blockId, genStamp: block.genStamp, excluded: req.excludedNodes, targets: targets.map((t) => t.id) }, 'write pipeline recovered')
         const index = inode.blocks.findIndex((b) => b.id === blockId)
         const offsetBytes = inode.blocks.slice(0, index).reduce((s, b) => s + b.lengthBytes, 0)
@@ -340,10 +361,10 @@ export class Namenode {
         this.underConstruction.delete(rec.id)
         return { status: this.status(req.path, rec) }
       },
-      RenewLease: (req) => {
+      RenewLease: (req, ctx) => {
         // Only a name that can hold a lease is kept (what Create accepts): any other cannot grow the table.
         checkClientName(req.clientName, 'renewing a lease')
-        this.leases.set(req.clientName, Date.now())
+        this.renewLease(ctx, req.clientName)
         return {}
       },
       GetBlockLocations: (req, ctx) => {
@@ -442,8 +463,8 @@ export class Namenode {
           this.allow(ns, ctx, req.path, { self: WRITE })
           return ns.openForWrite(req.path, req.clientName)
         }, ctx)
-        this.leases.set(req.clientName, Date.now())
-        this.underConstruction.set(rec.id, req.clientName)
+        this.renewLease(ctx, req.clientName)
+        this.underConstruction.set(rec.id, leaseOf(rec))
         return { status: this.status(req.path, rec), leaseLimitMs: this.leaseLimitMs }
       },
       UpdateBlock: async (req, ctx) => {
@@ -465,7 +486,7 @@ export class Namenode {
             this.blockMap.add(cow.block, cow.inode.id, cow.inode.replication, false).writers = new Set(targets.map((t) => t.id))
             return cow
           }, ctx)
-          this.leases.set(req.clientName, Date.now())
+          this.renewLease(ctx, req.clientName)
           const offsetBytes = c.inode.blocks.slice(0, c.index).reduce((sum, b) => sum + b.lengthBytes, 0)
           return {
             block: c.block,
@@ -489,7 +510,7 @@ export class Namenode {
           b.writers = new Set(targets.map((t) => t.id))
           return u
         }, ctx)
-        this.leases.set(req.clientName, Date.now())
+        this.renewLease(ctx, req.clientName)
         const offsetBytes = r.inode.blocks.slice(0, r.index).reduce((sum, b) => sum + b.lengthBytes, 0)
         return { block: r.block, offsetBytes, locations: targets, corrupt: [], complete: false, ...this.writerTokens(ctx, req.path, r.block.id) }
       },
@@ -506,7 +527,7 @@ export class Namenode {
           }
           return c
         }, ctx, { background: req.background })
-        this.leases.set(req.clientName, Date.now())
+        this.renewLease(ctx, req.clientName)
         if (req.close) this.underConstruction.delete(r.inode.id)
         this.invalidate(r.freed.blocks)
         return { status: this.status(req.path, r.inode), leaseLimitMs: this.leaseLimitMs }
@@ -742,10 +763,10 @@ export class Namenode {
   /** Files whose writer stopped renewing its lease are recovered and closed. */
   private monitorLeases(): void {
     if (this.safemode) return
-    for (const [inodeId, holder] of this.underConstruction) {
-      if (this.recovering.has(inodeId) || !this.leaseExpired(holder)) continue
+    for (const [inodeId, lease] of this.underConstruction) {
+      if (this.recovering.has(inodeId) || !this.leaseExpired(lease)) continue
       this.recovering.add(inodeId)
-      void this.recoverLease(inodeId, holder).finally(() => this.recovering.delete(inodeId))
+      void this.recoverLease(inodeId, lease).finally(() => this.recovering.delete(inodeId))
     }
   }
 
@@ -754,11 +775,12 @@ export class Namenode {
    * recovered (see recoverBlock) and the file is closed; a last block that no
    * node holds any of is dropped.
    */
-  private async recoverLease(inodeId: number, holder: string): Promise<void> {
+  private async recoverLease(inodeId: number, lease: Lease): Promise<void> {
+    const { holder } = lease
     try {
       const raw = this.store.get(keys.inode(inodeId))
       const rec = raw ? decodeInode(raw) : undefined
-      if (!rec || rec.leaseHolder !== holder) {
+      if (!rec || leaseKey(leaseOf(rec)) !== leaseKey(lease)) {
         this.underConstruction.delete(inodeId)
         return
       }
@@ -888,11 +910,11 @@ export class Namenode {
 
   /** Recovers, now, every file of the volume left open for writing (the fenced holder's). */
   private async recoverVolumeLeases(name: string): Promise<void> {
-    for (const [inodeId, holder] of [...this.underConstruction]) {
+    for (const [inodeId, lease] of [...this.underConstruction]) {
       const raw = this.store.get(keys.inode(inodeId))
       if (!raw || decodeInode(raw).volume !== name || this.recovering.has(inodeId)) continue
       this.recovering.add(inodeId)
-      await this.recoverLease(inodeId, holder).finally(() => this.recovering.delete(inodeId))
+      await this.recoverLease(inodeId, lease).finally(() => this.recovering.delete(inodeId))
     }
   }
 

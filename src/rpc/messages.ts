@@ -78,6 +78,7 @@ export interface InodeRecord {
   updatingBlocks: number[]
   volume: string
   readOnly: boolean
+  leaseUser: string
 }
 
 export interface VolumeRecord {
