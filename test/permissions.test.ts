@@ -2,7 +2,7 @@
 import test from 'ava'
 import { BlockOp, blockTokenKey, issueBlockToken, verifyBlockToken } from '../src/rpc/block-token.js'
 import { LoamError } from '../src/rpc/errors.js'
-import { checkChown, checkPath, EXECUTE, permits, READ, WRITE, type Owned, type Principal } from '../src/namenode/permissions.js'
+import { checkChown, checkPath, checkSubtree, EXECUTE, permits, READ, WRITE, type Owned, type Principal } from '../src/namenode/permissions.js'
 
 const alice: Principal = { user: 'alice', groups: ['staff'], superuser: false }
 const bob: Principal = { user: 'bob', groups: ['staff', 'dev'], superuser: false }
@@ -36,6 +36,16 @@ test('a path: search on every directory above, write on the parent, and the stic
   t.notThrows(() => checkPath(carol, '/tmp/new/deeper', path(dir('root', 0o755), dir('root', 0o1777), undefined, undefined), { ancestor: WRITE | EXECUTE }), 'mkdir -p below a writable directory')
   t.throws(() => checkPath(carol, '/x/y', path(dir('root', 0o755), undefined, undefined), { ancestor: WRITE | EXECUTE }))
   t.throws(() => checkPath(bob, '/f', path(dir('root', 0o777), file('alice', 0o777)), { owner: true }), { message: /ownership/ })
+})
+
+test('a recursive delete needs read, write and execute on every non-empty directory below its target', (t) => {
+  const tree = (...dirs: Array<[string, Owned, boolean]>): Array<{ path: string; rec: Owned; empty: boolean }> => dirs.map(([path, rec, empty]) => ({ path, rec, empty }))
+  t.notThrows(() => checkSubtree(carol, tree(['/open/d', dir('carol', 0o700), false], ['/open/d/e', dir('carol', 0o755), false])))
+  t.throws(() => checkSubtree(carol, tree(['/open/d', dir('carol', 0o755), false], ['/open/d/alice', dir('alice', 0o700), false])), { message: /^\/open\/d\/alice: permission denied: user carol needs read and write and execute/ })
+  t.throws(() => checkSubtree(bob, tree(['/open/d', dir('alice', 0o755), false])), { message: /needs read and write and execute/ }, 'group read and execute are not enough')
+  t.notThrows(() => checkSubtree(bob, tree(['/open/d', dir('alice', 0o775), false])), 'group rwx is')
+  t.notThrows(() => checkSubtree(carol, tree(['/open/empty', dir('alice', 0o700), true])), 'an empty directory goes with write on its parent, as rmdir')
+  t.notThrows(() => checkSubtree(root, tree(['/open/d', dir('alice', 0o000), false])))
 })
 
 test('chown: the owner gives its group to one of its own groups; only the superuser gives a file away', (t) => {

@@ -44,6 +44,20 @@ function loamAs(args: string[], env: NodeJS.ProcessEnv, ids: { uid: number; gid:
   })
 }
 
+let nobodySecret: Promise<string> | undefined
+
+/** `loam ARGS` as user nobody, with a copy of the cluster secret that user may read: membership is not the question here, permission is. */
+function loamAsNobody(args: string[]): Promise<CliResult> {
+  nobodySecret ??= (async () => {
+    const secret = path.join(scratch, 'nobody-secret')
+    await copyFile(c.record.secretFile, secret)
+    await chown(secret, NOBODY, NOBODY)
+    await chown(scratch, NOBODY, NOBODY)
+    return secret
+  })()
+  return nobodySecret.then((secret) => loamAs(args, { LOAM_SECRET_FILE: secret }, { uid: NOBODY, gid: NOBODY }))
+}
+
 async function putFile(remote: string, data: Buffer): Promise<LocatedBlock> {
   const client = c.client()
   const w = await client.create(remote, { overwrite: true, createParents: true })
@@ -87,25 +101,18 @@ test.serial('another user cannot read a 0600 file or remove a directory that is 
   await root.chmod('/private/secret.txt', 0o600)
   await root.mkdirs('/home/alice/work', { parents: true })
   await putFile('/shared/readme', pattern(10, 2))
-  // The cluster secret, readable by that user alone: membership is not the question here, permission is.
-  const secret = path.join(scratch, 'nobody-secret')
-  await copyFile(c.record.secretFile, secret)
-  await chown(secret, NOBODY, NOBODY)
-  await chown(scratch, NOBODY, NOBODY)
-  const nobody = { uid: NOBODY, gid: NOBODY }
-  const env = { LOAM_SECRET_FILE: secret }
 
-  const cat = await loamAs(['fs', 'cat', '/private/secret.txt'], env, nobody)
+  const cat = await loamAsNobody(['fs', 'cat', '/private/secret.txt'])
   t.is(cat.code, 1)
   t.regex(cat.stderr, /permission denied: user nobody needs read permission/)
   t.is(cat.stdout.length, 0)
-  const rm1 = await loamAs(['fs', 'rm', '-r', '/home/alice'], env, nobody)
+  const rm1 = await loamAsNobody(['fs', 'rm', '-r', '/home/alice'])
   t.is(rm1.code, 1)
   t.regex(rm1.stderr, /permission denied/)
   t.true(await root.exists('/home/alice/work'), 'the directory is still there')
-  const chmod = await loamAs(['fs', 'chmod', '777', '/private/secret.txt'], env, nobody)
+  const chmod = await loamAsNobody(['fs', 'chmod', '777', '/private/secret.txt'])
   t.is(chmod.code, 1, 'only the owner changes the mode')
-  const readable = await loamAs(['fs', 'cat', '/shared/readme'], env, nobody)
+  const readable = await loamAsNobody(['fs', 'cat', '/shared/readme'])
   t.is(readable.code, 0, 'a 0644 file is readable by anyone')
   t.true(readable.stdout.equals(pattern(10, 2)))
 
@@ -115,11 +122,27 @@ test.serial('another user cannot read a 0600 file or remove a directory that is 
   const local = path.join(scratch, 'mine')
   await writeFile(local, 'mine')
   await chown(local, NOBODY, NOBODY)
-  t.is((await loamAs(['fs', 'put', local, '/home/nobody/mine'], env, nobody)).code, 0)
+  t.is((await loamAsNobody(['fs', 'put', local, '/home/nobody/mine'])).code, 0)
   t.is((await root.stat('/home/nobody/mine')).owner, 'nobody')
-  const giveAway = await loamAs(['fs', 'chown', 'root', '/home/nobody/mine'], env, nobody)
+  const giveAway = await loamAsNobody(['fs', 'chown', 'root', '/home/nobody/mine'])
   t.is(giveAway.code, 1)
   t.regex(giveAway.stderr, /only the superuser may change an owner/)
+})
+
+test.serial("write on a directory does not let a user remove another user's 0700 tree in it", async (t) => {
+  const root = c.client()
+  await root.mkdirs('/open/theirs/deeper', { parents: true })
+  await root.chmod('/open', 0o777)
+  await root.chmod('/open/theirs', 0o700)
+  await putFile('/open/theirs/deeper/f', pattern(10, 5))
+  const rm1 = await loamAsNobody(['fs', 'rm', '-r', '/open/theirs'])
+  t.is(rm1.code, 1)
+  t.regex(rm1.stderr, /\/open\/theirs: permission denied: user nobody needs read and write and execute/)
+  t.true(await root.exists('/open/theirs/deeper/f'), 'the tree is still there')
+  // Its own tree in the same directory, that user removes.
+  t.is((await loamAsNobody(['fs', 'mkdir', '-p', '/open/mine/sub'])).code, 0)
+  t.is((await loamAsNobody(['fs', 'rm', '-r', '/open/mine'])).code, 0)
+  t.false(await root.exists('/open/mine'))
 })
 
 test.serial('a block access token opens its own block only, and not once expired', async (t) => {

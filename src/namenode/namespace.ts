@@ -6,7 +6,7 @@ import { assert, LoamError } from '../rpc/errors.js'
 import { InodeType, type BlockRef, type FileStatus, type InodeRecord, type SnapshotRecord, type VolumeRecord } from '../rpc/messages.js'
 import { checkBlockSize, checkReplication } from '../common/validate.js'
 import { joinPath, parsePath } from './paths.js'
-import type { Owned } from './permissions.js'
+import type { Owned, SubtreeDir } from './permissions.js'
 import { CLIENT_NAME_BYTES_MAX, SNAPSHOTS_PER_VOLUME_MAX, SYMLINK_TARGET_BYTES_MAX, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX, XATTRS_PER_INODE_MAX } from '../limits.js'
 import { attached, charge, checkEpoch, checkSnapshotName, checkVolumeName, checkVolumeSize, detached, resized, SNAPSHOTS_DIR, volumePath, VOLUMES_DIR } from '../volumes/volume.js'
 
@@ -158,6 +158,20 @@ export class Namespace {
         rec = id === undefined ? undefined : this.txn.inode(id)
       }
       out.push(rec && { owner: rec.owner, group: rec.group, mode: rec.mode, isDir: rec.type === InodeType.DIRECTORY })
+    }
+    return out
+  }
+
+  /** The directories of a subtree (tree: its entries as read before), as they are now, for checkSubtree. */
+  subtreeDirs(path: string, rootId: number, tree: Tree): SubtreeDir[] {
+    const out: SubtreeDir[] = []
+    const queue: Array<[number, string]> = [[rootId, path]]
+    while (queue.length > 0) {
+      const [id, dirPath] = queue.shift()!
+      const rec = this.txn.inode(id)
+      if (rec?.type !== InodeType.DIRECTORY) continue // removed since the tree was read
+      out.push({ path: dirPath, rec: { owner: rec.owner, group: rec.group, mode: rec.mode, isDir: true }, empty: rec.children === 0 })
+      for (const [name, child] of tree.get(id) ?? []) if (tree.has(child)) queue.push([child, `${dirPath.replace(/\/+$/, '')}/${name}`])
     }
     return out
   }

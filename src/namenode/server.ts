@@ -25,7 +25,7 @@ import { Datanodes, sameHost, stateName, type DatanodeState } from './datanodes.
 import { COUNT_FIELD, Counters, decodeId, decodeInode, decodeVolume, formatOps, inodeCountChanges, keys, StoreTxn, type InodeCounts } from './inode-store.js'
 import { checkClientName, fileStatus, Namespace, ROOT_ID, type Caller, type Tree } from './namespace.js'
 import { chooseTargets } from './placement.js'
-import { checkChown, checkPath, checkSuperuser, checkVolumeOwner, EXECUTE, READ, WRITE, type PathCheck, type Principal } from './permissions.js'
+import { checkChown, checkPath, checkSubtree, checkSuperuser, checkVolumeOwner, EXECUTE, READ, WRITE, type PathCheck, type Principal } from './permissions.js'
 import { planReplication } from './replication.js'
 import { LevelStore, type CommitOptions, type KvOp } from './store.js'
 import { mkdirp } from '../common/mkdirp.js'
@@ -416,8 +416,11 @@ export class Namenode {
         return {}
       },
       Delete: async (req, ctx) => {
+        const principal = this.principal(ctx)
+        const subtree = req.recursive && !principal.superuser ? await this.subtreeOf(req.path) : undefined
         const freed = await this.mutate((ns) => {
           this.allow(ns, ctx, req.path, { parent: WRITE | EXECUTE, sticky: true })
+          if (subtree) checkSubtree(principal, ns.subtreeDirs(req.path, subtree.rootId, subtree.tree))
           return ns.delete(req.path, req.recursive, this.caller(ctx))
         })
         this.invalidate(freed.blocks)
@@ -883,7 +886,8 @@ export class Namenode {
   }
 
   /** Every directory below rootId with its entries (bounded), for a snapshot or a restore. */
-  private async readTree(rootId: number): Promise<Tree> {
+  /** purpose: what the tree is read for, in the error of one too large. */
+  private async readTree(rootId: number, purpose = 'copy'): Promise<Tree> {
     const tree: Tree = new Map()
     const dirs = [rootId]
     let seen = 0
@@ -894,7 +898,7 @@ export class Namenode {
       for (;;) {
         const page = await this.store.scan(keys.entryPrefix(dir), after, LIST_PAGE_ENTRIES_MAX)
         for (const [k, v] of page) {
-          if (++seen > SNAPSHOT_INODES_MAX) throw new LoamError('no-space', `more than ${SNAPSHOT_INODES_MAX} entries: too many to copy at once`)
+          if (++seen > SNAPSHOT_INODES_MAX) throw new LoamError('no-space', `more than ${SNAPSHOT_INODES_MAX} entries: too many to ${purpose} at once`)
           const id = decodeId(v)
           entries.push([keys.entryName(k), id])
           const raw = this.store.get(keys.inode(id))
@@ -906,6 +910,19 @@ export class Namenode {
       tree.set(dir, entries)
     }
     return tree
+  }
+
+  /** The subtree a recursive delete would remove, read for its permission check; undefined when path names no directory. */
+  private async subtreeOf(path: string): Promise<{ rootId: number; tree: Tree } | undefined> {
+    let rootId: number
+    try {
+      const rec = this.reader().get(path)
+      if (rec.type !== InodeType.DIRECTORY) return undefined
+      rootId = rec.id
+    } catch {
+      return undefined // the delete itself says what is wrong with the path
+    }
+    return { rootId, tree: await this.readTree(rootId, "check for a recursive delete; remove it in parts, or as the superuser") }
   }
 
   /** Recovers, now, every file of the volume left open for writing (the fenced holder's). */
