@@ -74,6 +74,8 @@ export const STREAMS_PER_CONNECTION_MAX = 256
 export const HANDSHAKE_TIMEOUT_MS = 10_000
 /** Connections a daemon lets handshake at once; past this, new ones are closed unread. */
 export const HANDSHAKES_IN_FLIGHT_MAX = 256
+/** Clients' reports of corrupt replicas the namenode verifies at once (asking the replica's node to check it); more are dropped. */
+export const BAD_REPLICA_CHECKS_IN_FLIGHT_MAX = 64
 /** How long a block access token issued by the namenode opens its block. */
 export const BLOCK_TOKEN_LIFETIME_DEFAULT_MS = 10 * 60_000
 /** Packets a writer may have sent and not yet seen acknowledged. */

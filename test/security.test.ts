@@ -9,10 +9,11 @@ import test from 'ava'
 import { RpcClient } from '../src/rpc/client.js'
 import { LoamError } from '../src/rpc/errors.js'
 import type { LocatedBlock } from '../src/rpc/messages.js'
-import { DatanodeService } from '../src/rpc/service.js'
+import { DatanodeService, NamenodeService } from '../src/rpc/service.js'
+import { parseAddress } from '../src/common/address.js'
 import { writeSecretFile } from '../src/rpc/security.js'
-import { CLI, sleep, startCluster, type CliResult, type TestCluster } from './helpers/cluster.js'
-import { Cleanups, pattern } from './helpers/data.js'
+import { CLI, sleep, startCluster, waitFor, type CliResult, type TestCluster } from './helpers/cluster.js'
+import { Cleanups, flipByte, pattern, replicaDataPath } from './helpers/data.js'
 import { BlockOp, blockToken } from './helpers/tokens.js'
 
 const NOBODY = 65534
@@ -143,6 +144,41 @@ test.serial("write on a directory does not let a user remove another user's 0700
   t.is((await loamAsNobody(['fs', 'mkdir', '-p', '/open/mine/sub'])).code, 0)
   t.is((await loamAsNobody(['fs', 'rm', '-r', '/open/mine'])).code, 0)
   t.false(await root.exists('/open/mine'))
+})
+
+test.serial("a client's report of a corrupt replica counts only for a file it reads, and only once the replica's node confirms it", async (t) => {
+  const root = c.client()
+  const healthy = await putFile('/reports/healthy', pattern(3000, 6))
+  const damaged = await putFile('/reports/damaged', pattern(3000, 7))
+  const secret = await putFile('/reports/secret', pattern(3000, 8))
+  await root.chmod('/reports/secret', 0o600)
+  const mallory = new RpcClient(parseAddress(c.namenode), NamenodeService, { peerName: 'namenode', user: 'mallory', groups: ['mallory'] })
+  t.teardown(() => mallory.close())
+  const report = (p: string, lb: LocatedBlock): Promise<unknown> => mallory.call('ReportBadBlocks', { path: p, replicas: lb.locations.map((l) => ({ block: lb.block, nodeId: l.id })) })
+
+  const unreadable = await t.throwsAsync(report('/reports/secret', secret), { instanceOf: LoamError })
+  t.is(unreadable?.code, 'permission')
+  const foreign = await t.throwsAsync(report('/reports/healthy', secret), { instanceOf: LoamError })
+  t.is(foreign?.code, 'permission', "a readable file's path does not cover another file's block")
+  t.regex(foreign?.message ?? '', /is not a block of this file/)
+  const noPath = await t.throwsAsync(report('', healthy), { instanceOf: LoamError })
+  t.truthy(noPath, 'a report naming no file is refused')
+
+  // Every replica of a healthy block reported: their nodes verify them, and nothing is marked or deleted.
+  await report('/reports/healthy', healthy)
+  const nnLog = path.join(c.record.namenode.data, 'log')
+  const kept = async (): Promise<number> => (await readFile(nnLog, 'utf8')).split('\n').filter((l) => l.includes('its node verifies it whole') && l.includes(`"block":${healthy.block!.id}`)).length
+  await waitFor(async () => (await kept()) >= 2, 30_000, 'both replicas to be verified')
+  const after = (await root.getBlockLocations('/reports/healthy', 0, 0)).blocks[0]!
+  t.is(after.locations.length, 2, 'both replicas still offered')
+  t.deepEqual(after.corrupt, [])
+  t.true((await c.loam(['fs', 'cat', '/reports/healthy'])).stdout.equals(pattern(3000, 6)))
+
+  // A replica that is corrupt is confirmed by its node and marked.
+  const victim = c.record.nodes.find((n) => n.id === damaged.locations[0]!.id)!
+  await flipByte(replicaDataPath(victim.data, damaged.block!.id), 100)
+  await report('/reports/damaged', { ...damaged, locations: [damaged.locations[0]!] })
+  await waitFor(async () => (await root.getBlockLocations('/reports/damaged', 0, 0)).blocks[0]!.corrupt.some((n) => n.id === victim.id), 30_000, 'the corrupt replica to be marked')
 })
 
 test.serial('a block access token opens its own block only, and not once expired', async (t) => {

@@ -189,7 +189,7 @@ export class Datanode {
     const beingWritten = all.filter((r) => r.state === 'rbw').map(ref)
     await this.namenode.call('BlockReport', { nodeId: this.info.id, replicas, full: true, beingWritten })
     if (this.badReplicas.size > 0) {
-      await this.namenode.call('ReportBadBlocks', { replicas: [...this.badReplicas.values()].map((block) => ({ block, nodeId: this.info.id })) })
+      await this.namenode.call('ReportBadBlocks', { replicas: [...this.badReplicas.values()].map((block) => ({ block, nodeId: this.info.id })), path: '' })
     }
     this.lastFullReportMs = Date.now()
   }
@@ -246,7 +246,7 @@ export class Datanode {
     this.metrics.checksumFailures++
     this.badReplicas.set(replica.id, { id: replica.id, genStamp: replica.genStamp, lengthBytes: replica.lengthBytes })
     this.opts.log.warn({ block: replica.id, genStamp: replica.genStamp }, 'scanner found a corrupt replica; reporting it')
-    await this.namenode.call('ReportBadBlocks', { replicas: [{ block: replica, nodeId: this.info.id }] })
+    await this.namenode.call('ReportBadBlocks', { replicas: [{ block: replica, nodeId: this.info.id }], path: '' })
   }
 
   /** Tells the namenode a replica is complete; the writer's ack waits for this so a closed file is readable at once. */

@@ -12,7 +12,7 @@ import type { NamenodeSummary } from '../dashboard/model.js'
 import { dashboardToken } from '../dashboard/access.js'
 import { dashboardRoutes } from '../dashboard/routes.js'
 import type { Logger } from '../common/log.js'
-import { BLOCK_SIZE_DEFAULT_BYTES, BLOCK_TOKEN_LIFETIME_DEFAULT_MS, NAME_BYTES_MAX, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
+import { BAD_REPLICA_CHECKS_IN_FLIGHT_MAX, BLOCK_SIZE_DEFAULT_BYTES, BLOCK_TOKEN_LIFETIME_DEFAULT_MS, NAME_BYTES_MAX, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock, type VolumeInfo, type VolumeNodeBytes, type VolumeRecord } from '../rpc/messages.js'
 import { BlockOp, blockTokenKey, issueBlockToken } from '../rpc/block-token.js'
@@ -102,6 +102,8 @@ export class Namenode {
   /** Files open for writing: inode id -> lease holder. */
   private readonly underConstruction = new Map<number, Lease>()
   private readonly recovering = new Set<number>()
+  /** Replicas a client reported corrupt, being verified by their nodes: 'block@node'. */
+  private readonly checkingReplicas = new Set<string>()
   private readonly leaseLimitMs: number
   private readonly datanodeClients = new Map<string, RpcClient<DatanodeServiceSpec>>()
   /** Where the scheduler serves, as it last announced (for the dashboard). */
@@ -656,16 +658,23 @@ export class Namenode {
         for (const b of blocks) this.blockMap.ref(b.id)
         return this.volumeInfo(volume)
       },
-      ReportBadBlocks: (req) => {
+      ReportBadBlocks: (req, ctx) => {
+        // Datanodes (the superuser) verified the replica themselves; a client's word is checked first.
+        const trusted = this.principal(ctx).superuser
+        if (!trusted) {
+          const ns = this.reader()
+          this.allow(ns, ctx, req.path, { self: READ })
+          const rec = ns.get(req.path)
+          const foreign = req.replicas.find((r) => !rec.blocks.some((b) => b.id === r.block?.id))
+          if (foreign) throw new LoamError('permission', `${req.path}: block ${foreign.block?.id ?? 0} is not a block of this file; report only replicas of the file read`)
+        }
         for (const r of req.replicas) {
           // A report about a node the namenode does not know is about nothing it keeps.
           if (!r.block || !this.datanodes.nodes.has(r.nodeId)) continue
           // A reader of an older generation may have seen the block change under it (an update in place): not corruption.
           if (r.block.genStamp < (this.blockMap.blocks.get(r.block.id)?.genStamp ?? 0)) continue
-          const info = this.blockMap.markCorrupt(r.nodeId, r.block.id)
-          // Copies in flight may come from this very replica (its node refuses to send a bad copy): plan afresh.
-          this.pending.delete(r.block.id)
-          this.opts.log.warn({ block: r.block.id, node: r.nodeId, healthy: info?.replicas.size ?? 0 }, 'corrupt replica reported')
+          if (trusted) this.markCorrupt(r.nodeId, r.block.id, 'corrupt replica reported')
+          else void this.checkReportedReplica(r.nodeId, r.block.id)
         }
         return {}
       },
@@ -923,6 +932,35 @@ export class Namenode {
       return undefined // the delete itself says what is wrong with the path
     }
     return { rootId, tree: await this.readTree(rootId, "check for a recursive delete; remove it in parts, or as the superuser") }
+  }
+
+  private markCorrupt(nodeId: string, blockId: number, why: string): void {
+    const info = this.blockMap.markCorrupt(nodeId, blockId)
+    // Copies in flight may come from this very replica (its node refuses to send a bad copy): plan afresh.
+    this.pending.delete(blockId)
+    this.opts.log.warn({ block: blockId, node: nodeId, healthy: info?.replicas.size ?? 0 }, why)
+  }
+
+  /**
+   * A client's report of a corrupt replica: the replica's node verifies its
+   * checksums first, so a false report marks nothing (and so deletes nothing).
+   */
+  private async checkReportedReplica(nodeId: string, blockId: number): Promise<void> {
+    const key = `${blockId}@${nodeId}`
+    if (this.checkingReplicas.has(key) || this.checkingReplicas.size >= BAD_REPLICA_CHECKS_IN_FLIGHT_MAX) return
+    this.checkingReplicas.add(key)
+    try {
+      const r = await this.datanodeClient(nodeId)?.call('InspectReplica', { blockId, token: this.blockToken(blockId, BlockOp.WRITE) })
+      const info = this.blockMap.blocks.get(blockId)
+      if (!r || !info?.complete || r.genStamp !== info.genStamp) return
+      if (r.verifiedBytes < info.lengthBytes) this.markCorrupt(nodeId, blockId, 'corrupt replica reported by a client and confirmed by its node')
+      else this.opts.log.warn({ block: blockId, node: nodeId }, 'a client reported a replica corrupt, but its node verifies it whole; kept')
+    } catch (err) {
+      // Missing replicas are the block report's business.
+      this.opts.log.debug({ block: blockId, node: nodeId, err: (err as Error).message }, 'could not verify a reported replica')
+    } finally {
+      this.checkingReplicas.delete(key)
+    }
   }
 
   /** Recovers, now, every file of the volume left open for writing (the fenced holder's). */

@@ -176,7 +176,7 @@ export interface SetPermissionRequest { path: string; mode: number }
 export interface SetOwnerRequest { path: string; owner: string; group: string }
 export interface SetTimesRequest { path: string; mtimeMs: number; atimeMs: number }
 export interface BadReplica { block: BlockRef | null; nodeId: string }
-export interface ReportBadBlocksRequest { replicas: BadReplica[] }
+export interface ReportBadBlocksRequest { replicas: BadReplica[]; path: string }
 export interface DatanodeReport {
   id: string
   address: string

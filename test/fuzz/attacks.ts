@@ -965,7 +965,7 @@ const floodsFailed = new Set<string>()
 /** Where a hostile peer can put strings the namenode may keep: each must be dropped or bounded. */
 const FLOOD_SINKS: ReadonlyArray<{ sink: string; method: string; request: (name: string, w: World) => unknown }> = [
   { sink: 'RenewLease client names', method: 'RenewLease', request: (name) => ({ clientName: name }) },
-  { sink: 'ReportBadBlocks node ids', method: 'ReportBadBlocks', request: (name, w) => ({ replicas: [{ block: w.realBlocks[0]?.block ?? { id: 1, genStamp: 1, lengthBytes: 0 }, nodeId: name }] }) },
+  { sink: 'ReportBadBlocks node ids', method: 'ReportBadBlocks', request: (name, w) => ({ replicas: [{ block: w.realBlocks[0]?.block ?? { id: 1, genStamp: 1, lengthBytes: 0 }, nodeId: name }], path: '' }) },
   { sink: 'Heartbeat node ids', method: 'Heartbeat', request: (name) => ({ nodeId: name, capacityBytes: 0, usedBytes: 0, remainingBytes: 0, activeTransfers: 0, failedCopies: [] }) },
   { sink: 'GetBlockLocations reader nodes', method: 'GetBlockLocations', request: (name) => ({ path: '/health', offsetBytes: 0, lengthBytes: 0, readerNode: name }) },
   { sink: 'AttachVolume node ids', method: 'AttachVolume', request: (name) => ({ name: 'fz-0', nodeId: name, force: false }) },

@@ -500,7 +500,7 @@ export const NAMENODE_REQUESTS: NnBuilders = {
   DeleteSnapshot: (rng) => ({ volume: volumeName(rng), snapshot: snapshotName(rng) }),
   RestoreSnapshot: (rng) => ({ volume: volumeName(rng), snapshot: snapshotName(rng), to: volumeName(rng) }),
   // Only nodes that do not exist: a report naming a real node is believed, by design.
-  ReportBadBlocks: (rng, w) => ({ replicas: Array.from({ length: rng.int(0, 4) }, () => ({ block: blockRef(rng, w), nodeId: rng.pick(FAKE_NODE_IDS) })) }),
+  ReportBadBlocks: (rng, w) => ({ replicas: Array.from({ length: rng.int(0, 4) }, () => ({ block: blockRef(rng, w), nodeId: rng.pick(FAKE_NODE_IDS) })), path: hostilePath(rng) }),
   DatanodeReport: () => ({}),
   AnnounceScheduler: (rng) => ({ rpcAddress: rng.pick(['127.0.0.1:1', '', ':', 'host', '127.0.0.1:0', '127.0.0.1:99999', '::1:5', 'x'.repeat(300)]), httpAddress: rng.pick(['127.0.0.1:2', '', 'junk']) }),
   Decommission: (rng) => ({ nodeId: rng.pick(FAKE_NODE_IDS), recommission: rng.chance(0.5) }),
