@@ -72,8 +72,12 @@ export const CALLS_PER_CONNECTION_MAX = 256
 export const STREAMS_PER_CONNECTION_MAX = 256
 /** A connection proves it holds the cluster secret within this, or is closed. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000
+/** A connection sends its opening hello within this, or is closed: an idle connection holds a handshake slot no longer. */
+export const HELLO_TIMEOUT_MS = 2_000
 /** Connections a daemon lets handshake at once; past this, new ones are closed unread. */
 export const HANDSHAKES_IN_FLIGHT_MAX = 256
+/** Of those, what one remote address may hold: one host cannot take every slot (and lock out heartbeats). */
+export const HANDSHAKES_PER_ADDRESS_MAX = 64
 /** Clients' reports of corrupt replicas the namenode verifies at once (asking the replica's node to check it); more are dropped. */
 export const BAD_REPLICA_CHECKS_IN_FLIGHT_MAX = 64
 /** How long a block access token issued by the namenode opens its block. */

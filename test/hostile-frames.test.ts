@@ -3,11 +3,12 @@
 // each attack the daemon is still alive and serving: the namenode answers, a
 // file written through every datanode reads back from the one attacked.
 import { createHash } from 'node:crypto'
+import net from 'node:net'
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { LoamClient } from '../src/client/client.js'
 import { parseAddress } from '../src/common/address.js'
-import { FRAME_BYTES_MAX } from '../src/limits.js'
+import { FRAME_BYTES_MAX, HANDSHAKE_TIMEOUT_MS, HANDSHAKES_IN_FLIGHT_MAX, HANDSHAKES_PER_ADDRESS_MAX } from '../src/limits.js'
 import { FrameKind } from '../src/rpc/messages.js'
 import { codecs } from '../src/rpc/schema.js'
 import { alive, startCluster, type TestCluster } from './helpers/cluster.js'
@@ -58,6 +59,16 @@ function openProbe(address: string, handshake = true): Promise<RawConn> {
 
 function request(id: number, method: string, body: Uint8Array = new Uint8Array()): Buffer {
   return frameBytes({ id, kind: FrameKind.REQUEST, method, timeoutMs: 10_000, body, user: 'hostile', groups: [] })
+}
+
+/** What p settles to within ms, or false. */
+async function within(p: Promise<boolean>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /** Sends bytes; the server must close the connection by itself and answer nothing. */
@@ -259,6 +270,28 @@ for (const name of TARGETS) {
     await stillServes(t, tg, `${name} after HTTP garbage`)
   })
 }
+
+test.serial('namenode: idle connections from one address cannot take every handshake slot; others still connect and call', async (t) => {
+  const tg = target('namenode')
+  const { host, port } = parseAddress(tg.rpc)
+  // Another loopback address than the clients', as a flood from one other host would be; more than every slot there is.
+  const idle: net.Socket[] = []
+  const closed: Array<Promise<void>> = []
+  t.teardown(() => idle.forEach((s) => s.destroy()))
+  for (let i = 0; i < HANDSHAKES_IN_FLIGHT_MAX + 44; i++) {
+    const s = net.connect({ host, port, localAddress: '127.0.0.2' })
+    s.on('error', () => undefined)
+    closed.push(new Promise((resolve) => s.once('close', () => resolve())))
+    idle.push(s)
+  }
+  await Promise.all(idle.map((s) => new Promise<void>((resolve) => (s.connecting ? s.once('connect', () => resolve()).once('close', () => resolve()) : resolve()))))
+  const allClosed = Promise.all(closed).then(() => true)
+  t.false(await within(allClosed, 200), 'the flood holds connections while the cluster is used')
+  await stillServes(t, tg, 'namenode during a flood of idle connections')
+  // Past the per-address share, or once they have sent no hello in time, the daemon closes them all.
+  t.true(await within(allClosed, HANDSHAKE_TIMEOUT_MS + CLOSE_WITHIN_MS), `all ${idle.length} idle connections closed by the daemon`)
+  t.true(HANDSHAKES_PER_ADDRESS_MAX < HANDSHAKES_IN_FLIGHT_MAX)
+})
 
 test.serial('dn1: DATA frames pushed into a block stream that never reads them do not stall the connection once it ends', async (t) => {
   const tg = target('dn1')

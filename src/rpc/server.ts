@@ -3,7 +3,7 @@
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { Counter, Histogram, type Registry } from 'prom-client'
-import { CALLS_PER_CONNECTION_MAX, HANDSHAKES_IN_FLIGHT_MAX, RPC_TIMEOUT_DEFAULT_MS, RPC_TIMEOUT_MAX_MS, STREAMS_PER_CONNECTION_MAX } from '../limits.js'
+import { CALLS_PER_CONNECTION_MAX, HANDSHAKES_IN_FLIGHT_MAX, HANDSHAKES_PER_ADDRESS_MAX, RPC_TIMEOUT_DEFAULT_MS, RPC_TIMEOUT_MAX_MS, STREAMS_PER_CONNECTION_MAX } from '../limits.js'
 import type { Address } from '../common/address.js'
 import type { Logger } from '../common/log.js'
 import type { Security } from './auth.js'
@@ -76,6 +76,8 @@ export class RpcServer<S extends ServiceSpec> {
   private readonly metrics: (RpcMetrics & { service: string }) | undefined
   /** Connections still proving they hold the cluster secret. */
   private readonly handshaking = new Set<net.Socket>()
+  /** Of those, how many each remote address holds. */
+  private readonly handshakingByAddress = new Map<string, number>()
   private readonly security: Security
   /** Connections refused at the handshake, for /metrics and /status. */
   refusedConnections = 0
@@ -110,19 +112,28 @@ export class RpcServer<S extends ServiceSpec> {
   }
 
   private handshake(raw: net.Socket): void {
-    if (this.handshaking.size >= HANDSHAKES_IN_FLIGHT_MAX) {
+    const address = raw.remoteAddress ?? ''
+    const fromAddress = this.handshakingByAddress.get(address) ?? 0
+    if (this.handshaking.size >= HANDSHAKES_IN_FLIGHT_MAX || fromAddress >= HANDSHAKES_PER_ADDRESS_MAX) {
       this.refusedConnections++
       raw.destroy()
       return
     }
     this.handshaking.add(raw)
+    this.handshakingByAddress.set(address, fromAddress + 1)
+    const settled = (): void => {
+      this.handshaking.delete(raw)
+      const left = (this.handshakingByAddress.get(address) ?? 1) - 1
+      if (left > 0) this.handshakingByAddress.set(address, left)
+      else this.handshakingByAddress.delete(address)
+    }
     acceptSecure(raw, this.security).then(
       (socket) => {
-        this.handshaking.delete(raw)
+        settled()
         this.accept(socket)
       },
       (err: Error) => {
-        this.handshaking.delete(raw)
+        settled()
         this.refusedConnections++
         raw.destroy()
         this.log.warn({ peer: raw.remoteAddress, err: err.message }, 'refused a connection at the handshake')
