@@ -18,6 +18,10 @@ export const CHECKSUM_BYTES = 8
 export const REPLICA_META_HEADER_BYTES = 32
 
 export const PATH_BYTES_MAX = 4096
+/** A user or group name (a frame header's, chown's): as long as a path component. */
+export const PRINCIPAL_NAME_BYTES_MAX = 255
+/** Groups a caller may name in one frame header (a user in more sends its first ones, primary first). */
+export const GROUPS_PER_CALLER_MAX = 64
 /** A writer's client name, which holds its leases. */
 export const CLIENT_NAME_BYTES_MAX = 255
 export const NAME_BYTES_MAX = 255
@@ -76,7 +80,12 @@ export const HANDSHAKE_TIMEOUT_MS = 10_000
 export const HELLO_TIMEOUT_MS = 2_000
 /** Connections a daemon lets handshake at once; past this, new ones are closed unread. */
 export const HANDSHAKES_IN_FLIGHT_MAX = 256
-/** Of those, what one remote address may hold: one host cannot take every slot (and lock out heartbeats). */
+/**
+ * One remote address's share of those slots. With every slot taken, an address
+ * holding more than its share gives up its oldest handshake to a newcomer: one
+ * host cannot lock out the rest (heartbeats included), and a burst from one
+ * host is refused only when the daemon is full.
+ */
 export const HANDSHAKES_PER_ADDRESS_MAX = 64
 /** Clients' reports of corrupt replicas the namenode verifies at once (asking the replica's node to check it); more are dropped. */
 export const BAD_REPLICA_CHECKS_IN_FLIGHT_MAX = 64

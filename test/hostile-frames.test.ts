@@ -8,7 +8,7 @@ import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { LoamClient } from '../src/client/client.js'
 import { parseAddress } from '../src/common/address.js'
-import { FRAME_BYTES_MAX, HANDSHAKE_TIMEOUT_MS, HANDSHAKES_IN_FLIGHT_MAX, HANDSHAKES_PER_ADDRESS_MAX } from '../src/limits.js'
+import { FRAME_BYTES_MAX, GROUPS_PER_CALLER_MAX, HANDSHAKE_TIMEOUT_MS, HANDSHAKES_IN_FLIGHT_MAX, HANDSHAKES_PER_ADDRESS_MAX } from '../src/limits.js'
 import { FrameKind } from '../src/rpc/messages.js'
 import { codecs } from '../src/rpc/schema.js'
 import { alive, startCluster, type TestCluster } from './helpers/cluster.js'
@@ -271,6 +271,28 @@ for (const name of TARGETS) {
   })
 }
 
+test.serial('namenode: a header naming an over-long or odd user, or too many groups, gets a typed error and the connection goes on', async (t) => {
+  const tg = target('namenode')
+  const p = await openProbe(tg.rpc)
+  try {
+    const headers = [
+      { user: 'u'.repeat(100_000), groups: [] },
+      { user: 'a\0b', groups: [] },
+      { user: 'root:wheel', groups: [] },
+      { user: 'hostile', groups: Array.from({ length: GROUPS_PER_CALLER_MAX + 1 }, (_, i) => `g${i}`) },
+      { user: 'hostile', groups: ['../g'] },
+    ]
+    headers.forEach((h, i) => p.send(frameBytes({ id: 700 + i, kind: FrameKind.REQUEST, method: tg.valid.method, timeoutMs: 10_000, body: tg.valid.body, ...h })))
+    const answers = await p.nextFrames(headers.length, CLOSE_WITHIN_MS)
+    t.deepEqual(answers.map((f) => [f.header.id, f.header.kind, f.header.error?.code]), headers.map((_, i) => [700 + i, FrameKind.ERROR, 'invalid-argument']))
+    p.send(request(710, tg.valid.method, tg.valid.body))
+    const [ok] = await p.nextFrames(1, CLOSE_WITHIN_MS)
+    t.is(ok?.header.kind, FrameKind.RESPONSE, 'a proper header on the same connection is served')
+  } finally {
+    p.destroy()
+  }
+})
+
 test.serial('namenode: idle connections from one address cannot take every handshake slot; others still connect and call', async (t) => {
   const tg = target('namenode')
   const { host, port } = parseAddress(tg.rpc)
@@ -288,7 +310,7 @@ test.serial('namenode: idle connections from one address cannot take every hands
   const allClosed = Promise.all(closed).then(() => true)
   t.false(await within(allClosed, 200), 'the flood holds connections while the cluster is used')
   await stillServes(t, tg, 'namenode during a flood of idle connections')
-  // Past the per-address share, or once they have sent no hello in time, the daemon closes them all.
+  // Evicted for newcomers from other addresses, or closed for sending no hello in time: the daemon drops them all.
   t.true(await within(allClosed, HANDSHAKE_TIMEOUT_MS + CLOSE_WITHIN_MS), `all ${idle.length} idle connections closed by the daemon`)
   t.true(HANDSHAKES_PER_ADDRESS_MAX < HANDSHAKES_IN_FLIGHT_MAX)
 })
