@@ -2,6 +2,8 @@
 import test from 'ava'
 import { BlockOp, blockTokenKey, issueBlockToken, verifyBlockToken } from '../src/rpc/block-token.js'
 import { LoamError } from '../src/rpc/errors.js'
+import { checkCaller } from '../src/common/validate.js'
+import { GROUPS_PER_CALLER_MAX, PRINCIPAL_NAME_BYTES_MAX } from '../src/limits.js'
 import { checkChown, checkPath, checkSubtree, EXECUTE, permits, READ, WRITE, type Owned, type Principal } from '../src/namenode/permissions.js'
 
 const alice: Principal = { user: 'alice', groups: ['staff'], superuser: false }
@@ -55,6 +57,22 @@ test('chown: the owner gives its group to one of its own groups; only the superu
   t.throws(() => checkChown(bob, '/f', f, 'alice', ''), { message: /only the superuser/ })
   t.throws(() => checkChown(alice, '/f', f, '', 'staff'))
   t.notThrows(() => checkChown(root, '/f', f, 'alice', 'wheel'))
+  for (const [owner, group] of [['a:b', ''], ['a/b', ''], ['a\0b', ''], ['', 'g:h'], ['x'.repeat(PRINCIPAL_NAME_BYTES_MAX + 1), ''], ['', 'é'.repeat(128)]]) {
+    t.is(t.throws(() => checkChown(root, '/f', f, owner!, group!), { instanceOf: LoamError })?.code, 'invalid-argument', `even the superuser cannot chown to ${JSON.stringify([owner, group])}`)
+  }
+})
+
+test('who a frame header names: bounded user and group names, a bounded number of groups', (t) => {
+  t.notThrows(() => checkCaller('alice', ['staff', 'dev']))
+  t.notThrows(() => checkCaller('', []), 'no user is nobody')
+  t.notThrows(() => checkCaller('x'.repeat(PRINCIPAL_NAME_BYTES_MAX), Array.from({ length: GROUPS_PER_CALLER_MAX }, (_, i) => `g${i}`)))
+  const code = (user: string, groups: string[]): string | undefined => t.throws(() => checkCaller(user, groups), { instanceOf: LoamError })?.code
+  t.is(code('x'.repeat(PRINCIPAL_NAME_BYTES_MAX + 1), []), 'invalid-argument')
+  t.is(code('a\0b', []), 'invalid-argument')
+  t.is(code('../etc', []), 'invalid-argument')
+  t.is(code('root:wheel', []), 'invalid-argument')
+  t.is(code('alice', Array.from({ length: GROUPS_PER_CALLER_MAX + 1 }, (_, i) => `g${i}`)), 'invalid-argument')
+  t.is(code('alice', ['ok', 'g'.repeat(PRINCIPAL_NAME_BYTES_MAX + 1)]), 'invalid-argument')
 })
 
 test('a block access token opens one block, for one operation, until it expires, under one key', (t) => {

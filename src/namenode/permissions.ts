@@ -2,6 +2,7 @@
 // bit, owner and group; no ACLs), as pure functions over the inodes of a path.
 // The superuser (the namenode's own user, --superuser, or a member of
 // --supergroup) passes every check.
+import { checkPrincipalName } from '../common/validate.js'
 import { LoamError } from '../rpc/errors.js'
 
 export const READ = 4
@@ -93,6 +94,8 @@ export function checkSubtree(p: Principal, dirs: Iterable<SubtreeDir>): void {
 
 /** chown: only the superuser gives a file away; its owner may change its group to one of their own. */
 export function checkChown(p: Principal, path: string, rec: Owned, owner: string, group: string): void {
+  checkPrincipalName(owner, 'user')
+  checkPrincipalName(group, 'group')
   if (p.superuser) return
   if (owner && owner !== rec.owner) throw new LoamError('permission', `${path}: only the superuser may change an owner (user ${p.user} asked for ${owner})`)
   if (rec.owner !== p.user) throw denied(p, path, 'ownership', rec)
