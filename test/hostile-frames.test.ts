@@ -29,7 +29,7 @@ test.after.always(async () => {
 /** How long a daemon may take to close a connection it should close. */
 const CLOSE_WITHIN_MS = 5000
 
-const TARGETS = ['namenode', 'dn1', 'dn2', 'dn3'] as const
+const TARGETS = ['namenode', 'dn1', 'dn2', 'dn3', 'scheduler', 'agent-dn1'] as const
 type TargetName = (typeof TARGETS)[number]
 
 interface Target {
@@ -45,6 +45,16 @@ function target(name: TargetName): Target {
   if (name === 'namenode') {
     const nn = c.record.namenode
     return { name, rpc: nn.rpc, http: nn.http, pid: nn.pid, valid: { method: 'DatanodeReport', body: codecs.Empty.encode({}), answers: FrameKind.RESPONSE } }
+  }
+  if (name === 'scheduler') {
+    const s = c.record.scheduler
+    return { name, rpc: s.rpc, http: s.http, pid: s.pid, valid: { method: 'ClusterState', body: codecs.Empty.encode({}), answers: FrameKind.RESPONSE } }
+  }
+  if (name === 'agent-dn1') {
+    // The agent of node dn1: its own RPC port, its node's process and HTTP port. A task it never ran: not-found.
+    const node = c.record.nodes.find((n) => n.id === 'dn1')!
+    const body = codecs.ReadLogRequest.encode({ taskId: 'no-such-task', stream: 'stdout', offsetBytes: 0, maxBytes: 0 })
+    return { name, rpc: node.agentRpc!, http: node.http, pid: node.pid, valid: { method: 'ReadLog', body, answers: FrameKind.ERROR, code: 'not-found' } }
   }
   const node = c.record.nodes.find((n) => n.id === name)!
   // ShortCircuit without a block access token: a typed permission error, on a connection that stays open.
@@ -89,10 +99,10 @@ async function expectClosed(t: ExecutionContext, address: string, bytes: Buffer,
  */
 let check = 0
 async function stillServes(t: ExecutionContext, tg: Target, what: string): Promise<void> {
-  const pids = [c.record.namenode.pid, ...c.record.nodes.map((n) => n.pid)]
+  const pids = [c.record.namenode.pid, c.record.scheduler.pid, ...c.record.nodes.map((n) => n.pid)]
   for (const pid of pids) t.true(alive(pid), `${what}: pid ${pid} is alive`)
   const writer = new LoamClient({ namenode: parseAddress(c.namenode), timeoutMs: 10_000 })
-  const reader = new LoamClient({ namenode: parseAddress(c.namenode), timeoutMs: 10_000, shortCircuit: false, nodeId: tg.name === 'namenode' ? '' : tg.name })
+  const reader = new LoamClient({ namenode: parseAddress(c.namenode), timeoutMs: 10_000, shortCircuit: false, nodeId: tg.name.startsWith('dn') ? tg.name : '' })
   try {
     const report = await writer.report()
     t.false(report.safemode, `${what}: out of safe mode`)
@@ -228,7 +238,7 @@ for (const name of TARGETS) {
       t.is(ok?.header.id, 300, 'the valid call is answered on the same connection')
       t.is(ok?.header.kind, tg.valid.answers)
       if (tg.valid.code) t.is(ok?.header.error?.code, tg.valid.code)
-      if (tg.valid.answers === FrameKind.RESPONSE) t.true(codecs.DatanodeReportResponse.decode(ok!.header.body ?? new Uint8Array()).datanodes.length === 3)
+      if (name === 'namenode') t.true(codecs.DatanodeReportResponse.decode(ok!.header.body ?? new Uint8Array()).datanodes.length === 3)
     } finally {
       p.destroy()
     }
@@ -263,7 +273,8 @@ for (const name of TARGETS) {
     const res = await fetch(`http://${tg.http}/status`)
     t.is(res.status, 200)
     const status = (await res.json()) as { role?: string }
-    t.is(status.role, name === 'namenode' ? 'namenode' : 'datanode')
+    // The scheduler's /status is its cluster state; an agent's HTTP port is its node's.
+    if (name !== 'scheduler') t.is(status.role, name === 'namenode' ? 'namenode' : 'datanode')
     const metrics = await fetch(`http://${tg.http}/metrics`)
     t.is(metrics.status, 200)
     await metrics.text()
