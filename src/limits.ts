@@ -70,7 +70,7 @@ export const VOLUME_INSPECT_INODES_MAX = 1_000_000
 
 /** Entries returned by one ListStatus call. */
 export const LIST_PAGE_ENTRIES_MAX = 1000
-/** Calls in flight on one connection before the server stops reading from it. */
+/** Unary calls in flight on one connection before the server stops reading from it (streams are bounded below). */
 export const CALLS_PER_CONNECTION_MAX = 256
 /** Block streams (reads, writes) open at once on one connection; one more is refused. */
 export const STREAMS_PER_CONNECTION_MAX = 256

@@ -8,12 +8,13 @@ import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { LoamClient } from '../src/client/client.js'
 import { parseAddress } from '../src/common/address.js'
-import { FRAME_BYTES_MAX, GROUPS_PER_CALLER_MAX, HANDSHAKE_TIMEOUT_MS, HANDSHAKES_IN_FLIGHT_MAX, HANDSHAKES_PER_ADDRESS_MAX } from '../src/limits.js'
+import { FRAME_BYTES_MAX, GROUPS_PER_CALLER_MAX, HANDSHAKE_TIMEOUT_MS, HANDSHAKES_IN_FLIGHT_MAX, HANDSHAKES_PER_ADDRESS_MAX, STREAMS_PER_CONNECTION_MAX } from '../src/limits.js'
 import { FrameKind } from '../src/rpc/messages.js'
 import { codecs } from '../src/rpc/schema.js'
 import { alive, startCluster, type TestCluster } from './helpers/cluster.js'
 import { Cleanups, pattern, sha256 } from './helpers/data.js'
 import { frameBytes, rawFrame, RawConn } from './fuzz/wire.js'
+import { BlockOp, blockToken } from './helpers/tokens.js'
 
 const cleanups = new Cleanups()
 let c: TestCluster
@@ -324,6 +325,35 @@ test.serial('namenode: idle connections from one address cannot take every hands
   // Evicted for newcomers from other addresses, or closed for sending no hello in time: the daemon drops them all.
   t.true(await within(allClosed, HANDSHAKE_TIMEOUT_MS + CLOSE_WITHIN_MS), `all ${idle.length} idle connections closed by the daemon`)
   t.true(HANDSHAKES_PER_ADDRESS_MAX < HANDSHAKES_IN_FLIGHT_MAX)
+})
+
+test.serial('dn1: a block stream past STREAMS_PER_CONNECTION_MAX on one connection is refused with a typed error; the open ones and the connection go on', async (t) => {
+  const tg = target('dn1')
+  const p = await openProbe(tg.rpc)
+  try {
+    // Writes of new blocks that send no data: each stays open until its idle timeout (or the connection ends).
+    const write = (i: number): Buffer => {
+      const id = 7_000_000 + i
+      const body = codecs.WriteBlockRequest.encode({ block: { id, genStamp: 1, lengthBytes: 0 }, downstream: [], clientName: 'hostile', update: false, oldGenStamp: 0, resize: false, resizeBytes: 0, copyFromBlock: 0, copyFromGenStamp: 0, token: blockToken(id, BlockOp.WRITE) })
+      return frameBytes({ id: 10_000 + i, kind: FrameKind.REQUEST, method: 'WriteBlock', timeoutMs: 60_000, body, user: 'hostile', groups: [] })
+    }
+    p.send(Buffer.concat(Array.from({ length: STREAMS_PER_CONNECTION_MAX }, (_, i) => write(i))))
+    p.send(write(STREAMS_PER_CONNECTION_MAX))
+    const [refused] = await p.nextFrames(1, CLOSE_WITHIN_MS)
+    t.is(refused?.header.id, 10_000 + STREAMS_PER_CONNECTION_MAX, 'the stream past the limit, and only it, is answered')
+    t.is(refused?.header.kind, FrameKind.ERROR)
+    t.is(refused?.header.error?.code, 'unavailable')
+    t.regex(refused?.header.error?.message ?? '', new RegExp(`${STREAMS_PER_CONNECTION_MAX} block streams are open`))
+    // Unary calls on the same connection are still read and answered while the streams stay open.
+    p.send(request(501, tg.valid.method, tg.valid.body))
+    const [ok] = await p.nextFrames(1, CLOSE_WITHIN_MS)
+    t.is(ok?.header.id, 501)
+    t.is(ok?.header.error?.code, tg.valid.code)
+    t.false(p.closed, 'the connection stays open')
+  } finally {
+    p.destroy()
+  }
+  await stillServes(t, tg, 'dn1 after a connection full of streams')
 })
 
 test.serial('dn1: DATA frames pushed into a block stream that never reads them do not stall the connection once it ends', async (t) => {

@@ -224,7 +224,10 @@ export class RpcServer<S extends ServiceSpec> {
     }
     const startedMs = performance.now()
     let code = 'ok'
-    conn.inFlight++
+    // Only unary calls stop the reading: an open stream needs its DATA frames read (and is bounded by
+    // STREAMS_PER_CONNECTION_MAX and its own queue), so streams counted here would stall each other.
+    const unary = spec.kind !== 'stream'
+    if (unary) conn.inFlight++
     if (conn.inFlight >= CALLS_PER_CONNECTION_MAX && !conn.paused) {
       conn.paused = true
       conn.socket.socket.pause()
@@ -249,7 +252,7 @@ export class RpcServer<S extends ServiceSpec> {
         // a queue that paused the socket would otherwise hold up every later call on the connection.
         ctx.stream?.queue.finish()
         conn.streams.delete(header.id)
-        conn.inFlight--
+        if (unary) conn.inFlight--
         if (conn.paused && conn.inFlight < CALLS_PER_CONNECTION_MAX / 2) {
           conn.paused = false
           conn.socket.socket.resume()
