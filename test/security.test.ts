@@ -204,6 +204,34 @@ test.serial('a block access token opens its own block only, and not once expired
   t.is(w?.code, 'permission', 'a read token does not write')
 })
 
+test.serial("a member of the namenode's --supergroup (or its --superuser) reads another user's 0600 file; a user in neither cannot", async (t) => {
+  const root = c.client()
+  const data = pattern(2000, 9)
+  await putFile('/super/alice.txt', data)
+  await root.chown('/super/alice.txt', 'alice', 'alice')
+  await root.chmod('/super/alice.txt', 0o600)
+  const as = (user: string, groups: string[]): RpcClient<typeof NamenodeService> => {
+    const rpc = new RpcClient(parseAddress(c.namenode), NamenodeService, { peerName: 'namenode', user, groups })
+    t.teardown(() => rpc.close())
+    return rpc
+  }
+  const read = (user: string, groups: string[]): Promise<unknown> => as(user, groups).call('GetBlockLocations', { path: '/super/alice.txt', offsetBytes: 0, lengthBytes: 0, readerNode: '' })
+  const code = async (user: string, groups: string[]): Promise<string> => (await t.throwsAsync(read(user, groups), { instanceOf: LoamError }))?.code ?? 'ok'
+  t.is(await code('carol', ['admins']), 'permission', 'before the flags, admins is no special group')
+  t.is(await code('boss', ['boss']), 'permission', 'nor boss a special user')
+
+  c.record.namenode.argv.push('--supergroup', 'admins', '--superuser', 'boss')
+  await c.killNamenode('SIGTERM')
+  await c.restartNamenode()
+  await waitFor(async () => (await root.report().catch(() => undefined))?.safemode === false, 30_000, 'the namenode to leave safe mode')
+  await t.notThrowsAsync(read('carol', ['staff', 'admins']), 'a member of the supergroup reads it')
+  await t.notThrowsAsync(read('boss', ['boss']), 'the superuser reads it')
+  t.is(await code('dave', ['staff', 'supergroup-not']), 'permission', 'a user in neither is refused')
+  t.is(await code('carol', ['staff']), 'permission', 'the same user without the group is refused')
+  // Ownership checks pass too: a member of the supergroup changes the mode of a file it does not own.
+  t.is((await as('carol', ['admins']).call('SetPermission', { path: '/super/alice.txt', mode: 0o640 })).status?.mode, 0o640)
+})
+
 test.serial('the secret never appears in any daemon\'s /status, /metrics or log', async (t) => {
   // Run last: the logs then hold refused handshakes, denied permissions and refused tokens too.
   const hex = (await readFile(c.record.secretFile, 'utf8')).trim()
