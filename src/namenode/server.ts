@@ -244,9 +244,9 @@ export class Namenode {
     return Date.now() - renewed > this.leaseLimitMs
   }
 
-  /** Renews the leases clientName holds as ctx's user (and only that user's). */
-  private renewLease(ctx: CallContext, clientName: string): void {
-    this.leases.set(leaseKey({ holder: clientName, user: this.caller(ctx).user }), Date.now())
+  /** Renews a lease the namespace has just let its caller act for (the file's recorded holder and user). */
+  private renewLease(lease: Lease): void {
+    if (lease.holder) this.leases.set(leaseKey(lease), Date.now())
   }
 
   /** Forgets blocks whose files are gone (after the removal is durable) and queues their replicas for deletion. */
@@ -316,7 +316,7 @@ export class Namenode {
           this.allow(ns, ctx, req.path, req.createParents ? { ancestor: WRITE | EXECUTE, self: req.overwrite ? WRITE : undefined } : { parent: WRITE | EXECUTE, self: req.overwrite ? WRITE : undefined })
           return ns.create(req.path, { ...req, mode: req.mode || 0o644 }, this.defaults, this.caller(ctx), (old) => this.leaseExpired(leaseOf(old)))
         })
-        this.renewLease(ctx, req.clientName)
+        this.renewLease(leaseOf(inode))
         this.underConstruction.set(inode.id, leaseOf(inode))
         this.invalidate(freed.blocks)
         return { status: this.status(req.path, inode), leaseLimitMs: this.leaseLimitMs }
@@ -330,7 +330,7 @@ export class Namenode {
           this.blockMap.add(r.block, r.inode.id, r.inode.replication, false).writers = new Set(targets.map((t) => t.id))
           return r
         }, ctx)
-        this.renewLease(ctx, req.clientName)
+        this.renewLease(leaseOf(inode))
         const offsetBytes = inode.blocks.slice(0, -1).reduce((s, b) => s + b.lengthBytes, 0)
         return { block, offsetBytes, locations: targets, corrupt: [], complete: false, ...this.writerTokens(ctx, req.path, block.id) }
       },
@@ -348,7 +348,7 @@ export class Namenode {
           this.blockMap.add(r.block, r.inode.id, r.inode.replication, !r.last).writers = new Set(targets.map((t) => t.id))
           return r
         }, ctx)
-        this.renewLease(ctx, req.clientName)
+        this.renewLease(leaseOf(inode))
         this.opts.log.info({ path: req.path, block: blockId, genStamp: block.genStamp, excluded: req.excludedNodes, targets: targets.map((t) => t.id) }, 'write pipeline recovered')
         const index = inode.blocks.findIndex((b) => b.id === blockId)
         const offsetBytes = inode.blocks.slice(0, index).reduce((s, b) => s + b.lengthBytes, 0)
@@ -366,7 +366,10 @@ export class Namenode {
       RenewLease: (req, ctx) => {
         // Only a name that can hold a lease is kept (what Create accepts): any other cannot grow the table.
         checkClientName(req.clientName, 'renewing a lease')
-        this.renewLease(ctx, req.clientName)
+        // A caller renews its own user's leases; the superuser (a mount writing for many users) every lease of the client.
+        const caller = this.caller(ctx)
+        this.renewLease({ holder: req.clientName, user: caller.user })
+        if (caller.superuser) for (const lease of this.underConstruction.values()) if (lease.holder === req.clientName) this.renewLease(lease)
         return {}
       },
       GetBlockLocations: (req, ctx) => {
@@ -468,7 +471,7 @@ export class Namenode {
           this.allow(ns, ctx, req.path, { self: WRITE })
           return ns.openForWrite(req.path, req.clientName)
         }, ctx)
-        this.renewLease(ctx, req.clientName)
+        this.renewLease(leaseOf(rec))
         this.underConstruction.set(rec.id, leaseOf(rec))
         return { status: this.status(req.path, rec), leaseLimitMs: this.leaseLimitMs }
       },
@@ -491,7 +494,7 @@ export class Namenode {
             this.blockMap.add(cow.block, cow.inode.id, cow.inode.replication, false).writers = new Set(targets.map((t) => t.id))
             return cow
           }, ctx)
-          this.renewLease(ctx, req.clientName)
+          this.renewLease(leaseOf(c.inode))
           const offsetBytes = c.inode.blocks.slice(0, c.index).reduce((sum, b) => sum + b.lengthBytes, 0)
           return {
             block: c.block,
@@ -515,7 +518,7 @@ export class Namenode {
           b.writers = new Set(targets.map((t) => t.id))
           return u
         }, ctx)
-        this.renewLease(ctx, req.clientName)
+        this.renewLease(leaseOf(r.inode))
         const offsetBytes = r.inode.blocks.slice(0, r.index).reduce((sum, b) => sum + b.lengthBytes, 0)
         return { block: r.block, offsetBytes, locations: targets, corrupt: [], complete: false, ...this.writerTokens(ctx, req.path, r.block.id) }
       },
@@ -532,7 +535,7 @@ export class Namenode {
           }
           return c
         }, ctx, { background: req.background })
-        this.renewLease(ctx, req.clientName)
+        this.renewLease(leaseOf(r.inode))
         if (req.close) this.underConstruction.delete(r.inode.id)
         this.invalidate(r.freed.blocks)
         return { status: this.status(req.path, r.inode), leaseLimitMs: this.leaseLimitMs }
