@@ -89,6 +89,8 @@ export const HANDSHAKES_IN_FLIGHT_MAX = 256
 export const HANDSHAKES_PER_ADDRESS_MAX = 64
 /** Clients' reports of corrupt replicas the namenode verifies at once (asking the replica's node to check it); more are dropped. */
 export const BAD_REPLICA_CHECKS_IN_FLIGHT_MAX = 64
+/** The namenode signs block access tokens with a new random block key this often. */
+export const BLOCK_KEY_ROTATION_MS = 10 * 60_000
 /** How long a block access token issued by the namenode opens its block. */
 export const BLOCK_TOKEN_LIFETIME_DEFAULT_MS = 10 * 60_000
 /** Packets a writer may have sent and not yet seen acknowledged. */

@@ -1,6 +1,7 @@
 // The permission rules and block access tokens as pure functions: tables of cases, no processes.
 import test from 'ava'
-import { BlockOp, blockTokenKey, issueBlockToken, verifyBlockToken } from '../src/rpc/block-token.js'
+import { BlockOp, issueBlockToken, verifyBlockToken, type BlockKey } from '../src/rpc/block-token.js'
+import { BlockKeys } from '../src/namenode/block-keys.js'
 import { LoamError } from '../src/rpc/errors.js'
 import { checkCaller } from '../src/common/validate.js'
 import { GROUPS_PER_CALLER_MAX, PRINCIPAL_NAME_BYTES_MAX } from '../src/limits.js'
@@ -75,17 +76,38 @@ test('who a frame header names: bounded user and group names, a bounded number o
   t.is(code('alice', ['ok', 'g'.repeat(PRINCIPAL_NAME_BYTES_MAX + 1)]), 'invalid-argument')
 })
 
-test('a block access token opens one block, for one operation, until it expires, under one key', (t) => {
-  const key = blockTokenKey(Buffer.alloc(32, 7))
+test('a block access token opens one block, for one operation, until it expires, under the key that signed it', (t) => {
+  const key: BlockKey = { id: 7, key: Buffer.alloc(32, 7), expiresMs: 5000 }
+  const keys = new Map([[key.id, key]])
   const token = issueBlockToken(key, { blockId: 42, op: BlockOp.READ, expiresMs: 1000 })
-  t.deepEqual(verifyBlockToken(key, token, 42, [BlockOp.READ], 999), { blockId: 42, op: BlockOp.READ, expiresMs: 1000 })
+  t.deepEqual(verifyBlockToken(keys, token, 42, [BlockOp.READ], 999), { blockId: 42, op: BlockOp.READ, expiresMs: 1000 })
   const code = (fn: () => unknown): string | undefined => t.throws(fn, { instanceOf: LoamError })?.code
-  t.is(code(() => verifyBlockToken(key, token, 43, [BlockOp.READ], 999)), 'permission')
-  t.is(code(() => verifyBlockToken(key, token, 42, [BlockOp.WRITE], 999)), 'permission')
-  t.is(code(() => verifyBlockToken(key, token, 42, [BlockOp.READ], 1001)), 'token-expired')
-  t.is(code(() => verifyBlockToken(blockTokenKey(Buffer.alloc(32, 8)), token, 42, [BlockOp.READ], 999)), 'permission')
+  t.is(code(() => verifyBlockToken(keys, token, 43, [BlockOp.READ], 999)), 'permission')
+  t.is(code(() => verifyBlockToken(keys, token, 42, [BlockOp.WRITE], 999)), 'permission')
+  t.is(code(() => verifyBlockToken(keys, token, 42, [BlockOp.READ], 1001)), 'token-expired')
+  t.is(code(() => verifyBlockToken(new Map([[7, { ...key, key: Buffer.alloc(32, 8) }]]), token, 42, [BlockOp.READ], 999)), 'permission', 'another key under the same id')
+  t.is(code(() => verifyBlockToken(new Map(), token, 42, [BlockOp.READ], 999)), 'token-expired', 'a key the datanode does not hold: ask again')
+  t.is(code(() => verifyBlockToken(keys, token, 42, [BlockOp.READ], 5001)), 'token-expired', 'a key past its time')
   const tampered = Buffer.from(token)
-  tampered[17] = tampered[17]! ^ 1
-  t.is(code(() => verifyBlockToken(key, tampered, 42, [BlockOp.READ], 999)), 'permission')
-  t.is(code(() => verifyBlockToken(key, undefined, 42, [BlockOp.READ], 999)), 'permission')
+  tampered[20] = tampered[20]! ^ 1
+  t.is(code(() => verifyBlockToken(keys, tampered, 42, [BlockOp.READ], 999)), 'permission')
+  t.is(code(() => verifyBlockToken(keys, undefined, 42, [BlockOp.READ], 999)), 'permission')
+})
+
+test('block keys: random, one signs at a time, the next is out a rotation before it signs, each kept until its tokens expire', (t) => {
+  const rotation = 1000
+  const lifetime = 300
+  const keys = new BlockKeys(rotation, lifetime)
+  t.true(keys.rotate(0))
+  t.false(keys.rotate(500), 'nothing due')
+  const [first, next] = keys.all()
+  t.is(keys.all().length, 2)
+  t.is(keys.signing(500).id, first!.id)
+  t.notDeepEqual(Buffer.from(first!.key), Buffer.from(next!.key))
+  t.true(keys.rotate(1000))
+  t.is(keys.signing(1000).id, next!.id, 'the next key, handed out a rotation ago, signs now')
+  t.deepEqual(keys.all().map((k) => k.id), [first!.id, next!.id, (next!.id + 1) >>> 0], 'the old key stays while its tokens may be valid')
+  keys.rotate(rotation + rotation + lifetime + 1)
+  t.false(keys.all().some((k) => k.id === first!.id), 'and goes once they cannot be')
+  t.true(keys.all().every((k) => k.expiresMs - k.signFromMs === rotation + lifetime))
 })

@@ -15,6 +15,9 @@ import { writeSecretFile } from '../src/rpc/security.js'
 import { CLI, sleep, startCluster, waitFor, type CliResult, type TestCluster } from './helpers/cluster.js'
 import { Cleanups, flipByte, pattern, replicaDataPath } from './helpers/data.js'
 import { BlockOp, blockToken } from './helpers/tokens.js'
+import { issueBlockToken } from '../src/rpc/block-token.js'
+import { blockKeysFile } from '../src/namenode/block-keys.js'
+import { randomBytes } from 'node:crypto'
 
 const NOBODY = 65534
 const cleanups = new Cleanups()
@@ -194,6 +197,11 @@ test.serial('a block access token opens its own block only, and not once expired
   t.regex(other?.message ?? '', /token is for block/)
   const none = await t.throwsAsync(rpc.call('ShortCircuit', { block: b.block }), { instanceOf: LoamError })
   t.is(none?.code, 'permission')
+  // Holding the cluster secret is not holding a block key: a token signed with a key of one's own, under a real key id, opens nothing.
+  const forged = issueBlockToken({ id: Buffer.from(a.token!).readUInt32BE(2), key: randomBytes(32), expiresMs: Date.now() + 60_000 }, { blockId: a.block!.id, op: BlockOp.READ, expiresMs: Date.now() + 60_000 })
+  const mine = await t.throwsAsync(rpc.call('ShortCircuit', { block: a.block, token: forged }), { instanceOf: LoamError })
+  t.is(mine?.code, 'permission')
+  t.regex(mine?.message ?? '', /not one this cluster's namenode issued/)
   const expired = await t.throwsAsync(rpc.call('ShortCircuit', { block: a.block, token: blockToken(a.block!.id, BlockOp.READ, -1) }), { instanceOf: LoamError })
   t.is(expired?.code, 'token-expired')
   const stream = await rpc.openStream('ReadBlock', { block: b.block, offsetBytes: 0, lengthBytes: 0, token: a.token })
@@ -232,10 +240,12 @@ test.serial("a member of the namenode's --supergroup (or its --superuser) reads 
   t.is((await as('carol', ['admins']).call('SetPermission', { path: '/super/alice.txt', mode: 0o640 })).status?.mode, 0o640)
 })
 
-test.serial('the secret never appears in any daemon\'s /status, /metrics or log', async (t) => {
+test.serial('the secret and the block keys never appear in any daemon\'s /status, /metrics or log', async (t) => {
   // Run last: the logs then hold refused handshakes, denied permissions and refused tokens too.
   const hex = (await readFile(c.record.secretFile, 'utf8')).trim()
-  const forms = [hex.toLowerCase(), hex.toUpperCase(), Buffer.from(hex, 'hex').toString('base64'), hex.slice(0, 16).toLowerCase()]
+  const blockKeys = (JSON.parse(await readFile(blockKeysFile(c.record.namenode.argv[c.record.namenode.argv.indexOf('--data') + 1]!), 'utf8')) as Array<{ key: string }>).map((k) => k.key)
+  t.true(blockKeys.length >= 2, 'the namenode keeps its block keys')
+  const forms = [hex, ...blockKeys].flatMap((h) => [h.toLowerCase(), h.toUpperCase(), Buffer.from(h, 'hex').toString('base64'), h.slice(0, 16).toLowerCase()])
   const holdsSecret = (text: string): boolean => forms.some((f) => text.includes(f))
   const daemons = [['namenode', c.record.namenode.http], ['scheduler', c.record.scheduler.http], ...c.record.nodes.map((n) => [n.id!, n.http])] as const
   for (const [role, http] of daemons) {

@@ -1,4 +1,5 @@
 // The namenode process: receives RPCs, runs the namespace core, commits, replies.
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
@@ -12,10 +13,11 @@ import type { NamenodeSummary } from '../dashboard/model.js'
 import { dashboardToken } from '../dashboard/access.js'
 import { dashboardRoutes } from '../dashboard/routes.js'
 import type { Logger } from '../common/log.js'
-import { BAD_REPLICA_CHECKS_IN_FLIGHT_MAX, BLOCK_SIZE_DEFAULT_BYTES, BLOCK_TOKEN_LIFETIME_DEFAULT_MS, NAME_BYTES_MAX, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
+import { BAD_REPLICA_CHECKS_IN_FLIGHT_MAX, BLOCK_KEY_ROTATION_MS, BLOCK_SIZE_DEFAULT_BYTES, BLOCK_TOKEN_LIFETIME_DEFAULT_MS, NAME_BYTES_MAX, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock, type VolumeInfo, type VolumeNodeBytes, type VolumeRecord } from '../rpc/messages.js'
-import { BlockOp, blockTokenKey, issueBlockToken } from '../rpc/block-token.js'
+import { BlockOp, issueBlockToken, type BlockKey } from '../rpc/block-token.js'
+import { BlockKeys, blockKeysFile, decodeBlockKeys, encodeBlockKeys } from './block-keys.js'
 import { RpcClient } from '../rpc/client.js'
 import { processSecurity } from '../rpc/security.js'
 import { RpcServer, type CallContext, type Handlers } from '../rpc/server.js'
@@ -111,8 +113,8 @@ export class Namenode {
   /** Inodes of each type: counted at start, then kept by every commit. */
   private readonly inodes: InodeCounts = { files: 0, directories: 0, symlinks: 0 }
   private readonly superusers: Set<string>
-  /** Signs block access tokens; datanodes derive the same key from the cluster secret. */
-  private readonly tokenKey = blockTokenKey(processSecurity().secret)
+  /** Sign block access tokens; datanodes are handed them (see blockKeysFile). */
+  private readonly blockKeys: BlockKeys
   private readonly blockTokenLifetimeMs: number
   private readonly supergroup: string
 
@@ -130,6 +132,22 @@ export class Namenode {
     this.superusers = new Set([namenodeUser(), ...(opts.superuser ? [opts.superuser] : [])])
     this.supergroup = opts.supergroup ?? SUPERGROUP_DEFAULT
     this.blockTokenLifetimeMs = opts.blockTokenLifetimeMs ?? BLOCK_TOKEN_LIFETIME_DEFAULT_MS
+    const file = blockKeysFile(opts.dataDir)
+    this.blockKeys = new BlockKeys(BLOCK_KEY_ROTATION_MS, this.blockTokenLifetimeMs, existsSync(file) ? decodeBlockKeys(readFileSync(file, 'utf8'), file) : [])
+    this.rotateBlockKeys()
+  }
+
+  /** New keys when one is due; kept (0600, written whole) so that tokens and datanodes' keys outlive a restart. */
+  private rotateBlockKeys(): void {
+    if (!this.blockKeys.rotate(Date.now())) return
+    const file = blockKeysFile(this.opts.dataDir)
+    writeFileSync(`${file}.tmp`, encodeBlockKeys(this.blockKeys.all()), { mode: 0o600 })
+    renameSync(`${file}.tmp`, file)
+  }
+
+  /** The keys a registered datanode checks tokens against. */
+  private blockKeysForDatanodes(): BlockKey[] {
+    return this.blockKeys.all().map(({ id, key, expiresMs }) => ({ id, key, expiresMs }))
   }
 
   static async start(opts: NamenodeOptions): Promise<NamenodeHandle> {
@@ -162,6 +180,7 @@ export class Namenode {
     nn.timers.push(setInterval(() => nn.checkDatanodes(), Math.min(1000, nn.heartbeatMs)))
     nn.timers.push(setInterval(() => nn.monitorReplication(), Math.min(1000, nn.heartbeatMs)))
     nn.timers.push(setInterval(() => nn.monitorLeases(), 1000))
+    nn.timers.push(setInterval(() => nn.rotateBlockKeys(), 1000))
     void nn.collect()
     opts.log.info({ rpc: rpcAddress, http: http.address, safemode: nn.safemode, blocks: nn.blockMap.blocks.size }, 'namenode serving')
     return {
@@ -299,7 +318,8 @@ export class Namenode {
   }
 
   private blockToken(blockId: number, op: BlockOp): Buffer {
-    return issueBlockToken(this.tokenKey, { blockId, op, expiresMs: Date.now() + this.blockTokenLifetimeMs })
+    const nowMs = Date.now()
+    return issueBlockToken(this.blockKeys.signing(nowMs), { blockId, op, expiresMs: nowMs + this.blockTokenLifetimeMs })
   }
 
   private handlers(): Handlers<NamenodeServiceSpec> {
@@ -714,12 +734,12 @@ export class Namenode {
         const admin = this.store.get(keys.decommission(req.node.id))?.toString() === 'decommissioned' ? 'decommissioned' : this.store.get(keys.decommission(req.node.id)) ? 'decommissioning' : 'normal'
         this.datanodes.register(req.node, req, Date.now(), admin)
         this.opts.log.info({ node: req.node.id, host: req.node.host, port: req.node.rpcPort, rack: req.node.rack }, 'datanode registered')
-        return { heartbeatIntervalMs: this.heartbeatMs, clusterId: this.clusterId }
+        return { heartbeatIntervalMs: this.heartbeatMs, clusterId: this.clusterId, blockKeys: this.blockKeysForDatanodes() }
       },
       Heartbeat: (req, ctx) => {
         checkSuperuser(this.principal(ctx), 'send datanode heartbeats')
         const node = this.datanodes.nodes.get(req.nodeId)
-        if (!node || !node.alive) return { commands: [], reregister: true }
+        if (!node || !node.alive) return { commands: [], reregister: true, blockKeys: [] }
         node.lastHeartbeatMs = Date.now()
         node.capacityBytes = req.capacityBytes
         node.usedBytes = req.usedBytes
@@ -731,7 +751,7 @@ export class Namenode {
         if (node.pendingDeletes.length > 0) {
           commands.push({ action: CommandAction.DELETE, blocks: node.pendingDeletes.splice(0, DELETES_PER_HEARTBEAT_MAX), targets: [] })
         }
-        return { commands, reregister: false }
+        return { commands, reregister: false, blockKeys: this.blockKeysForDatanodes() }
       },
       BlockReport: (req, ctx) => {
         checkSuperuser(this.principal(ctx), 'report blocks')

@@ -205,7 +205,8 @@ export interface RegisterDatanodeRequest {
   usedBytes: number
   remainingBytes: number
 }
-export interface RegisterDatanodeResponse { heartbeatIntervalMs: number; clusterId: string }
+export interface BlockKey { id: number; key: Uint8Array; expiresMs: number }
+export interface RegisterDatanodeResponse { heartbeatIntervalMs: number; clusterId: string; blockKeys: BlockKey[] }
 export interface HeartbeatRequest {
   nodeId: string
   capacityBytes: number
@@ -215,7 +216,7 @@ export interface HeartbeatRequest {
   failedCopies: BlockRef[]
 }
 export interface DatanodeCommand { action: CommandAction; blocks: BlockRef[]; targets: DatanodeInfo[]; tokens?: Uint8Array[] }
-export interface HeartbeatResponse { commands: DatanodeCommand[]; reregister: boolean }
+export interface HeartbeatResponse { commands: DatanodeCommand[]; reregister: boolean; blockKeys: BlockKey[] }
 export interface BlockReportRequest { nodeId: string; replicas: BlockRef[]; full: boolean; beingWritten: BlockRef[] }
 
 export interface WriteBlockRequest {
