@@ -18,6 +18,10 @@ export const CHECKSUM_BYTES = 8
 export const REPLICA_META_HEADER_BYTES = 32
 
 export const PATH_BYTES_MAX = 4096
+/** A user or group name (a frame header's, chown's): as long as a path component. */
+export const PRINCIPAL_NAME_BYTES_MAX = 255
+/** Groups a caller may name in one frame header (a user in more sends its first ones, primary first). */
+export const GROUPS_PER_CALLER_MAX = 64
 /** A writer's client name, which holds its leases. */
 export const CLIENT_NAME_BYTES_MAX = 255
 export const NAME_BYTES_MAX = 255
@@ -66,14 +70,27 @@ export const VOLUME_INSPECT_INODES_MAX = 1_000_000
 
 /** Entries returned by one ListStatus call. */
 export const LIST_PAGE_ENTRIES_MAX = 1000
-/** Calls in flight on one connection before the server stops reading from it. */
+/** Unary calls in flight on one connection before the server stops reading from it (streams are bounded below). */
 export const CALLS_PER_CONNECTION_MAX = 256
 /** Block streams (reads, writes) open at once on one connection; one more is refused. */
 export const STREAMS_PER_CONNECTION_MAX = 256
 /** A connection proves it holds the cluster secret within this, or is closed. */
 export const HANDSHAKE_TIMEOUT_MS = 10_000
+/** A connection sends its opening hello within this, or is closed: an idle connection holds a handshake slot no longer. */
+export const HELLO_TIMEOUT_MS = 2_000
 /** Connections a daemon lets handshake at once; past this, new ones are closed unread. */
 export const HANDSHAKES_IN_FLIGHT_MAX = 256
+/**
+ * One remote address's share of those slots. With every slot taken, an address
+ * holding more than its share gives up its oldest handshake to a newcomer: one
+ * host cannot lock out the rest (heartbeats included), and a burst from one
+ * host is refused only when the daemon is full.
+ */
+export const HANDSHAKES_PER_ADDRESS_MAX = 64
+/** Clients' reports of corrupt replicas the namenode verifies at once (asking the replica's node to check it); more are dropped. */
+export const BAD_REPLICA_CHECKS_IN_FLIGHT_MAX = 64
+/** The namenode signs block access tokens with a new random block key this often. */
+export const BLOCK_KEY_ROTATION_MS = 10 * 60_000
 /** How long a block access token issued by the namenode opens its block. */
 export const BLOCK_TOKEN_LIFETIME_DEFAULT_MS = 10 * 60_000
 /** Packets a writer may have sent and not yet seen acknowledged. */

@@ -3,16 +3,18 @@
 // each attack the daemon is still alive and serving: the namenode answers, a
 // file written through every datanode reads back from the one attacked.
 import { createHash } from 'node:crypto'
+import net from 'node:net'
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 import { LoamClient } from '../src/client/client.js'
 import { parseAddress } from '../src/common/address.js'
-import { FRAME_BYTES_MAX } from '../src/limits.js'
+import { FRAME_BYTES_MAX, GROUPS_PER_CALLER_MAX, HANDSHAKE_TIMEOUT_MS, HANDSHAKES_IN_FLIGHT_MAX, HANDSHAKES_PER_ADDRESS_MAX, STREAMS_PER_CONNECTION_MAX } from '../src/limits.js'
 import { FrameKind } from '../src/rpc/messages.js'
 import { codecs } from '../src/rpc/schema.js'
 import { alive, startCluster, type TestCluster } from './helpers/cluster.js'
 import { Cleanups, pattern, sha256 } from './helpers/data.js'
 import { frameBytes, rawFrame, RawConn } from './fuzz/wire.js'
+import { BlockOp, blockToken } from './helpers/tokens.js'
 
 const cleanups = new Cleanups()
 let c: TestCluster
@@ -28,7 +30,7 @@ test.after.always(async () => {
 /** How long a daemon may take to close a connection it should close. */
 const CLOSE_WITHIN_MS = 5000
 
-const TARGETS = ['namenode', 'dn1', 'dn2', 'dn3'] as const
+const TARGETS = ['namenode', 'dn1', 'dn2', 'dn3', 'scheduler', 'agent-dn1'] as const
 type TargetName = (typeof TARGETS)[number]
 
 interface Target {
@@ -45,6 +47,16 @@ function target(name: TargetName): Target {
     const nn = c.record.namenode
     return { name, rpc: nn.rpc, http: nn.http, pid: nn.pid, valid: { method: 'DatanodeReport', body: codecs.Empty.encode({}), answers: FrameKind.RESPONSE } }
   }
+  if (name === 'scheduler') {
+    const s = c.record.scheduler
+    return { name, rpc: s.rpc, http: s.http, pid: s.pid, valid: { method: 'ClusterState', body: codecs.Empty.encode({}), answers: FrameKind.RESPONSE } }
+  }
+  if (name === 'agent-dn1') {
+    // The agent of node dn1: its own RPC port, its node's process and HTTP port. A task it never ran: not-found.
+    const node = c.record.nodes.find((n) => n.id === 'dn1')!
+    const body = codecs.ReadLogRequest.encode({ taskId: 'no-such-task', stream: 'stdout', offsetBytes: 0, maxBytes: 0 })
+    return { name, rpc: node.agentRpc!, http: node.http, pid: node.pid, valid: { method: 'ReadLog', body, answers: FrameKind.ERROR, code: 'not-found' } }
+  }
   const node = c.record.nodes.find((n) => n.id === name)!
   // ShortCircuit without a block access token: a typed permission error, on a connection that stays open.
   const body = codecs.ShortCircuitRequest.encode({ block: { id: 999_999, genStamp: 1, lengthBytes: 0 } })
@@ -58,6 +70,16 @@ function openProbe(address: string, handshake = true): Promise<RawConn> {
 
 function request(id: number, method: string, body: Uint8Array = new Uint8Array()): Buffer {
   return frameBytes({ id, kind: FrameKind.REQUEST, method, timeoutMs: 10_000, body, user: 'hostile', groups: [] })
+}
+
+/** What p settles to within ms, or false. */
+async function within(p: Promise<boolean>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([p, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 /** Sends bytes; the server must close the connection by itself and answer nothing. */
@@ -78,10 +100,10 @@ async function expectClosed(t: ExecutionContext, address: string, bytes: Buffer,
  */
 let check = 0
 async function stillServes(t: ExecutionContext, tg: Target, what: string): Promise<void> {
-  const pids = [c.record.namenode.pid, ...c.record.nodes.map((n) => n.pid)]
+  const pids = [c.record.namenode.pid, c.record.scheduler.pid, ...c.record.nodes.map((n) => n.pid)]
   for (const pid of pids) t.true(alive(pid), `${what}: pid ${pid} is alive`)
   const writer = new LoamClient({ namenode: parseAddress(c.namenode), timeoutMs: 10_000 })
-  const reader = new LoamClient({ namenode: parseAddress(c.namenode), timeoutMs: 10_000, shortCircuit: false, nodeId: tg.name === 'namenode' ? '' : tg.name })
+  const reader = new LoamClient({ namenode: parseAddress(c.namenode), timeoutMs: 10_000, shortCircuit: false, nodeId: tg.name.startsWith('dn') ? tg.name : '' })
   try {
     const report = await writer.report()
     t.false(report.safemode, `${what}: out of safe mode`)
@@ -217,7 +239,7 @@ for (const name of TARGETS) {
       t.is(ok?.header.id, 300, 'the valid call is answered on the same connection')
       t.is(ok?.header.kind, tg.valid.answers)
       if (tg.valid.code) t.is(ok?.header.error?.code, tg.valid.code)
-      if (tg.valid.answers === FrameKind.RESPONSE) t.true(codecs.DatanodeReportResponse.decode(ok!.header.body ?? new Uint8Array()).datanodes.length === 3)
+      if (name === 'namenode') t.true(codecs.DatanodeReportResponse.decode(ok!.header.body ?? new Uint8Array()).datanodes.length === 3)
     } finally {
       p.destroy()
     }
@@ -252,13 +274,87 @@ for (const name of TARGETS) {
     const res = await fetch(`http://${tg.http}/status`)
     t.is(res.status, 200)
     const status = (await res.json()) as { role?: string }
-    t.is(status.role, name === 'namenode' ? 'namenode' : 'datanode')
+    // The scheduler's /status is its cluster state; an agent's HTTP port is its node's.
+    if (name !== 'scheduler') t.is(status.role, name === 'namenode' ? 'namenode' : 'datanode')
     const metrics = await fetch(`http://${tg.http}/metrics`)
     t.is(metrics.status, 200)
     await metrics.text()
     await stillServes(t, tg, `${name} after HTTP garbage`)
   })
 }
+
+test.serial('namenode: a header naming an over-long or odd user, or too many groups, gets a typed error and the connection goes on', async (t) => {
+  const tg = target('namenode')
+  const p = await openProbe(tg.rpc)
+  try {
+    const headers = [
+      { user: 'u'.repeat(100_000), groups: [] },
+      { user: 'a\0b', groups: [] },
+      { user: 'root:wheel', groups: [] },
+      { user: 'hostile', groups: Array.from({ length: GROUPS_PER_CALLER_MAX + 1 }, (_, i) => `g${i}`) },
+      { user: 'hostile', groups: ['../g'] },
+    ]
+    headers.forEach((h, i) => p.send(frameBytes({ id: 700 + i, kind: FrameKind.REQUEST, method: tg.valid.method, timeoutMs: 10_000, body: tg.valid.body, ...h })))
+    const answers = await p.nextFrames(headers.length, CLOSE_WITHIN_MS)
+    t.deepEqual(answers.map((f) => [f.header.id, f.header.kind, f.header.error?.code]), headers.map((_, i) => [700 + i, FrameKind.ERROR, 'invalid-argument']))
+    p.send(request(710, tg.valid.method, tg.valid.body))
+    const [ok] = await p.nextFrames(1, CLOSE_WITHIN_MS)
+    t.is(ok?.header.kind, FrameKind.RESPONSE, 'a proper header on the same connection is served')
+  } finally {
+    p.destroy()
+  }
+})
+
+test.serial('namenode: idle connections from one address cannot take every handshake slot; others still connect and call', async (t) => {
+  const tg = target('namenode')
+  const { host, port } = parseAddress(tg.rpc)
+  // Another loopback address than the clients', as a flood from one other host would be; more than every slot there is.
+  const idle: net.Socket[] = []
+  const closed: Array<Promise<void>> = []
+  t.teardown(() => idle.forEach((s) => s.destroy()))
+  for (let i = 0; i < HANDSHAKES_IN_FLIGHT_MAX + 44; i++) {
+    const s = net.connect({ host, port, localAddress: '127.0.0.2' })
+    s.on('error', () => undefined)
+    closed.push(new Promise((resolve) => s.once('close', () => resolve())))
+    idle.push(s)
+  }
+  await Promise.all(idle.map((s) => new Promise<void>((resolve) => (s.connecting ? s.once('connect', () => resolve()).once('close', () => resolve()) : resolve()))))
+  const allClosed = Promise.all(closed).then(() => true)
+  t.false(await within(allClosed, 200), 'the flood holds connections while the cluster is used')
+  await stillServes(t, tg, 'namenode during a flood of idle connections')
+  // Evicted for newcomers from other addresses, or closed for sending no hello in time: the daemon drops them all.
+  t.true(await within(allClosed, HANDSHAKE_TIMEOUT_MS + CLOSE_WITHIN_MS), `all ${idle.length} idle connections closed by the daemon`)
+  t.true(HANDSHAKES_PER_ADDRESS_MAX < HANDSHAKES_IN_FLIGHT_MAX)
+})
+
+test.serial('dn1: a block stream past STREAMS_PER_CONNECTION_MAX on one connection is refused with a typed error; the open ones and the connection go on', async (t) => {
+  const tg = target('dn1')
+  const p = await openProbe(tg.rpc)
+  try {
+    // Writes of new blocks that send no data: each stays open until its idle timeout (or the connection ends).
+    const write = (i: number): Buffer => {
+      const id = 7_000_000 + i
+      const body = codecs.WriteBlockRequest.encode({ block: { id, genStamp: 1, lengthBytes: 0 }, downstream: [], clientName: 'hostile', update: false, oldGenStamp: 0, resize: false, resizeBytes: 0, copyFromBlock: 0, copyFromGenStamp: 0, token: blockToken(id, BlockOp.WRITE) })
+      return frameBytes({ id: 10_000 + i, kind: FrameKind.REQUEST, method: 'WriteBlock', timeoutMs: 60_000, body, user: 'hostile', groups: [] })
+    }
+    p.send(Buffer.concat(Array.from({ length: STREAMS_PER_CONNECTION_MAX }, (_, i) => write(i))))
+    p.send(write(STREAMS_PER_CONNECTION_MAX))
+    const [refused] = await p.nextFrames(1, CLOSE_WITHIN_MS)
+    t.is(refused?.header.id, 10_000 + STREAMS_PER_CONNECTION_MAX, 'the stream past the limit, and only it, is answered')
+    t.is(refused?.header.kind, FrameKind.ERROR)
+    t.is(refused?.header.error?.code, 'unavailable')
+    t.regex(refused?.header.error?.message ?? '', new RegExp(`${STREAMS_PER_CONNECTION_MAX} block streams are open`))
+    // Unary calls on the same connection are still read and answered while the streams stay open.
+    p.send(request(501, tg.valid.method, tg.valid.body))
+    const [ok] = await p.nextFrames(1, CLOSE_WITHIN_MS)
+    t.is(ok?.header.id, 501)
+    t.is(ok?.header.error?.code, tg.valid.code)
+    t.false(p.closed, 'the connection stays open')
+  } finally {
+    p.destroy()
+  }
+  await stillServes(t, tg, 'dn1 after a connection full of streams')
+})
 
 test.serial('dn1: DATA frames pushed into a block stream that never reads them do not stall the connection once it ends', async (t) => {
   const tg = target('dn1')

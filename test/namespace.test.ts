@@ -133,7 +133,7 @@ interface Env {
 
 function fresh(): Env {
   const txn = new MemTxn()
-  return { txn, ns: new Namespace(txn) }
+  return { txn, ns: new Namespace(txn, CALLER) }
 }
 
 const neverExpired = (): boolean => false
@@ -169,13 +169,14 @@ function codeOf(fn: () => unknown): ErrorCode | 'no error' | 'not a LoamError' {
 }
 
 /** fn fails with code and writes nothing. */
-function refuses(t: ExecutionContext, env: Env, fn: () => unknown, code: ErrorCode): void {
+function refuses(t: ExecutionContext, env: Env, fn: () => unknown, code: ErrorCode): string {
   const before = env.txn.snapshot()
   const writes = env.txn.writes
   const err = t.throws(fn, { instanceOf: LoamError })
   t.is(err?.code, code, err?.message)
   t.is(env.txn.writes, writes, 'a refused operation makes no writes')
   t.is(env.txn.snapshot(), before, 'a refused operation leaves the namespace as it was')
+  return err?.message ?? ''
 }
 
 /**
@@ -437,8 +438,8 @@ test('create with overwrite takes over a file whose holder lease expired', (t) =
   const { txn, ns } = fresh()
   const { block } = openFile(ns, '/f', 'c1')
   const asked: string[] = []
-  const expired = (holder: string): boolean => {
-    asked.push(holder)
+  const expired = (rec: InodeRecord): boolean => {
+    asked.push(rec.leaseHolder)
     return true
   }
   const { inode, freed } = ns.create('/f', createOpts('c2', { overwrite: true }), DEFAULTS, CALLER, expired)
@@ -587,6 +588,31 @@ const writeFailCases: Array<{ name: string; prepare?: (ns: Namespace, f: OpenFil
   { name: 'a previous block that is not the last block', run: (ns, f) => ns.addBlock('/f', f.id, 'c1', { ...f.block, id: f.block.id + 1 }), code: 'invalid-argument' },
   { name: 'a block of an older generation', run: (ns, f) => ns.complete('/f', f.id, 'c1', { ...f.block, genStamp: f.block.genStamp - 1 }, CALLER), code: 'stale-generation' },
 ]
+test('another user cannot continue a write by naming its client, nor learn that client name', (t) => {
+  const env = fresh()
+  const f = openForCases(env.ns)
+  const asBob: Caller = { user: 'bob', group: 'staff', nowMs: 1_500 }
+  const bob = new Namespace(env.txn, asBob)
+  const attempts: Array<() => unknown> = [
+    () => bob.addBlock('/f', f.id, 'c1', f.block),
+    () => bob.complete('/f', f.id, 'c1', f.block, CALLER),
+    () => bob.bumpBlock('/f', f.id, 'c1', f.block.id),
+    () => bob.updateBlock('/f', f.id, 'c1', f.block.id),
+    () => bob.commitBlocks({ path: '/f', inodeId: f.id, clientName: 'c1', blocks: [], truncate: false, blockCount: 1, close: true, mtimeMs: 0 }, CALLER),
+    () => bob.addBlock('/f', f.id, 'c2', f.block),
+    () => bob.openForWrite('/f', 'c1'),
+    () => bob.create('/f', createOpts('c1', { overwrite: true }), DEFAULTS, asBob, neverExpired),
+  ]
+  for (const attempt of attempts) {
+    const message = refuses(t, env, attempt, 'lease')
+    t.false(message.includes('c1'), `the holder's client name stays hidden: ${message}`)
+  }
+  // The holder's own user hears who holds it; the superuser may continue the write.
+  t.regex(refuses(t, env, () => env.ns.addBlock('/f', f.id, 'c2', f.block), 'lease'), /\(c1\)/)
+  const root = new Namespace(env.txn, { user: 'hdfs', group: 'supergroup', nowMs: 1_500, superuser: true })
+  t.is(root.complete('/f', f.id, 'c1', { ...f.block, lengthBytes: 10 }, CALLER).lengthBytes, 10)
+})
+
 for (const c of writeFailCases) {
   test(`write refuses: ${c.name}`, (t) => {
     const env = fresh()
@@ -1020,7 +1046,7 @@ test('a file in a volume takes its replication and is charged to it: the size fi
 test('an attached volume takes changes only under its epoch; renames and links cannot cross its boundary', (t) => {
   const env = fresh()
   const { txn } = env
-  const admin = new Namespace(txn)
+  const admin = new Namespace(txn, CALLER)
   admin.createVolume(VOL, DEFAULTS, 100 * BLOCK, CALLER)
   admin.mkdirs('/outside', 0o755, false, CALLER)
   writeFile(admin, '/outside/x', [10])

@@ -9,11 +9,15 @@ import test from 'ava'
 import { RpcClient } from '../src/rpc/client.js'
 import { LoamError } from '../src/rpc/errors.js'
 import type { LocatedBlock } from '../src/rpc/messages.js'
-import { DatanodeService } from '../src/rpc/service.js'
+import { DatanodeService, NamenodeService } from '../src/rpc/service.js'
+import { parseAddress } from '../src/common/address.js'
 import { writeSecretFile } from '../src/rpc/security.js'
-import { CLI, sleep, startCluster, type CliResult, type TestCluster } from './helpers/cluster.js'
-import { Cleanups, pattern } from './helpers/data.js'
+import { CLI, sleep, startCluster, waitFor, type CliResult, type TestCluster } from './helpers/cluster.js'
+import { Cleanups, flipByte, pattern, replicaDataPath } from './helpers/data.js'
 import { BlockOp, blockToken } from './helpers/tokens.js'
+import { issueBlockToken } from '../src/rpc/block-token.js'
+import { blockKeysFile } from '../src/namenode/block-keys.js'
+import { randomBytes } from 'node:crypto'
 
 const NOBODY = 65534
 const cleanups = new Cleanups()
@@ -42,6 +46,20 @@ function loamAs(args: string[], env: NodeJS.ProcessEnv, ids: { uid: number; gid:
     child.on('error', reject)
     child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: err }))
   })
+}
+
+let nobodySecret: Promise<string> | undefined
+
+/** `loam ARGS` as user nobody, with a copy of the cluster secret that user may read: membership is not the question here, permission is. */
+function loamAsNobody(args: string[]): Promise<CliResult> {
+  nobodySecret ??= (async () => {
+    const secret = path.join(scratch, 'nobody-secret')
+    await copyFile(c.record.secretFile, secret)
+    await chown(secret, NOBODY, NOBODY)
+    await chown(scratch, NOBODY, NOBODY)
+    return secret
+  })()
+  return nobodySecret.then((secret) => loamAs(args, { LOAM_SECRET_FILE: secret }, { uid: NOBODY, gid: NOBODY }))
 }
 
 async function putFile(remote: string, data: Buffer): Promise<LocatedBlock> {
@@ -87,25 +105,18 @@ test.serial('another user cannot read a 0600 file or remove a directory that is 
   await root.chmod('/private/secret.txt', 0o600)
   await root.mkdirs('/home/alice/work', { parents: true })
   await putFile('/shared/readme', pattern(10, 2))
-  // The cluster secret, readable by that user alone: membership is not the question here, permission is.
-  const secret = path.join(scratch, 'nobody-secret')
-  await copyFile(c.record.secretFile, secret)
-  await chown(secret, NOBODY, NOBODY)
-  await chown(scratch, NOBODY, NOBODY)
-  const nobody = { uid: NOBODY, gid: NOBODY }
-  const env = { LOAM_SECRET_FILE: secret }
 
-  const cat = await loamAs(['fs', 'cat', '/private/secret.txt'], env, nobody)
+  const cat = await loamAsNobody(['fs', 'cat', '/private/secret.txt'])
   t.is(cat.code, 1)
   t.regex(cat.stderr, /permission denied: user nobody needs read permission/)
   t.is(cat.stdout.length, 0)
-  const rm1 = await loamAs(['fs', 'rm', '-r', '/home/alice'], env, nobody)
+  const rm1 = await loamAsNobody(['fs', 'rm', '-r', '/home/alice'])
   t.is(rm1.code, 1)
   t.regex(rm1.stderr, /permission denied/)
   t.true(await root.exists('/home/alice/work'), 'the directory is still there')
-  const chmod = await loamAs(['fs', 'chmod', '777', '/private/secret.txt'], env, nobody)
+  const chmod = await loamAsNobody(['fs', 'chmod', '777', '/private/secret.txt'])
   t.is(chmod.code, 1, 'only the owner changes the mode')
-  const readable = await loamAs(['fs', 'cat', '/shared/readme'], env, nobody)
+  const readable = await loamAsNobody(['fs', 'cat', '/shared/readme'])
   t.is(readable.code, 0, 'a 0644 file is readable by anyone')
   t.true(readable.stdout.equals(pattern(10, 2)))
 
@@ -115,11 +126,62 @@ test.serial('another user cannot read a 0600 file or remove a directory that is 
   const local = path.join(scratch, 'mine')
   await writeFile(local, 'mine')
   await chown(local, NOBODY, NOBODY)
-  t.is((await loamAs(['fs', 'put', local, '/home/nobody/mine'], env, nobody)).code, 0)
+  t.is((await loamAsNobody(['fs', 'put', local, '/home/nobody/mine'])).code, 0)
   t.is((await root.stat('/home/nobody/mine')).owner, 'nobody')
-  const giveAway = await loamAs(['fs', 'chown', 'root', '/home/nobody/mine'], env, nobody)
+  const giveAway = await loamAsNobody(['fs', 'chown', 'root', '/home/nobody/mine'])
   t.is(giveAway.code, 1)
   t.regex(giveAway.stderr, /only the superuser may change an owner/)
+})
+
+test.serial("write on a directory does not let a user remove another user's 0700 tree in it", async (t) => {
+  const root = c.client()
+  await root.mkdirs('/open/theirs/deeper', { parents: true })
+  await root.chmod('/open', 0o777)
+  await root.chmod('/open/theirs', 0o700)
+  await putFile('/open/theirs/deeper/f', pattern(10, 5))
+  const rm1 = await loamAsNobody(['fs', 'rm', '-r', '/open/theirs'])
+  t.is(rm1.code, 1)
+  t.regex(rm1.stderr, /\/open\/theirs: permission denied: user nobody needs read and write and execute/)
+  t.true(await root.exists('/open/theirs/deeper/f'), 'the tree is still there')
+  // Its own tree in the same directory, that user removes.
+  t.is((await loamAsNobody(['fs', 'mkdir', '-p', '/open/mine/sub'])).code, 0)
+  t.is((await loamAsNobody(['fs', 'rm', '-r', '/open/mine'])).code, 0)
+  t.false(await root.exists('/open/mine'))
+})
+
+test.serial("a client's report of a corrupt replica counts only for a file it reads, and only once the replica's node confirms it", async (t) => {
+  const root = c.client()
+  const healthy = await putFile('/reports/healthy', pattern(3000, 6))
+  const damaged = await putFile('/reports/damaged', pattern(3000, 7))
+  const secret = await putFile('/reports/secret', pattern(3000, 8))
+  await root.chmod('/reports/secret', 0o600)
+  const mallory = new RpcClient(parseAddress(c.namenode), NamenodeService, { peerName: 'namenode', user: 'mallory', groups: ['mallory'] })
+  t.teardown(() => mallory.close())
+  const report = (p: string, lb: LocatedBlock): Promise<unknown> => mallory.call('ReportBadBlocks', { path: p, replicas: lb.locations.map((l) => ({ block: lb.block, nodeId: l.id })) })
+
+  const unreadable = await t.throwsAsync(report('/reports/secret', secret), { instanceOf: LoamError })
+  t.is(unreadable?.code, 'permission')
+  const foreign = await t.throwsAsync(report('/reports/healthy', secret), { instanceOf: LoamError })
+  t.is(foreign?.code, 'permission', "a readable file's path does not cover another file's block")
+  t.regex(foreign?.message ?? '', /is not a block of this file/)
+  const noPath = await t.throwsAsync(report('', healthy), { instanceOf: LoamError })
+  t.truthy(noPath, 'a report naming no file is refused')
+
+  // Every replica of a healthy block reported: their nodes verify them, and nothing is marked or deleted.
+  await report('/reports/healthy', healthy)
+  const nnLog = path.join(c.record.namenode.data, 'log')
+  const kept = async (): Promise<number> => (await readFile(nnLog, 'utf8')).split('\n').filter((l) => l.includes('its node verifies it whole') && l.includes(`"block":${healthy.block!.id}`)).length
+  await waitFor(async () => (await kept()) >= 2, 30_000, 'both replicas to be verified')
+  const after = (await root.getBlockLocations('/reports/healthy', 0, 0)).blocks[0]!
+  t.is(after.locations.length, 2, 'both replicas still offered')
+  t.deepEqual(after.corrupt, [])
+  t.true((await c.loam(['fs', 'cat', '/reports/healthy'])).stdout.equals(pattern(3000, 6)))
+
+  // A replica that is corrupt is confirmed by its node and marked.
+  const victim = c.record.nodes.find((n) => n.id === damaged.locations[0]!.id)!
+  await flipByte(replicaDataPath(victim.data, damaged.block!.id), 100)
+  await report('/reports/damaged', { ...damaged, locations: [damaged.locations[0]!] })
+  await waitFor(async () => (await root.getBlockLocations('/reports/damaged', 0, 0)).blocks[0]!.corrupt.some((n) => n.id === victim.id), 30_000, 'the corrupt replica to be marked')
 })
 
 test.serial('a block access token opens its own block only, and not once expired', async (t) => {
@@ -135,6 +197,11 @@ test.serial('a block access token opens its own block only, and not once expired
   t.regex(other?.message ?? '', /token is for block/)
   const none = await t.throwsAsync(rpc.call('ShortCircuit', { block: b.block }), { instanceOf: LoamError })
   t.is(none?.code, 'permission')
+  // Holding the cluster secret is not holding a block key: a token signed with a key of one's own, under a real key id, opens nothing.
+  const forged = issueBlockToken({ id: Buffer.from(a.token!).readUInt32BE(2), key: randomBytes(32), expiresMs: Date.now() + 60_000 }, { blockId: a.block!.id, op: BlockOp.READ, expiresMs: Date.now() + 60_000 })
+  const mine = await t.throwsAsync(rpc.call('ShortCircuit', { block: a.block, token: forged }), { instanceOf: LoamError })
+  t.is(mine?.code, 'permission')
+  t.regex(mine?.message ?? '', /not one this cluster's namenode issued/)
   const expired = await t.throwsAsync(rpc.call('ShortCircuit', { block: a.block, token: blockToken(a.block!.id, BlockOp.READ, -1) }), { instanceOf: LoamError })
   t.is(expired?.code, 'token-expired')
   const stream = await rpc.openStream('ReadBlock', { block: b.block, offsetBytes: 0, lengthBytes: 0, token: a.token })
@@ -145,10 +212,40 @@ test.serial('a block access token opens its own block only, and not once expired
   t.is(w?.code, 'permission', 'a read token does not write')
 })
 
-test.serial('the secret never appears in any daemon\'s /status, /metrics or log', async (t) => {
+test.serial("a member of the namenode's --supergroup (or its --superuser) reads another user's 0600 file; a user in neither cannot", async (t) => {
+  const root = c.client()
+  const data = pattern(2000, 9)
+  await putFile('/super/alice.txt', data)
+  await root.chown('/super/alice.txt', 'alice', 'alice')
+  await root.chmod('/super/alice.txt', 0o600)
+  const as = (user: string, groups: string[]): RpcClient<typeof NamenodeService> => {
+    const rpc = new RpcClient(parseAddress(c.namenode), NamenodeService, { peerName: 'namenode', user, groups })
+    t.teardown(() => rpc.close())
+    return rpc
+  }
+  const read = (user: string, groups: string[]): Promise<unknown> => as(user, groups).call('GetBlockLocations', { path: '/super/alice.txt', offsetBytes: 0, lengthBytes: 0, readerNode: '' })
+  const code = async (user: string, groups: string[]): Promise<string> => (await t.throwsAsync(read(user, groups), { instanceOf: LoamError }))?.code ?? 'ok'
+  t.is(await code('carol', ['admins']), 'permission', 'before the flags, admins is no special group')
+  t.is(await code('boss', ['boss']), 'permission', 'nor boss a special user')
+
+  c.record.namenode.argv.push('--supergroup', 'admins', '--superuser', 'boss')
+  await c.killNamenode('SIGTERM')
+  await c.restartNamenode()
+  await waitFor(async () => (await root.report().catch(() => undefined))?.safemode === false, 30_000, 'the namenode to leave safe mode')
+  await t.notThrowsAsync(read('carol', ['staff', 'admins']), 'a member of the supergroup reads it')
+  await t.notThrowsAsync(read('boss', ['boss']), 'the superuser reads it')
+  t.is(await code('dave', ['staff', 'supergroup-not']), 'permission', 'a user in neither is refused')
+  t.is(await code('carol', ['staff']), 'permission', 'the same user without the group is refused')
+  // Ownership checks pass too: a member of the supergroup changes the mode of a file it does not own.
+  t.is((await as('carol', ['admins']).call('SetPermission', { path: '/super/alice.txt', mode: 0o640 })).status?.mode, 0o640)
+})
+
+test.serial('the secret and the block keys never appear in any daemon\'s /status, /metrics or log', async (t) => {
   // Run last: the logs then hold refused handshakes, denied permissions and refused tokens too.
   const hex = (await readFile(c.record.secretFile, 'utf8')).trim()
-  const forms = [hex.toLowerCase(), hex.toUpperCase(), Buffer.from(hex, 'hex').toString('base64'), hex.slice(0, 16).toLowerCase()]
+  const blockKeys = (JSON.parse(await readFile(blockKeysFile(c.record.namenode.argv[c.record.namenode.argv.indexOf('--data') + 1]!), 'utf8')) as Array<{ key: string }>).map((k) => k.key)
+  t.true(blockKeys.length >= 2, 'the namenode keeps its block keys')
+  const forms = [hex, ...blockKeys].flatMap((h) => [h.toLowerCase(), h.toUpperCase(), Buffer.from(h, 'hex').toString('base64'), h.slice(0, 16).toLowerCase()])
   const holdsSecret = (text: string): boolean => forms.some((f) => text.includes(f))
   const daemons = [['namenode', c.record.namenode.http], ['scheduler', c.record.scheduler.http], ...c.record.nodes.map((n) => [n.id!, n.http])] as const
   for (const [role, http] of daemons) {

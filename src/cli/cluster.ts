@@ -28,6 +28,8 @@ export interface RoleRecord {
   pid: number
   data: string
   argv: string[]
+  /** A node's agent: where it serves task logs. */
+  agentRpc?: string
 }
 
 export interface ClusterRecord {
@@ -267,7 +269,7 @@ export function registerClusterCommands(program: Command): void {
               const dn = await startRole(args, nodeDir, children)
               const rpc = String(dn.record.rpc)
               const http = String(dn.record.http)
-              return { id, rack, rpc, http, pid: Number(dn.record.pid), data: nodeDir, argv: restartArgv(args, rpc, http) }
+              return { id, rack, rpc, http, pid: Number(dn.record.pid), data: nodeDir, argv: restartArgv(args, rpc, http), agentRpc: String(dn.record.agentRpc) }
             }),
           )
           record.nodes = started

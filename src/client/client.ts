@@ -194,8 +194,9 @@ export class LoamClient {
     await this.nn.call('RenewLease', { clientName: this.clientName })
   }
 
-  async reportBadReplica(block: BlockRef, nodeId: string): Promise<void> {
-    await this.nn.call('ReportBadBlocks', { replicas: [{ block, nodeId }] })
+  /** path: the file the replica was read for (the namenode checks that the caller may read it). */
+  async reportBadReplica(path: string, block: BlockRef, nodeId: string): Promise<void> {
+    await this.nn.call('ReportBadBlocks', { replicas: [{ block, nodeId }], path })
   }
 }
 

@@ -59,7 +59,7 @@ export class FileReader {
           } catch (err) {
             const e = toLoamError(err)
             failures.push(`${dn.id}: ${e.message}`)
-            if (e.code === 'corrupt') await this.client.reportBadReplica(current.block!, dn.id).catch(() => undefined)
+            if (e.code === 'corrupt') await this.client.reportBadReplica(this.path, current.block!, dn.id).catch(() => undefined)
             // A replica being written has no stable file to read directly: the datanode serves it.
             if (!local || e.code !== 'unavailable') break
             local = false

@@ -1,6 +1,7 @@
 // Users and groups of this machine: the namespace stores names, the kernel speaks numbers.
 import { readFileSync } from 'node:fs'
 import os from 'node:os'
+import { GROUPS_PER_CALLER_MAX } from '../limits.js'
 
 const NOBODY = 65534
 
@@ -59,5 +60,6 @@ export function processIdentity(): { user: string; groups: string[] } {
     user = ids.user(uid)
   }
   const gids = [process.getgid?.() ?? 0, ...(process.getgroups?.() ?? [])]
-  return { user, groups: [...new Set(gids.map((gid) => ids.group(gid)))] }
+  // A call names at most GROUPS_PER_CALLER_MAX groups: the primary group and the first others.
+  return { user, groups: [...new Set(gids.map((gid) => ids.group(gid)))].slice(0, GROUPS_PER_CALLER_MAX) }
 }

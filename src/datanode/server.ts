@@ -9,12 +9,11 @@ import { initChecksums } from '../common/checksum.js'
 import { startStatusServer } from '../common/http.js'
 import type { Logger } from '../common/log.js'
 import { HEARTBEAT_DEFAULT_MS } from '../limits.js'
-import { BlockOp, blockTokenKey, verifyBlockToken } from '../rpc/block-token.js'
+import { BlockOp, verifyBlockToken, type BlockKey } from '../rpc/block-token.js'
 import { RpcClient } from '../rpc/client.js'
 import { LoamError, toLoamError } from '../rpc/errors.js'
 import { CommandAction, FrameKind, type BlockRef, type DatanodeCommand, type DatanodeInfo } from '../rpc/messages.js'
 import { codecs } from '../rpc/schema.js'
-import { processSecurity } from '../rpc/security.js'
 import { RpcServer, type Handlers } from '../rpc/server.js'
 import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type NamenodeServiceSpec } from '../rpc/service.js'
 import { ReplicaStore } from './replica-store.js'
@@ -72,8 +71,8 @@ export class Datanode {
   /** Copies that failed, told to the namenode with the next heartbeat so it plans them again at once. */
   private failedCopies: BlockRef[] = []
   readonly metrics = { bytesWritten: 0, bytesRead: 0, checksumFailures: 0 }
-  /** Checks the namenode's block access tokens. */
-  private readonly tokenKey = blockTokenKey(processSecurity().secret)
+  /** The namenode's block keys, as its last registration or heartbeat reply gave them: what tokens are checked against. */
+  private blockKeys = new Map<number, BlockKey>()
 
   private constructor(
     readonly store: ReplicaStore,
@@ -165,6 +164,7 @@ export class Datanode {
     const res = await this.namenode.call('RegisterDatanode', { node: this.info, ...this.store.usage() })
     await this.checkClusterId(res.clusterId)
     this.heartbeatMs = res.heartbeatIntervalMs || HEARTBEAT_DEFAULT_MS
+    this.takeBlockKeys(res.blockKeys)
     this.registered = true
     this.opts.log.info({ namenode: formatAddress(this.opts.namenode) }, 'registered with the namenode')
     await this.fullBlockReport()
@@ -189,7 +189,7 @@ export class Datanode {
     const beingWritten = all.filter((r) => r.state === 'rbw').map(ref)
     await this.namenode.call('BlockReport', { nodeId: this.info.id, replicas, full: true, beingWritten })
     if (this.badReplicas.size > 0) {
-      await this.namenode.call('ReportBadBlocks', { replicas: [...this.badReplicas.values()].map((block) => ({ block, nodeId: this.info.id })) })
+      await this.namenode.call('ReportBadBlocks', { replicas: [...this.badReplicas.values()].map((block) => ({ block, nodeId: this.info.id })), path: '' })
     }
     this.lastFullReportMs = Date.now()
   }
@@ -205,6 +205,7 @@ export class Datanode {
       this.registered = false
       return
     }
+    this.takeBlockKeys(res.blockKeys)
     for (const cmd of res.commands) await this.execute(cmd)
   }
 
@@ -221,9 +222,14 @@ export class Datanode {
     }
   }
 
+  /** The namenode sends every key in use each time: the set replaces the last one. */
+  private takeBlockKeys(keys: readonly BlockKey[]): void {
+    this.blockKeys = new Map(keys.map((k) => [k.id, k]))
+  }
+
   /** Every block operation needs the namenode's token for that block and operation. */
   private allowBlock(token: Uint8Array | undefined, blockId: number, ops: readonly BlockOp[]): void {
-    verifyBlockToken(this.tokenKey, token, blockId, ops, Date.now())
+    verifyBlockToken(this.blockKeys, token, blockId, ops, Date.now())
   }
 
   private async replicate(block: BlockRef, targets: DatanodeInfo[], token: Uint8Array | undefined): Promise<void> {
@@ -246,7 +252,7 @@ export class Datanode {
     this.metrics.checksumFailures++
     this.badReplicas.set(replica.id, { id: replica.id, genStamp: replica.genStamp, lengthBytes: replica.lengthBytes })
     this.opts.log.warn({ block: replica.id, genStamp: replica.genStamp }, 'scanner found a corrupt replica; reporting it')
-    await this.namenode.call('ReportBadBlocks', { replicas: [{ block: replica, nodeId: this.info.id }] })
+    await this.namenode.call('ReportBadBlocks', { replicas: [{ block: replica, nodeId: this.info.id }], path: '' })
   }
 
   /** Tells the namenode a replica is complete; the writer's ack waits for this so a closed file is readable at once. */

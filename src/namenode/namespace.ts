@@ -6,7 +6,7 @@ import { assert, LoamError } from '../rpc/errors.js'
 import { InodeType, type BlockRef, type FileStatus, type InodeRecord, type SnapshotRecord, type VolumeRecord } from '../rpc/messages.js'
 import { checkBlockSize, checkReplication } from '../common/validate.js'
 import { joinPath, parsePath } from './paths.js'
-import type { Owned } from './permissions.js'
+import type { Owned, SubtreeDir } from './permissions.js'
 import { CLIENT_NAME_BYTES_MAX, SNAPSHOTS_PER_VOLUME_MAX, SYMLINK_TARGET_BYTES_MAX, XATTR_NAME_BYTES_MAX, XATTR_VALUE_BYTES_MAX, XATTRS_PER_INODE_MAX } from '../limits.js'
 import { attached, charge, checkEpoch, checkSnapshotName, checkVolumeName, checkVolumeSize, detached, resized, SNAPSHOTS_DIR, volumePath, VOLUMES_DIR } from '../volumes/volume.js'
 
@@ -50,6 +50,19 @@ export interface Caller {
   nowMs: number
   /** The volume attachment the caller writes under (0: none). */
   epoch?: number
+  /** The superuser may continue any user's write (lease recovery by an administrator). */
+  superuser?: boolean
+}
+
+/** Whether caller writes as the user who holds rec's lease (or is the superuser). */
+function leaseUserMatches(rec: InodeRecord, caller: Caller): boolean {
+  return caller.superuser === true || rec.leaseUser === caller.user
+}
+
+/** A file someone else writes: the holder's client name is told only to the holder's own user. */
+function leaseConflict(path: string, rec: InodeRecord, caller: Caller): LoamError {
+  const holder = leaseUserMatches(rec, caller) ? ` (${rec.leaseHolder})` : ''
+  return new LoamError('lease', `${path}: is open for writing by another client${holder}; wait until it closes the file or its lease expires`)
 }
 
 export interface Defaults {
@@ -90,6 +103,7 @@ export function newInode(id: number, type: InodeType, caller: Caller, mode: numb
     symlinkTarget: '',
     xattrs: {},
     leaseHolder: '',
+    leaseUser: '',
     parentId: 0,
     children: 0,
     updatingBlocks: [],
@@ -148,6 +162,20 @@ export class Namespace {
     return out
   }
 
+  /** The directories of a subtree (tree: its entries as read before), as they are now, for checkSubtree. */
+  subtreeDirs(path: string, rootId: number, tree: Tree): SubtreeDir[] {
+    const out: SubtreeDir[] = []
+    const queue: Array<[number, string]> = [[rootId, path]]
+    while (queue.length > 0) {
+      const [id, dirPath] = queue.shift()!
+      const rec = this.txn.inode(id)
+      if (rec?.type !== InodeType.DIRECTORY) continue // removed since the tree was read
+      out.push({ path: dirPath, rec: { owner: rec.owner, group: rec.group, mode: rec.mode, isDir: true }, empty: rec.children === 0 })
+      for (const [name, child] of tree.get(id) ?? []) if (tree.has(child)) queue.push([child, `${dirPath.replace(/\/+$/, '')}/${name}`])
+    }
+    return out
+  }
+
   get(path: string): InodeRecord {
     const r = this.resolve(path)
     if (r.id === undefined) throw new LoamError('not-found', `${joinPath(r.parts)}: no such file or directory`)
@@ -188,7 +216,7 @@ export class Namespace {
     opts: { mode: number; replication: number; blockSizeBytes: number; overwrite: boolean; createParents: boolean; clientName: string },
     defaults: Defaults,
     caller: Caller,
-    leaseExpired: (holder: string) => boolean,
+    leaseExpired: (rec: InodeRecord) => boolean,
   ): { inode: InodeRecord; freed: Freed } {
     // What the caller asked for is checked before anything is made (parents included).
     if (opts.replication) checkReplication(opts.replication)
@@ -219,32 +247,36 @@ export class Namespace {
       const old = this.mustInode(r.id)
       if (old.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${path}: is a directory`)
       if (!opts.overwrite) throw new LoamError('exists', `${path}: file exists (use --force to overwrite)`)
-      if (old.leaseHolder && old.leaseHolder !== opts.clientName && !leaseExpired(old.leaseHolder)) {
-        throw new LoamError('lease', `${path}: is open for writing by another client (${old.leaseHolder})`)
-      }
+      if (old.leaseHolder && (old.leaseHolder !== opts.clientName || old.leaseUser !== caller.user) && !leaseExpired(old)) throw leaseConflict(path, old, caller)
       freed = this.removeEntry(r.parentId, r.name, old, caller)
     }
     const rec = newInode(this.txn.allocInodeId(), InodeType.FILE, caller, opts.mode)
     rec.replication = replication
     rec.blockSizeBytes = blockSizeBytes
     rec.leaseHolder = opts.clientName
+    rec.leaseUser = caller.user
     rec.volume = parent.volume
     this.txn.putInode(rec)
     this.addEntry(this.mustInode(r.parentId), r.name, rec.id, caller, false)
     return { inode: rec, freed }
   }
 
-  /** Checks that clientName holds the lease on the file at path (inode id guards against a replaced file). */
+  /**
+   * Checks that clientName, writing as the writer's user, holds the lease on the
+   * file at path (inode id guards against a replaced file). A client name alone
+   * proves nothing: another user who learns it must not take the write over.
+   */
   underConstruction(path: string, inodeId: number, clientName: string): InodeRecord {
     checkClientName(clientName, `writing ${path}`)
+    const writer = this.writer
+    assert(writer, 'the write path names the caller it acts for')
     const rec = this.get(path)
     if (rec.type !== InodeType.FILE) throw new LoamError('is-a-directory', `${path}: is a directory`)
     if (inodeId && rec.id !== inodeId) throw new LoamError('not-found', `${path}: was replaced or removed while being written`)
     // A fenced holder hears that first: its lease went with the attachment.
-    this.guard(rec, this.writer)
-    if (rec.leaseHolder !== clientName) {
-      throw new LoamError('lease', rec.leaseHolder ? `${path}: is open for writing by another client (${rec.leaseHolder})` : `${path}: is not open for writing; open it again`)
-    }
+    this.guard(rec, writer)
+    if (!rec.leaseHolder) throw new LoamError('lease', `${path}: is not open for writing; open it again`)
+    if (rec.leaseHolder !== clientName || !leaseUserMatches(rec, writer)) throw leaseConflict(path, rec, writer)
     return rec
   }
 
@@ -299,6 +331,7 @@ export class Namespace {
     // Recovery records what the replicas hold, quota or not: it is already written.
     this.setLength(rec, rec.blocks.reduce((sum, b) => sum + b.lengthBytes, 0), true)
     rec.leaseHolder = ''
+    rec.leaseUser = ''
     rec.mtimeMs = nowMs
     this.txn.putInode(rec)
     return { inode: rec, dropped }
@@ -307,13 +340,16 @@ export class Namespace {
   /** Takes the lease on an existing file, for writes at any offset (a mount's open for writing). */
   openForWrite(path: string, clientName: string): InodeRecord {
     checkClientName(clientName, 'opening for writing')
+    const writer = this.writer
+    assert(writer, 'the write path names the caller it acts for')
     const rec = this.get(path)
     if (rec.type === InodeType.DIRECTORY) throw new LoamError('is-a-directory', `${path}: is a directory`)
     if (rec.type !== InodeType.FILE) throw new LoamError('invalid-argument', `${path}: not a regular file`)
     // An expired holder's blocks are recovered first (within a second or two): until then the file stays theirs.
-    if (rec.leaseHolder && rec.leaseHolder !== clientName) throw new LoamError('lease', `${path}: is open for writing by another client (${rec.leaseHolder})`)
-    this.guard(rec, this.writer)
+    if (rec.leaseHolder && (rec.leaseHolder !== clientName || rec.leaseUser !== writer.user)) throw leaseConflict(path, rec, writer)
+    this.guard(rec, writer)
     rec.leaseHolder = clientName
+    rec.leaseUser = writer.user
     this.txn.putInode(rec)
     return rec
   }
@@ -380,6 +416,7 @@ export class Namespace {
     const finished = req.close ? rec.updatingBlocks : []
     if (req.close) {
       rec.leaseHolder = ''
+      rec.leaseUser = ''
       rec.updatingBlocks = []
     }
     this.txn.putInode(rec)
@@ -602,6 +639,7 @@ export class Namespace {
       blocks: src.blocks.map((b) => ({ ...b })),
       xattrs: { ...src.xattrs },
       leaseHolder: '',
+      leaseUser: '',
       updatingBlocks: [],
       volume: as.volume,
       readOnly: as.readOnly,
@@ -655,6 +693,7 @@ export class Namespace {
     const rec = this.underConstruction(path, inodeId, clientName)
     this.commitLast(rec, last)
     rec.leaseHolder = ''
+    rec.leaseUser = ''
     rec.mtimeMs = caller.nowMs
     this.txn.putInode(rec)
     return rec

@@ -2,6 +2,7 @@
 // bit, owner and group; no ACLs), as pure functions over the inodes of a path.
 // The superuser (the namenode's own user, --superuser, or a member of
 // --supergroup) passes every check.
+import { checkPrincipalName } from '../common/validate.js'
 import { LoamError } from '../rpc/errors.js'
 
 export const READ = 4
@@ -72,8 +73,29 @@ export function checkPath(p: Principal, path: string, inodes: Array<Owned | unde
   }
 }
 
+/** A directory of a subtree, as checkSubtree sees it. */
+export interface SubtreeDir {
+  path: string
+  rec: Owned
+  empty: boolean
+}
+
+/**
+ * A recursive delete removes everything below its target, so (as in HDFS) the
+ * caller needs read, write and execute on every non-empty directory of the
+ * subtree: write on the parent alone must not remove another user's 0700 tree.
+ */
+export function checkSubtree(p: Principal, dirs: Iterable<SubtreeDir>): void {
+  if (p.superuser) return
+  for (const d of dirs) {
+    if (!d.empty) need(p, d.path, d.rec, READ | WRITE | EXECUTE)
+  }
+}
+
 /** chown: only the superuser gives a file away; its owner may change its group to one of their own. */
 export function checkChown(p: Principal, path: string, rec: Owned, owner: string, group: string): void {
+  checkPrincipalName(owner, 'user')
+  checkPrincipalName(group, 'group')
   if (p.superuser) return
   if (owner && owner !== rec.owner) throw new LoamError('permission', `${path}: only the superuser may change an owner (user ${p.user} asked for ${owner})`)
   if (rec.owner !== p.user) throw denied(p, path, 'ownership', rec)

@@ -1,4 +1,5 @@
 // The namenode process: receives RPCs, runs the namespace core, commits, replies.
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import os from 'node:os'
 import path from 'node:path'
@@ -12,10 +13,11 @@ import type { NamenodeSummary } from '../dashboard/model.js'
 import { dashboardToken } from '../dashboard/access.js'
 import { dashboardRoutes } from '../dashboard/routes.js'
 import type { Logger } from '../common/log.js'
-import { BLOCK_SIZE_DEFAULT_BYTES, BLOCK_TOKEN_LIFETIME_DEFAULT_MS, NAME_BYTES_MAX, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
+import { BAD_REPLICA_CHECKS_IN_FLIGHT_MAX, BLOCK_KEY_ROTATION_MS, BLOCK_SIZE_DEFAULT_BYTES, BLOCK_TOKEN_LIFETIME_DEFAULT_MS, NAME_BYTES_MAX, DEAD_AFTER_DEFAULT_MS, HEARTBEAT_DEFAULT_MS, LEASE_LIMIT_DEFAULT_MS, LIST_PAGE_ENTRIES_MAX, REPLICATION_DEFAULT, SAFEMODE_THRESHOLD, SNAPSHOT_INODES_MAX, VOLUME_INSPECT_INODES_MAX, VOLUMES_MAX } from '../limits.js'
 import { LoamError } from '../rpc/errors.js'
 import { InodeType, CommandAction, type BlockRef, type DatanodeCommand, type DatanodeInfo, type DatanodeReportResponse, type FileStatus, type InodeRecord, type LocatedBlock, type VolumeInfo, type VolumeNodeBytes, type VolumeRecord } from '../rpc/messages.js'
-import { BlockOp, blockTokenKey, issueBlockToken } from '../rpc/block-token.js'
+import { BlockOp, issueBlockToken, type BlockKey } from '../rpc/block-token.js'
+import { BlockKeys, blockKeysFile, decodeBlockKeys, encodeBlockKeys } from './block-keys.js'
 import { RpcClient } from '../rpc/client.js'
 import { processSecurity } from '../rpc/security.js'
 import { RpcServer, type CallContext, type Handlers } from '../rpc/server.js'
@@ -25,7 +27,7 @@ import { Datanodes, sameHost, stateName, type DatanodeState } from './datanodes.
 import { COUNT_FIELD, Counters, decodeId, decodeInode, decodeVolume, formatOps, inodeCountChanges, keys, StoreTxn, type InodeCounts } from './inode-store.js'
 import { checkClientName, fileStatus, Namespace, ROOT_ID, type Caller, type Tree } from './namespace.js'
 import { chooseTargets } from './placement.js'
-import { checkChown, checkPath, checkSuperuser, checkVolumeOwner, EXECUTE, READ, WRITE, type PathCheck, type Principal } from './permissions.js'
+import { checkChown, checkPath, checkSubtree, checkSuperuser, checkVolumeOwner, EXECUTE, READ, WRITE, type PathCheck, type Principal } from './permissions.js'
 import { planReplication } from './replication.js'
 import { LevelStore, type CommitOptions, type KvOp } from './store.js'
 import { mkdirp } from '../common/mkdirp.js'
@@ -65,9 +67,25 @@ const PENDING_REPLICATION_TIMEOUT_MIN_MS = 60_000
 /** How long after its commit a block's pipeline nodes have to report it before it counts as under-replicated. */
 const PIPELINE_REPORT_GRACE_MS = 10_000
 
+/** A lease: the client name that holds it and the user it writes as. */
+interface Lease {
+  holder: string
+  user: string
+}
+
+function leaseOf(rec: InodeRecord): Lease {
+  return { holder: rec.leaseHolder, user: rec.leaseUser }
+}
+
+/** User names hold no NUL (USER_NAME checks), so the pair is unambiguous. */
+function leaseKey(lease: Lease): string {
+  return `${lease.user}\0${lease.holder}`
+}
+
 export class Namenode {
   private readonly blockMap = new BlockMap()
   private readonly datanodes = new Datanodes()
+  /** When each lease was last renewed, by leaseKey: a client name counts only together with its user. */
   private readonly leases = new Map<string, number>()
   private safemode = false
   private collecting = false
@@ -84,8 +102,10 @@ export class Namenode {
   private readonly pendingTimeoutMs: number
   private underReplicated = 0
   /** Files open for writing: inode id -> lease holder. */
-  private readonly underConstruction = new Map<number, string>()
+  private readonly underConstruction = new Map<number, Lease>()
   private readonly recovering = new Set<number>()
+  /** Replicas a client reported corrupt, being verified by their nodes: 'block@node'. */
+  private readonly checkingReplicas = new Set<string>()
   private readonly leaseLimitMs: number
   private readonly datanodeClients = new Map<string, RpcClient<DatanodeServiceSpec>>()
   /** Where the scheduler serves, as it last announced (for the dashboard). */
@@ -93,8 +113,8 @@ export class Namenode {
   /** Inodes of each type: counted at start, then kept by every commit. */
   private readonly inodes: InodeCounts = { files: 0, directories: 0, symlinks: 0 }
   private readonly superusers: Set<string>
-  /** Signs block access tokens; datanodes derive the same key from the cluster secret. */
-  private readonly tokenKey = blockTokenKey(processSecurity().secret)
+  /** Sign block access tokens; datanodes are handed them (see blockKeysFile). */
+  private readonly blockKeys: BlockKeys
   private readonly blockTokenLifetimeMs: number
   private readonly supergroup: string
 
@@ -112,6 +132,22 @@ export class Namenode {
     this.superusers = new Set([namenodeUser(), ...(opts.superuser ? [opts.superuser] : [])])
     this.supergroup = opts.supergroup ?? SUPERGROUP_DEFAULT
     this.blockTokenLifetimeMs = opts.blockTokenLifetimeMs ?? BLOCK_TOKEN_LIFETIME_DEFAULT_MS
+    const file = blockKeysFile(opts.dataDir)
+    this.blockKeys = new BlockKeys(BLOCK_KEY_ROTATION_MS, this.blockTokenLifetimeMs, existsSync(file) ? decodeBlockKeys(readFileSync(file, 'utf8'), file) : [])
+    this.rotateBlockKeys()
+  }
+
+  /** New keys when one is due; kept (0600, written whole) so that tokens and datanodes' keys outlive a restart. */
+  private rotateBlockKeys(): void {
+    if (!this.blockKeys.rotate(Date.now())) return
+    const file = blockKeysFile(this.opts.dataDir)
+    writeFileSync(`${file}.tmp`, encodeBlockKeys(this.blockKeys.all()), { mode: 0o600 })
+    renameSync(`${file}.tmp`, file)
+  }
+
+  /** The keys a registered datanode checks tokens against. */
+  private blockKeysForDatanodes(): BlockKey[] {
+    return this.blockKeys.all().map(({ id, key, expiresMs }) => ({ id, key, expiresMs }))
   }
 
   static async start(opts: NamenodeOptions): Promise<NamenodeHandle> {
@@ -144,6 +180,7 @@ export class Namenode {
     nn.timers.push(setInterval(() => nn.checkDatanodes(), Math.min(1000, nn.heartbeatMs)))
     nn.timers.push(setInterval(() => nn.monitorReplication(), Math.min(1000, nn.heartbeatMs)))
     nn.timers.push(setInterval(() => nn.monitorLeases(), 1000))
+    nn.timers.push(setInterval(() => nn.rotateBlockKeys(), 1000))
     void nn.collect()
     opts.log.info({ rpc: rpcAddress, http: http.address, safemode: nn.safemode, blocks: nn.blockMap.blocks.size }, 'namenode serving')
     return {
@@ -171,7 +208,7 @@ export class Namenode {
         const rec = decodeInode(v)
         this.inodes[COUNT_FIELD[rec.type]]++
         if (rec.type !== InodeType.FILE) continue
-        if (rec.leaseHolder) this.underConstruction.set(rec.id, rec.leaseHolder)
+        if (rec.leaseHolder) this.underConstruction.set(rec.id, leaseOf(rec))
         rec.blocks.forEach((b, i) => {
           // A block named by several inodes (a snapshot shares it) is counted, not reset.
           if (this.blockMap.blocks.has(b.id)) this.blockMap.ref(b.id)
@@ -184,7 +221,7 @@ export class Namenode {
   }
 
   private caller(ctx: CallContext): Caller {
-    return { user: ctx.user || 'nobody', group: ctx.groups[0] || ctx.user || 'nobody', nowMs: Date.now(), epoch: ctx.epoch }
+    return { user: ctx.user || 'nobody', group: ctx.groups[0] || ctx.user || 'nobody', nowMs: Date.now(), epoch: ctx.epoch, superuser: this.principal(ctx).superuser }
   }
 
   private principal(ctx: CallContext): Principal {
@@ -221,9 +258,14 @@ export class Namenode {
     return this.store.commit(ops, opts)
   }
 
-  private leaseExpired = (holder: string): boolean => {
-    const renewed = this.leases.get(holder) ?? this.startedMs
+  private leaseExpired(lease: Lease): boolean {
+    const renewed = this.leases.get(leaseKey(lease)) ?? this.startedMs
     return Date.now() - renewed > this.leaseLimitMs
+  }
+
+  /** Renews a lease the namespace has just let its caller act for (the file's recorded holder and user). */
+  private renewLease(lease: Lease): void {
+    if (lease.holder) this.leases.set(leaseKey(lease), Date.now())
   }
 
   /** Forgets blocks whose files are gone (after the removal is durable) and queues their replicas for deletion. */
@@ -276,7 +318,8 @@ export class Namenode {
   }
 
   private blockToken(blockId: number, op: BlockOp): Buffer {
-    return issueBlockToken(this.tokenKey, { blockId, op, expiresMs: Date.now() + this.blockTokenLifetimeMs })
+    const nowMs = Date.now()
+    return issueBlockToken(this.blockKeys.signing(nowMs), { blockId, op, expiresMs: nowMs + this.blockTokenLifetimeMs })
   }
 
   private handlers(): Handlers<NamenodeServiceSpec> {
@@ -291,10 +334,10 @@ export class Namenode {
       Create: async (req, ctx) => {
         const { inode, freed } = await this.mutate((ns) => {
           this.allow(ns, ctx, req.path, req.createParents ? { ancestor: WRITE | EXECUTE, self: req.overwrite ? WRITE : undefined } : { parent: WRITE | EXECUTE, self: req.overwrite ? WRITE : undefined })
-          return ns.create(req.path, { ...req, mode: req.mode || 0o644 }, this.defaults, this.caller(ctx), this.leaseExpired)
+          return ns.create(req.path, { ...req, mode: req.mode || 0o644 }, this.defaults, this.caller(ctx), (old) => this.leaseExpired(leaseOf(old)))
         })
-        this.leases.set(req.clientName, Date.now())
-        this.underConstruction.set(inode.id, req.clientName)
+        this.renewLease(leaseOf(inode))
+        this.underConstruction.set(inode.id, leaseOf(inode))
         this.invalidate(freed.blocks)
         return { status: this.status(req.path, inode), leaseLimitMs: this.leaseLimitMs }
       },
@@ -307,7 +350,7 @@ export class Namenode {
           this.blockMap.add(r.block, r.inode.id, r.inode.replication, false).writers = new Set(targets.map((t) => t.id))
           return r
         }, ctx)
-        this.leases.set(req.clientName, Date.now())
+        this.renewLease(leaseOf(inode))
         const offsetBytes = inode.blocks.slice(0, -1).reduce((s, b) => s + b.lengthBytes, 0)
         return { block, offsetBytes, locations: targets, corrupt: [], complete: false, ...this.writerTokens(ctx, req.path, block.id) }
       },
@@ -325,7 +368,7 @@ export class Namenode {
           this.blockMap.add(r.block, r.inode.id, r.inode.replication, !r.last).writers = new Set(targets.map((t) => t.id))
           return r
         }, ctx)
-        this.leases.set(req.clientName, Date.now())
+        this.renewLease(leaseOf(inode))
         this.opts.log.info({ path: req.path, block: blockId, genStamp: block.genStamp, excluded: req.excludedNodes, targets: targets.map((t) => t.id) }, 'write pipeline recovered')
         const index = inode.blocks.findIndex((b) => b.id === blockId)
         const offsetBytes = inode.blocks.slice(0, index).reduce((s, b) => s + b.lengthBytes, 0)
@@ -340,10 +383,13 @@ export class Namenode {
         this.underConstruction.delete(rec.id)
         return { status: this.status(req.path, rec) }
       },
-      RenewLease: (req) => {
+      RenewLease: (req, ctx) => {
         // Only a name that can hold a lease is kept (what Create accepts): any other cannot grow the table.
         checkClientName(req.clientName, 'renewing a lease')
-        this.leases.set(req.clientName, Date.now())
+        // A caller renews its own user's leases; the superuser (a mount writing for many users) every lease of the client.
+        const caller = this.caller(ctx)
+        this.renewLease({ holder: req.clientName, user: caller.user })
+        if (caller.superuser) for (const lease of this.underConstruction.values()) if (lease.holder === req.clientName) this.renewLease(lease)
         return {}
       },
       GetBlockLocations: (req, ctx) => {
@@ -395,8 +441,11 @@ export class Namenode {
         return {}
       },
       Delete: async (req, ctx) => {
+        const principal = this.principal(ctx)
+        const subtree = req.recursive && !principal.superuser ? await this.subtreeOf(req.path) : undefined
         const freed = await this.mutate((ns) => {
           this.allow(ns, ctx, req.path, { parent: WRITE | EXECUTE, sticky: true })
+          if (subtree) checkSubtree(principal, ns.subtreeDirs(req.path, subtree.rootId, subtree.tree))
           return ns.delete(req.path, req.recursive, this.caller(ctx))
         })
         this.invalidate(freed.blocks)
@@ -442,8 +491,8 @@ export class Namenode {
           this.allow(ns, ctx, req.path, { self: WRITE })
           return ns.openForWrite(req.path, req.clientName)
         }, ctx)
-        this.leases.set(req.clientName, Date.now())
-        this.underConstruction.set(rec.id, req.clientName)
+        this.renewLease(leaseOf(rec))
+        this.underConstruction.set(rec.id, leaseOf(rec))
         return { status: this.status(req.path, rec), leaseLimitMs: this.leaseLimitMs }
       },
       UpdateBlock: async (req, ctx) => {
@@ -465,7 +514,7 @@ export class Namenode {
             this.blockMap.add(cow.block, cow.inode.id, cow.inode.replication, false).writers = new Set(targets.map((t) => t.id))
             return cow
           }, ctx)
-          this.leases.set(req.clientName, Date.now())
+          this.renewLease(leaseOf(c.inode))
           const offsetBytes = c.inode.blocks.slice(0, c.index).reduce((sum, b) => sum + b.lengthBytes, 0)
           return {
             block: c.block,
@@ -489,7 +538,7 @@ export class Namenode {
           b.writers = new Set(targets.map((t) => t.id))
           return u
         }, ctx)
-        this.leases.set(req.clientName, Date.now())
+        this.renewLease(leaseOf(r.inode))
         const offsetBytes = r.inode.blocks.slice(0, r.index).reduce((sum, b) => sum + b.lengthBytes, 0)
         return { block: r.block, offsetBytes, locations: targets, corrupt: [], complete: false, ...this.writerTokens(ctx, req.path, r.block.id) }
       },
@@ -506,7 +555,7 @@ export class Namenode {
           }
           return c
         }, ctx, { background: req.background })
-        this.leases.set(req.clientName, Date.now())
+        this.renewLease(leaseOf(r.inode))
         if (req.close) this.underConstruction.delete(r.inode.id)
         this.invalidate(r.freed.blocks)
         return { status: this.status(req.path, r.inode), leaseLimitMs: this.leaseLimitMs }
@@ -634,16 +683,23 @@ export class Namenode {
         for (const b of blocks) this.blockMap.ref(b.id)
         return this.volumeInfo(volume)
       },
-      ReportBadBlocks: (req) => {
+      ReportBadBlocks: (req, ctx) => {
+        // Datanodes (the superuser) verified the replica themselves; a client's word is checked first.
+        const trusted = this.principal(ctx).superuser
+        if (!trusted) {
+          const ns = this.reader()
+          this.allow(ns, ctx, req.path, { self: READ })
+          const rec = ns.get(req.path)
+          const foreign = req.replicas.find((r) => !rec.blocks.some((b) => b.id === r.block?.id))
+          if (foreign) throw new LoamError('permission', `${req.path}: block ${foreign.block?.id ?? 0} is not a block of this file; report only replicas of the file read`)
+        }
         for (const r of req.replicas) {
           // A report about a node the namenode does not know is about nothing it keeps.
           if (!r.block || !this.datanodes.nodes.has(r.nodeId)) continue
           // A reader of an older generation may have seen the block change under it (an update in place): not corruption.
           if (r.block.genStamp < (this.blockMap.blocks.get(r.block.id)?.genStamp ?? 0)) continue
-          const info = this.blockMap.markCorrupt(r.nodeId, r.block.id)
-          // Copies in flight may come from this very replica (its node refuses to send a bad copy): plan afresh.
-          this.pending.delete(r.block.id)
-          this.opts.log.warn({ block: r.block.id, node: r.nodeId, healthy: info?.replicas.size ?? 0 }, 'corrupt replica reported')
+          if (trusted) this.markCorrupt(r.nodeId, r.block.id, 'corrupt replica reported')
+          else void this.checkReportedReplica(r.nodeId, r.block.id)
         }
         return {}
       },
@@ -680,12 +736,12 @@ export class Namenode {
         const admin = this.store.get(keys.decommission(req.node.id))?.toString() === 'decommissioned' ? 'decommissioned' : this.store.get(keys.decommission(req.node.id)) ? 'decommissioning' : 'normal'
         this.datanodes.register(req.node, req, Date.now(), admin)
         this.opts.log.info({ node: req.node.id, host: req.node.host, port: req.node.rpcPort, rack: req.node.rack }, 'datanode registered')
-        return { heartbeatIntervalMs: this.heartbeatMs, clusterId: this.clusterId }
+        return { heartbeatIntervalMs: this.heartbeatMs, clusterId: this.clusterId, blockKeys: this.blockKeysForDatanodes() }
       },
       Heartbeat: (req, ctx) => {
         checkSuperuser(this.principal(ctx), 'send datanode heartbeats')
         const node = this.datanodes.nodes.get(req.nodeId)
-        if (!node || !node.alive) return { commands: [], reregister: true }
+        if (!node || !node.alive) return { commands: [], reregister: true, blockKeys: [] }
         node.lastHeartbeatMs = Date.now()
         node.capacityBytes = req.capacityBytes
         node.usedBytes = req.usedBytes
@@ -697,7 +753,7 @@ export class Namenode {
         if (node.pendingDeletes.length > 0) {
           commands.push({ action: CommandAction.DELETE, blocks: node.pendingDeletes.splice(0, DELETES_PER_HEARTBEAT_MAX), targets: [] })
         }
-        return { commands, reregister: false }
+        return { commands, reregister: false, blockKeys: this.blockKeysForDatanodes() }
       },
       BlockReport: (req, ctx) => {
         checkSuperuser(this.principal(ctx), 'report blocks')
@@ -744,10 +800,10 @@ export class Namenode {
   /** Files whose writer stopped renewing its lease are recovered and closed. */
   private monitorLeases(): void {
     if (this.safemode) return
-    for (const [inodeId, holder] of this.underConstruction) {
-      if (this.recovering.has(inodeId) || !this.leaseExpired(holder)) continue
+    for (const [inodeId, lease] of this.underConstruction) {
+      if (this.recovering.has(inodeId) || !this.leaseExpired(lease)) continue
       this.recovering.add(inodeId)
-      void this.recoverLease(inodeId, holder).finally(() => this.recovering.delete(inodeId))
+      void this.recoverLease(inodeId, lease).finally(() => this.recovering.delete(inodeId))
     }
   }
 
@@ -756,11 +812,12 @@ export class Namenode {
    * recovered (see recoverBlock) and the file is closed; a last block that no
    * node holds any of is dropped.
    */
-  private async recoverLease(inodeId: number, holder: string): Promise<void> {
+  private async recoverLease(inodeId: number, lease: Lease): Promise<void> {
+    const { holder } = lease
     try {
       const raw = this.store.get(keys.inode(inodeId))
       const rec = raw ? decodeInode(raw) : undefined
-      if (!rec || rec.leaseHolder !== holder) {
+      if (!rec || leaseKey(leaseOf(rec)) !== leaseKey(lease)) {
         this.underConstruction.delete(inodeId)
         return
       }
@@ -863,7 +920,8 @@ export class Namenode {
   }
 
   /** Every directory below rootId with its entries (bounded), for a snapshot or a restore. */
-  private async readTree(rootId: number): Promise<Tree> {
+  /** purpose: what the tree is read for, in the error of one too large. */
+  private async readTree(rootId: number, purpose = 'copy'): Promise<Tree> {
     const tree: Tree = new Map()
     const dirs = [rootId]
     let seen = 0
@@ -874,7 +932,7 @@ export class Namenode {
       for (;;) {
         const page = await this.store.scan(keys.entryPrefix(dir), after, LIST_PAGE_ENTRIES_MAX)
         for (const [k, v] of page) {
-          if (++seen > SNAPSHOT_INODES_MAX) throw new LoamError('no-space', `more than ${SNAPSHOT_INODES_MAX} entries: too many to copy at once`)
+          if (++seen > SNAPSHOT_INODES_MAX) throw new LoamError('no-space', `more than ${SNAPSHOT_INODES_MAX} entries: too many to ${purpose} at once`)
           const id = decodeId(v)
           entries.push([keys.entryName(k), id])
           const raw = this.store.get(keys.inode(id))
@@ -888,13 +946,55 @@ export class Namenode {
     return tree
   }
 
+  /** The subtree a recursive delete would remove, read for its permission check; undefined when path names no directory. */
+  private async subtreeOf(path: string): Promise<{ rootId: number; tree: Tree } | undefined> {
+    let rootId: number
+    try {
+      const rec = this.reader().get(path)
+      if (rec.type !== InodeType.DIRECTORY) return undefined
+      rootId = rec.id
+    } catch {
+      return undefined // the delete itself says what is wrong with the path
+    }
+    return { rootId, tree: await this.readTree(rootId, "check for a recursive delete; remove it in parts, or as the superuser") }
+  }
+
+  private markCorrupt(nodeId: string, blockId: number, why: string): void {
+    const info = this.blockMap.markCorrupt(nodeId, blockId)
+    // Copies in flight may come from this very replica (its node refuses to send a bad copy): plan afresh.
+    this.pending.delete(blockId)
+    this.opts.log.warn({ block: blockId, node: nodeId, healthy: info?.replicas.size ?? 0 }, why)
+  }
+
+  /**
+   * A client's report of a corrupt replica: the replica's node verifies its
+   * checksums first, so a false report marks nothing (and so deletes nothing).
+   */
+  private async checkReportedReplica(nodeId: string, blockId: number): Promise<void> {
+    const key = `${blockId}@${nodeId}`
+    if (this.checkingReplicas.has(key) || this.checkingReplicas.size >= BAD_REPLICA_CHECKS_IN_FLIGHT_MAX) return
+    this.checkingReplicas.add(key)
+    try {
+      const r = await this.datanodeClient(nodeId)?.call('InspectReplica', { blockId, token: this.blockToken(blockId, BlockOp.WRITE) })
+      const info = this.blockMap.blocks.get(blockId)
+      if (!r || !info?.complete || r.genStamp !== info.genStamp) return
+      if (r.verifiedBytes < info.lengthBytes) this.markCorrupt(nodeId, blockId, 'corrupt replica reported by a client and confirmed by its node')
+      else this.opts.log.warn({ block: blockId, node: nodeId }, 'a client reported a replica corrupt, but its node verifies it whole; kept')
+    } catch (err) {
+      // Missing replicas are the block report's business.
+      this.opts.log.debug({ block: blockId, node: nodeId, err: (err as Error).message }, 'could not verify a reported replica')
+    } finally {
+      this.checkingReplicas.delete(key)
+    }
+  }
+
   /** Recovers, now, every file of the volume left open for writing (the fenced holder's). */
   private async recoverVolumeLeases(name: string): Promise<void> {
-    for (const [inodeId, holder] of [...this.underConstruction]) {
+    for (const [inodeId, lease] of [...this.underConstruction]) {
       const raw = this.store.get(keys.inode(inodeId))
       if (!raw || decodeInode(raw).volume !== name || this.recovering.has(inodeId)) continue
       this.recovering.add(inodeId)
-      await this.recoverLease(inodeId, holder).finally(() => this.recovering.delete(inodeId))
+      await this.recoverLease(inodeId, lease).finally(() => this.recovering.delete(inodeId))
     }
   }
 

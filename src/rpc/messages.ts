@@ -78,6 +78,7 @@ export interface InodeRecord {
   updatingBlocks: number[]
   volume: string
   readOnly: boolean
+  leaseUser: string
 }
 
 export interface VolumeRecord {
@@ -175,7 +176,7 @@ export interface SetPermissionRequest { path: string; mode: number }
 export interface SetOwnerRequest { path: string; owner: string; group: string }
 export interface SetTimesRequest { path: string; mtimeMs: number; atimeMs: number }
 export interface BadReplica { block: BlockRef | null; nodeId: string }
-export interface ReportBadBlocksRequest { replicas: BadReplica[] }
+export interface ReportBadBlocksRequest { replicas: BadReplica[]; path: string }
 export interface DatanodeReport {
   id: string
   address: string
@@ -204,7 +205,8 @@ export interface RegisterDatanodeRequest {
   usedBytes: number
   remainingBytes: number
 }
-export interface RegisterDatanodeResponse { heartbeatIntervalMs: number; clusterId: string }
+export interface BlockKey { id: number; key: Uint8Array; expiresMs: number }
+export interface RegisterDatanodeResponse { heartbeatIntervalMs: number; clusterId: string; blockKeys: BlockKey[] }
 export interface HeartbeatRequest {
   nodeId: string
   capacityBytes: number
@@ -214,7 +216,7 @@ export interface HeartbeatRequest {
   failedCopies: BlockRef[]
 }
 export interface DatanodeCommand { action: CommandAction; blocks: BlockRef[]; targets: DatanodeInfo[]; tokens?: Uint8Array[] }
-export interface HeartbeatResponse { commands: DatanodeCommand[]; reregister: boolean }
+export interface HeartbeatResponse { commands: DatanodeCommand[]; reregister: boolean; blockKeys: BlockKey[] }
 export interface BlockReportRequest { nodeId: string; replicas: BlockRef[]; full: boolean; beingWritten: BlockRef[] }
 
 export interface WriteBlockRequest {

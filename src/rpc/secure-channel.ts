@@ -3,7 +3,7 @@
 // Nothing a peer sends is framed or acted on before it has proved it holds the secret.
 import type net from 'node:net'
 import tls from 'node:tls'
-import { HANDSHAKE_TIMEOUT_MS } from '../limits.js'
+import { HANDSHAKE_TIMEOUT_MS, HELLO_TIMEOUT_MS } from '../limits.js'
 import { ACCEPT_BYTE, decodeHello, encodeHello, HELLO_BYTES, newNonce, proof, PROOF_BYTES, proofMatches, SERVER_HELLO_BYTES, type Security } from './auth.js'
 import { LoamError } from './errors.js'
 
@@ -12,9 +12,9 @@ const TLS_OPTIONS = { ciphers: 'PSK-AES128-GCM-SHA256', minVersion: 'TLSv1.2', m
 const PSK_IDENTITY = 'loam'
 
 /** The serving end: resolves with the socket to frame, or rejects (the caller closes raw). */
-export function acceptSecure(raw: net.Socket, security: Security, timeoutMs = HANDSHAKE_TIMEOUT_MS): Promise<net.Socket> {
+export function acceptSecure(raw: net.Socket, security: Security, timeoutMs = HANDSHAKE_TIMEOUT_MS, helloTimeoutMs = HELLO_TIMEOUT_MS): Promise<net.Socket> {
   return withDeadline(raw, timeoutMs, 'the peer', async () => {
-    const hello = decodeHello(await readExactly(raw, HELLO_BYTES, 'the peer'))
+    const hello = decodeHello(await withDeadline(raw, helloTimeoutMs, 'the peer', () => readExactly(raw, HELLO_BYTES, 'the peer'), 'hello'))
     const serverNonce = newNonce()
     const encrypt = security.encrypt
     // Answered in this daemon's own mode: a peer in the other mode learns it and says so.
@@ -67,7 +67,8 @@ export function connectSecure(raw: net.Socket, security: Security, where: string
   })
 }
 
-async function withDeadline<T>(raw: net.Socket, timeoutMs: number, what: string, run: () => Promise<T>): Promise<T> {
+/** step: what the peer must finish in time, in the error (the whole handshake, or its first message). */
+async function withDeadline<T>(raw: net.Socket, timeoutMs: number, what: string, run: () => Promise<T>, step = 'handshake'): Promise<T> {
   raw.setNoDelay(true)
   // Errors surface as 'close' to the reads below; this listener keeps them from being thrown.
   raw.on('error', () => undefined)
@@ -79,7 +80,7 @@ async function withDeadline<T>(raw: net.Socket, timeoutMs: number, what: string,
   try {
     return await run()
   } catch (err) {
-    if (timedOut) throw new LoamError('timeout', `${what}: no handshake within ${timeoutMs} ms`)
+    if (timedOut) throw new LoamError('timeout', `${what}: no ${step} within ${timeoutMs} ms`)
     throw err
   } finally {
     clearTimeout(timer)

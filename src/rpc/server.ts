@@ -3,8 +3,9 @@
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { Counter, Histogram, type Registry } from 'prom-client'
-import { CALLS_PER_CONNECTION_MAX, HANDSHAKES_IN_FLIGHT_MAX, RPC_TIMEOUT_DEFAULT_MS, RPC_TIMEOUT_MAX_MS, STREAMS_PER_CONNECTION_MAX } from '../limits.js'
+import { CALLS_PER_CONNECTION_MAX, HANDSHAKES_IN_FLIGHT_MAX, HANDSHAKES_PER_ADDRESS_MAX, RPC_TIMEOUT_DEFAULT_MS, RPC_TIMEOUT_MAX_MS, STREAMS_PER_CONNECTION_MAX } from '../limits.js'
 import type { Address } from '../common/address.js'
+import { checkCaller } from '../common/validate.js'
 import type { Logger } from '../common/log.js'
 import type { Security } from './auth.js'
 import { LoamError, toLoamError } from './errors.js'
@@ -74,8 +75,10 @@ export class RpcServer<S extends ServiceSpec> {
   private readonly server: net.Server
   private readonly connections = new Set<ConnectionState>()
   private readonly metrics: (RpcMetrics & { service: string }) | undefined
-  /** Connections still proving they hold the cluster secret. */
-  private readonly handshaking = new Set<net.Socket>()
+  /** Connections still proving they hold the cluster secret, with their remote address (gone from a closed socket). */
+  private readonly handshaking = new Map<net.Socket, string>()
+  /** The same, by remote address, oldest first. */
+  private readonly handshakingByAddress = new Map<string, Set<net.Socket>>()
   private readonly security: Security
   /** Connections refused at the handshake, for /metrics and /status. */
   refusedConnections = 0
@@ -104,30 +107,54 @@ export class RpcServer<S extends ServiceSpec> {
   }
 
   async close(): Promise<void> {
-    for (const raw of this.handshaking) raw.destroy()
+    for (const raw of this.handshaking.keys()) raw.destroy()
     for (const c of this.connections) c.socket.destroy()
     await new Promise<void>((resolve) => this.server.close(() => resolve()))
   }
 
   private handshake(raw: net.Socket): void {
-    if (this.handshaking.size >= HANDSHAKES_IN_FLIGHT_MAX) {
+    if (this.handshaking.size >= HANDSHAKES_IN_FLIGHT_MAX && !this.evictCrowdedHandshake()) {
       this.refusedConnections++
       raw.destroy()
       return
     }
-    this.handshaking.add(raw)
+    const address = raw.remoteAddress ?? ''
+    this.handshaking.set(raw, address)
+    const fromAddress = this.handshakingByAddress.get(address) ?? new Set()
+    this.handshakingByAddress.set(address, fromAddress.add(raw))
     acceptSecure(raw, this.security).then(
       (socket) => {
-        this.handshaking.delete(raw)
+        this.forgetHandshake(raw)
         this.accept(socket)
       },
       (err: Error) => {
-        this.handshaking.delete(raw)
+        this.forgetHandshake(raw)
         this.refusedConnections++
         raw.destroy()
         this.log.warn({ peer: raw.remoteAddress, err: err.message }, 'refused a connection at the handshake')
       },
     )
+  }
+
+  /** With every slot taken: the oldest handshake of the address holding the most, if that is over its share. */
+  private evictCrowdedHandshake(): boolean {
+    let crowded: Set<net.Socket> | undefined
+    for (const sockets of this.handshakingByAddress.values()) if (!crowded || sockets.size > crowded.size) crowded = sockets
+    if (!crowded || crowded.size <= HANDSHAKES_PER_ADDRESS_MAX) return false
+    const [oldest] = crowded
+    // Its handshake then fails and is counted and logged as refused.
+    this.forgetHandshake(oldest!)
+    oldest!.destroy()
+    return true
+  }
+
+  private forgetHandshake(raw: net.Socket): void {
+    const address = this.handshaking.get(raw)
+    if (address === undefined) return
+    this.handshaking.delete(raw)
+    const sockets = this.handshakingByAddress.get(address)
+    sockets?.delete(raw)
+    if (sockets?.size === 0) this.handshakingByAddress.delete(address)
   }
 
   private accept(raw: net.Socket): void {
@@ -167,6 +194,13 @@ export class RpcServer<S extends ServiceSpec> {
       conn.socket.send({ id: header.id, kind: FrameKind.ERROR, error: { code: 'invalid-argument', message: `malformed ${method} request: ${(err as Error).message}` } })
       return
     }
+    try {
+      checkCaller(header.user ?? '', header.groups ?? [])
+    } catch (err) {
+      const e = err as LoamError
+      conn.socket.send({ id: header.id, kind: FrameKind.ERROR, error: { code: e.code, message: e.message } })
+      return
+    }
     const timeoutMs = Math.min(header.timeoutMs || RPC_TIMEOUT_DEFAULT_MS, RPC_TIMEOUT_MAX_MS)
     const ctx: CallContext = {
       method,
@@ -190,7 +224,10 @@ export class RpcServer<S extends ServiceSpec> {
     }
     const startedMs = performance.now()
     let code = 'ok'
-    conn.inFlight++
+    // Only unary calls stop the reading: an open stream needs its DATA frames read (and is bounded by
+    // STREAMS_PER_CONNECTION_MAX and its own queue), so streams counted here would stall each other.
+    const unary = spec.kind !== 'stream'
+    if (unary) conn.inFlight++
     if (conn.inFlight >= CALLS_PER_CONNECTION_MAX && !conn.paused) {
       conn.paused = true
       conn.socket.socket.pause()
@@ -215,7 +252,7 @@ export class RpcServer<S extends ServiceSpec> {
         // a queue that paused the socket would otherwise hold up every later call on the connection.
         ctx.stream?.queue.finish()
         conn.streams.delete(header.id)
-        conn.inFlight--
+        if (unary) conn.inFlight--
         if (conn.paused && conn.inFlight < CALLS_PER_CONNECTION_MAX / 2) {
           conn.paused = false
           conn.socket.socket.resume()

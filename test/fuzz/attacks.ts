@@ -10,17 +10,21 @@ import { isErrorCode } from '../../src/rpc/errors.js'
 import type { Frame } from '../../src/rpc/frame.js'
 import { FrameKind, type BlockRef, type DatanodeInfo } from '../../src/rpc/messages.js'
 import { codecs, type Codec } from '../../src/rpc/schema.js'
-import { DatanodeService, NamenodeService } from '../../src/rpc/service.js'
+import { AgentService, DatanodeService, NamenodeService, SchedulerService } from '../../src/rpc/service.js'
 import { BlockOp } from '../helpers/tokens.js'
 import {
   blockIdAbsent,
   fuzzToken,
   tokenProblem,
+  agentCall,
+  AGENT_METHODS,
   datanodeCall,
   DATANODE_UNARY_METHODS,
   headerFields,
   namenodeCall,
   NAMENODE_METHODS,
+  schedulerCall,
+  SCHEDULER_METHODS,
   NAMENODE_RULES,
   scratchBlockId,
   unusedBlockId,
@@ -45,7 +49,7 @@ const STREAM_TIMEOUTS_MS = [300, 1000, 2000]
 
 export interface Target {
   name: string
-  role: 'namenode' | 'datanode'
+  role: 'namenode' | 'datanode' | 'scheduler' | 'agent'
   rpc: Endpoint
   http: Endpoint
   pid: number
@@ -165,10 +169,19 @@ async function open(env: AttackEnv, kind: string, t: Target, ep: Endpoint = t.rp
   }
 }
 
-/** A valid call each daemon answers at once: what a probe after an attack sends. */
-function probe(t: Target): { method: string; body: Uint8Array; expectKind: FrameKind } {
-  if (t.role === 'namenode') return { method: 'GetFileInfo', body: codecs.PathRequest.encode({ path: '/' }), expectKind: FrameKind.RESPONSE }
-  return { method: 'InspectReplica', body: codecs.InspectReplicaRequest.encode({ blockId: 2 ** 41 }), expectKind: FrameKind.ERROR }
+/** A valid call each daemon answers at once: what a probe after an attack (and a health check) sends. */
+export function probe(t: Pick<Target, 'role'>): { method: string; body: Uint8Array; expectKind: FrameKind } {
+  switch (t.role) {
+    case 'namenode':
+      return { method: 'GetFileInfo', body: codecs.PathRequest.encode({ path: '/' }), expectKind: FrameKind.RESPONSE }
+    case 'datanode':
+      return { method: 'InspectReplica', body: codecs.InspectReplicaRequest.encode({ blockId: 2 ** 41 }), expectKind: FrameKind.ERROR }
+    case 'scheduler':
+      return { method: 'ClusterState', body: codecs.Empty.encode({}), expectKind: FrameKind.RESPONSE }
+    case 'agent':
+      // A task this agent never ran: not-found.
+      return { method: 'ReadLog', body: codecs.ReadLogRequest.encode({ taskId: 'fz-none', stream: 'stdout', offsetBytes: 0, maxBytes: 0 }), expectKind: FrameKind.ERROR }
+  }
 }
 
 /** Sends a probe on conn and requires an answer (closing instead is allowed only when mayClose). */
@@ -194,8 +207,24 @@ async function expectClosed(env: AttackEnv, kind: string, t: Target, conn: RawCo
   if (conn.decodeError) env.rec.fail({ kind, target: t.name, what: 'the daemon sent bytes that are not frames', detail: conn.decodeError.message, attack: env.attack })
 }
 
+const SERVICES = { namenode: NamenodeService, datanode: DatanodeService, scheduler: SchedulerService, agent: AgentService }
+
 function serviceOf(t: Target): Record<string, { kind: string; request: Codec<unknown>; response: Codec<unknown> }> {
-  return (t.role === 'namenode' ? NamenodeService : DatanodeService) as unknown as Record<string, { kind: string; request: Codec<unknown>; response: Codec<unknown> }>
+  return SERVICES[t.role] as unknown as Record<string, { kind: string; request: Codec<unknown>; response: Codec<unknown> }>
+}
+
+/** A well-formed call with hostile arguments for the target's service. */
+function hostileCall(t: Target, rng: Rng, world: World, method: string | undefined): GenCall {
+  switch (t.role) {
+    case 'namenode':
+      return namenodeCall(rng, world, method)
+    case 'datanode':
+      return datanodeCall(rng, world, method)
+    case 'scheduler':
+      return schedulerCall(rng, world, method)
+    case 'agent':
+      return agentCall(rng, world, method)
+  }
 }
 
 // ---------------------------------------------------------------- raw bytes and broken frames
@@ -518,7 +547,7 @@ const hostileCalls: Attack = async (env, t) => {
   if (!conn) return
   const calls: Array<{ id: number; call: GenCall; response: Codec<unknown> }> = []
   for (let i = 0; i < (env.method ? 4 : rng.int(1, 6)); i++) {
-    const call = t.role === 'namenode' ? namenodeCall(rng, world, env.method) : datanodeCall(rng, world, env.method)
+    const call = hostileCall(t, rng, world, env.method)
     const h = headerFields(rng)
     if (!(await sendCall(conn, 200 + i, call, h))) continue
     rec.request(`call/${call.method}`)
@@ -965,7 +994,7 @@ const floodsFailed = new Set<string>()
 /** Where a hostile peer can put strings the namenode may keep: each must be dropped or bounded. */
 const FLOOD_SINKS: ReadonlyArray<{ sink: string; method: string; request: (name: string, w: World) => unknown }> = [
   { sink: 'RenewLease client names', method: 'RenewLease', request: (name) => ({ clientName: name }) },
-  { sink: 'ReportBadBlocks node ids', method: 'ReportBadBlocks', request: (name, w) => ({ replicas: [{ block: w.realBlocks[0]?.block ?? { id: 1, genStamp: 1, lengthBytes: 0 }, nodeId: name }] }) },
+  { sink: 'ReportBadBlocks node ids', method: 'ReportBadBlocks', request: (name, w) => ({ replicas: [{ block: w.realBlocks[0]?.block ?? { id: 1, genStamp: 1, lengthBytes: 0 }, nodeId: name }], path: '' }) },
   { sink: 'Heartbeat node ids', method: 'Heartbeat', request: (name) => ({ nodeId: name, capacityBytes: 0, usedBytes: 0, remainingBytes: 0, activeTransfers: 0, failedCopies: [] }) },
   { sink: 'GetBlockLocations reader nodes', method: 'GetBlockLocations', request: (name) => ({ path: '/health', offsetBytes: 0, lengthBytes: 0, readerNode: name }) },
   { sink: 'AttachVolume node ids', method: 'AttachVolume', request: (name) => ({ name: 'fz-0', nodeId: name, force: false }) },
@@ -1106,34 +1135,41 @@ export interface AttackKind {
 export const ATTACKS: readonly AttackKind[] = [
   { name: 'hostile-call', weight: 30, roles: ['namenode'], run: hostileCalls },
   { name: 'hostile-dn-call', weight: 6, roles: ['datanode'], run: hostileCalls },
+  { name: 'hostile-sched-call', weight: 6, roles: ['scheduler'], run: hostileCalls },
+  { name: 'hostile-agent-call', weight: 2, roles: ['agent'], run: hostileCalls },
   { name: 'session', weight: 8, roles: ['namenode'], run: fileSession },
   { name: 'xattrs', weight: 3, roles: ['namenode'], run: xattrModel },
   { name: 'write', weight: 10, roles: ['datanode'], run: writeBlock },
   { name: 'read', weight: 6, roles: ['datanode'], run: readBlock },
-  { name: 'random-bytes', weight: 4, roles: ['namenode', 'datanode'], run: randomBytes },
-  { name: 'bad-length', weight: 4, roles: ['namenode', 'datanode'], run: badLength },
-  { name: 'max-frame', weight: 1, roles: ['namenode', 'datanode'], run: maxFrame },
-  { name: 'truncated', weight: 4, roles: ['namenode', 'datanode'], run: truncated },
-  { name: 'garbage-header', weight: 4, roles: ['namenode', 'datanode'], run: garbageHeader },
-  { name: 'bad-body', weight: 4, roles: ['namenode', 'datanode'], run: badBody },
-  { name: 'unknown-method', weight: 3, roles: ['namenode', 'datanode'], run: unknownMethod },
-  { name: 'stray-frames', weight: 2, roles: ['namenode', 'datanode'], run: strayFrames },
-  { name: 'id-edges', weight: 2, roles: ['namenode', 'datanode'], run: idEdges },
-  { name: 'reused-ids', weight: 2, roles: ['namenode', 'datanode'], run: reusedIds },
+  { name: 'random-bytes', weight: 4, roles: ['namenode', 'datanode', 'scheduler', 'agent'], run: randomBytes },
+  { name: 'bad-length', weight: 4, roles: ['namenode', 'datanode', 'scheduler', 'agent'], run: badLength },
+  { name: 'max-frame', weight: 1, roles: ['namenode', 'datanode', 'scheduler', 'agent'], run: maxFrame },
+  { name: 'truncated', weight: 4, roles: ['namenode', 'datanode', 'scheduler', 'agent'], run: truncated },
+  { name: 'garbage-header', weight: 4, roles: ['namenode', 'datanode', 'scheduler', 'agent'], run: garbageHeader },
+  { name: 'bad-body', weight: 4, roles: ['namenode', 'datanode', 'scheduler', 'agent'], run: badBody },
+  { name: 'unknown-method', weight: 3, roles: ['namenode', 'datanode', 'scheduler', 'agent'], run: unknownMethod },
+  { name: 'stray-frames', weight: 2, roles: ['namenode', 'datanode', 'scheduler', 'agent'], run: strayFrames },
+  { name: 'id-edges', weight: 2, roles: ['namenode', 'datanode', 'scheduler', 'agent'], run: idEdges },
+  { name: 'reused-ids', weight: 2, roles: ['namenode', 'datanode', 'scheduler', 'agent'], run: reusedIds },
   { name: 'many-streams', weight: 1, roles: ['namenode', 'datanode'], run: manyStreams },
-  { name: 'many-connections', weight: 1, roles: ['namenode', 'datanode'], run: manyConnections },
+  { name: 'many-connections', weight: 1, roles: ['namenode', 'datanode', 'scheduler', 'agent'], run: manyConnections },
   { name: 'unsolicited-data', weight: 1, roles: ['datanode'], run: unsolicitedData },
   { name: 'http', weight: 5, roles: ['namenode', 'datanode'], run: httpGarbage },
   { name: 'flood', weight: 1, roles: ['namenode'], run: flood },
   { name: 'outsider', weight: 3, roles: ['namenode', 'datanode'], run: outsider },
 ]
 
-export const ALL_METHODS = { namenode: NAMENODE_METHODS as string[], datanode: [...DATANODE_UNARY_METHODS, 'WriteBlock', 'ReadBlock'] as string[] }
+export const ALL_METHODS = { namenode: NAMENODE_METHODS as string[], datanode: [...DATANODE_UNARY_METHODS, 'WriteBlock', 'ReadBlock'] as string[], scheduler: SCHEDULER_METHODS as string[], agent: AGENT_METHODS as string[] }
+
+/** The attack that calls one method of a role's service with hostile arguments. */
+const HOSTILE_CALL: Record<Target['role'], string> = { namenode: 'hostile-call', datanode: 'hostile-dn-call', scheduler: 'hostile-sched-call', agent: 'hostile-agent-call' }
 
 /** The first attacks of every run call each method of both services once (a few calls each), so even a short run covers them all. */
 const SWEEP: ReadonlyArray<{ role: Target['role']; method: string }> = [
   ...ALL_METHODS.namenode.map((method) => ({ role: 'namenode' as const, method })),
   ...ALL_METHODS.datanode.map((method) => ({ role: 'datanode' as const, method })),
+  ...ALL_METHODS.scheduler.map((method) => ({ role: 'scheduler' as const, method })),
+  ...ALL_METHODS.agent.map((method) => ({ role: 'agent' as const, method })),
   { role: 'namenode', method: 'flood' },
 ]
 
@@ -1142,7 +1178,7 @@ export function chooseAttack(i: number, rng: Rng, targets: readonly Target[]): {
   const sweep = SWEEP[i]
   if (sweep) {
     const target = rng.pick(targets.filter((t) => t.role === sweep.role))
-    const name = sweep.method === 'WriteBlock' ? 'write' : sweep.method === 'ReadBlock' ? 'read' : sweep.method === 'flood' ? 'flood' : sweep.role === 'namenode' ? 'hostile-call' : 'hostile-dn-call'
+    const name = sweep.method === 'WriteBlock' ? 'write' : sweep.method === 'ReadBlock' ? 'read' : sweep.method === 'flood' ? 'flood' : HOSTILE_CALL[sweep.role]
     return { kind: ATTACKS.find((a) => a.name === name)!, target, method: name.startsWith('hostile') ? sweep.method : undefined }
   }
   const kind = rng.weighted(ATTACKS.map((a) => [a.weight, a] as const))

@@ -10,12 +10,14 @@ import {
   BLOCK_SIZE_MAX_BYTES,
   BLOCK_SIZE_MIN_BYTES,
   CHUNK_BYTES,
+  JOB_SPEC_BYTES_MAX,
   LIST_PAGE_ENTRIES_MAX,
   NAME_BYTES_MAX,
   PATH_BYTES_MAX,
   PATH_COMPONENTS_MAX,
   REPLICATION_MAX,
   REPLICATION_MIN,
+  SERVICE_INSTANCES_MAX,
   SYMLINK_TARGET_BYTES_MAX,
   VOLUME_SIZE_MAX_BYTES,
   XATTR_NAME_BYTES_MAX,
@@ -24,10 +26,8 @@ import {
 import { parseAddress } from '../../src/common/address.js'
 import type * as m from '../../src/rpc/messages.js'
 import type { Codec } from '../../src/rpc/schema.js'
-import { DatanodeService, NamenodeService, type DatanodeServiceSpec, type NamenodeServiceSpec, type RequestOf } from '../../src/rpc/service.js'
-import { BlockOp, blockToken } from '../helpers/tokens.js'
-import { blockTokenKey, verifyBlockToken } from '../../src/rpc/block-token.js'
-import { processSecurity } from '../../src/rpc/security.js'
+import { AgentService, DatanodeService, NamenodeService, SchedulerService, type AgentServiceSpec, type DatanodeServiceSpec, type NamenodeServiceSpec, type RequestOf, type SchedulerServiceSpec } from '../../src/rpc/service.js'
+import { BlockOp, blockToken, blockTokenRefusal } from '../helpers/tokens.js'
 import { Rng } from '../helpers/rng.js'
 
 // ---------------------------------------------------------------- randomness
@@ -500,7 +500,7 @@ export const NAMENODE_REQUESTS: NnBuilders = {
   DeleteSnapshot: (rng) => ({ volume: volumeName(rng), snapshot: snapshotName(rng) }),
   RestoreSnapshot: (rng) => ({ volume: volumeName(rng), snapshot: snapshotName(rng), to: volumeName(rng) }),
   // Only nodes that do not exist: a report naming a real node is believed, by design.
-  ReportBadBlocks: (rng, w) => ({ replicas: Array.from({ length: rng.int(0, 4) }, () => ({ block: blockRef(rng, w), nodeId: rng.pick(FAKE_NODE_IDS) })) }),
+  ReportBadBlocks: (rng, w) => ({ replicas: Array.from({ length: rng.int(0, 4) }, () => ({ block: blockRef(rng, w), nodeId: rng.pick(FAKE_NODE_IDS) })), path: hostilePath(rng) }),
   DatanodeReport: () => ({}),
   AnnounceScheduler: (rng) => ({ rpcAddress: rng.pick(['127.0.0.1:1', '', ':', 'host', '127.0.0.1:0', '127.0.0.1:99999', '::1:5', 'x'.repeat(300)]), httpAddress: rng.pick(['127.0.0.1:2', '', 'junk']) }),
   Decommission: (rng) => ({ nodeId: rng.pick(FAKE_NODE_IDS), recommission: rng.chance(0.5) }),
@@ -510,7 +510,7 @@ export const NAMENODE_REQUESTS: NnBuilders = {
 }
 
 /**
- * The fuzzer holds the cluster secret, so it can mint block access tokens:
+ * The fuzzer reads the namenode's block keys (as its user may), so it can mint block access tokens:
  * mostly valid ones (to reach what lies behind the check), sometimes none,
  * garbage, or one for another block or operation (each refused).
  */
@@ -528,12 +528,8 @@ export function fuzzToken(rng: Rng, blockId: number | undefined, op: BlockOp): U
 
 /** Why a datanode must refuse token for blockId (the text of its error), or undefined when the token opens it. */
 export function tokenProblem(token: Uint8Array | undefined, blockId: number, ops: readonly BlockOp[]): string | undefined {
-  try {
-    verifyBlockToken(blockTokenKey(processSecurity().secret), token, blockId, ops, Date.now())
-    return undefined
-  } catch (err) {
-    return `a block access token that does not open the block ('${(err as Error).message}')`
-  }
+  const refusal = blockTokenRefusal(token, blockId, ops)
+  return refusal === undefined ? undefined : `a block access token that does not open the block ('${refusal}')`
 }
 
 export const DATANODE_REQUESTS: DnBuilders = {
@@ -615,4 +611,109 @@ export function headerFields(rng: Rng): { timeoutMs: number; user: string; group
       [5, -1],
     ]),
   }
+}
+
+// ---------------------------------------------------------------- the scheduler and the agents
+
+/** Agent ids no real agent has: a fake one registering or heartbeating must not displace a real one. */
+const FAKE_AGENT_IDS = ['fz-agent-1', 'fz-agent-2', '', 'a'.repeat(300), '\0', '__proto__', 'constructor']
+/** Job, task and service ids: the fuzzer's own, odd ones, and none. */
+const SCHED_IDS = ['fz-job-1', 'fz-job-2', 'fz-svc-1', 'fz-job-1/0', '', 'x'.repeat(10_000), '\0', '../../etc/passwd', '__proto__', '%s%n', '😀']
+
+/** A job or service spec: mostly refused (bad JSON, bad fields, over a limit); a valid one runs 'true' only. */
+function specJson(rng: Rng, service: boolean): string {
+  const id = rng.pick(['fz-job-1', 'fz-job-2', 'fz-svc-1', 'BAD ID', '', '../x'])
+  return rng.weighted<() => string>([
+    [15, () => rng.bytes(rng.int(0, 200)).toString('latin1')],
+    [10, () => rng.pick(['', '{', 'null', '[]', '"x"', '1e400', '{"__proto__":{"cmd":"true"}}', '{"constructor":{}}'])],
+    [10, () => JSON.stringify({ id, cmd: 'true', instances: rng.pick([-1, 0, 1.5, 1e9, 'many']), cpus: rng.pick([0, -1, 1e308, 'x']) })],
+    [10, () => JSON.stringify({ id, cmd: 'true', env: rng.pick([{ 'BAD NAME': 'x' }, Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`V${i}`, 'x'])), { A: 1 }]) })],
+    [5, () => JSON.stringify({ id, cmd: 'true', input: rng.pick(['relative', `${SANDBOX}/*`, '/nothing/*', `${SANDBOX}/${'a/'.repeat(600)}`]) })],
+    [5, () => JSON.stringify({ id, cmd: 'true', unknownField: 1 })],
+    [5, () => `{"id":"${id}","cmd":"true","pad":"${'p'.repeat(rng.int(1000, 300_000))}"}`],
+    // Services are deployed with no instances: a crash-looping 'true' would only make load.
+    [10, () => JSON.stringify(service ? { id: 'fz-svc-1', cmd: 'true', instances: 0 } : { id, cmd: 'true', instances: rng.int(1, 2), cpus: 0.01, mem: 1, retries: 0 })],
+  ])()
+}
+
+function taskStates(rng: Rng): m.TaskState[] {
+  return Array.from({ length: rng.int(0, 4) }, () => ({ taskId: rng.pick(SCHED_IDS), state: rng.pick(['RUNNING', 'FINISHED', 'FAILED', 'LOST', '', 'BOGUS']), exitCode: rng.int(-1, 255), message: rng.pick(['', 'm'.repeat(5000)]), health: rng.pick(['', 'HEALTHY', 'UNHEALTHY', 'x']) }))
+}
+
+type SchedMethod = keyof SchedulerServiceSpec
+type SchedRequests = { [K in SchedMethod]: (rng: Rng) => RequestOf<SchedulerServiceSpec[K]> }
+type AgentMethod = keyof AgentServiceSpec
+type AgentRequests = { [K in AgentMethod]: (rng: Rng) => RequestOf<AgentServiceSpec[K]> }
+
+const SCHEDULER_REQUESTS: SchedRequests = {
+  RegisterAgent: (rng) => ({ agentId: rng.pick(FAKE_AGENT_IDS), nodeId: rng.pick(FAKE_NODE_IDS), rack: rng.pick(['/r1', '', 'r'.repeat(300)]), host: rng.pick(['127.0.0.1', '', '::1', 'h'.repeat(300)]), rpcPort: u32(rng), cpus: rng.pick([0, -1, 0.5, 1e308, Number.NaN]), memMib: u64(rng), diskMib: u64(rng), tasks: taskStates(rng) }),
+  AgentHeartbeat: (rng) => ({ agentId: rng.pick(FAKE_AGENT_IDS), tasks: taskStates(rng) }),
+  SubmitJob: (rng) => ({ json: specJson(rng, false) }),
+  JobStatus: (rng) => ({ id: rng.pick(SCHED_IDS) }),
+  ListJobs: () => ({}),
+  KillJob: (rng) => ({ id: rng.pick(SCHED_IDS) }),
+  TaskLocation: (rng) => ({ id: rng.pick(SCHED_IDS) }),
+  DeployService: (rng) => ({ json: specJson(rng, true) }),
+  ServiceStatus: (rng) => ({ id: rng.pick(SCHED_IDS) }),
+  ListServices: () => ({}),
+  // Never a count that would start tasks: 0, or over the limit.
+  ScaleService: (rng) => ({ id: rng.pick(SCHED_IDS), instances: rng.pick([0, SERVICE_INSTANCES_MAX + 1, 2 ** 32 - 1]) }),
+  RemoveService: (rng) => ({ id: rng.pick(SCHED_IDS) }),
+  ClusterState: () => ({}),
+}
+
+const AGENT_REQUESTS: AgentRequests = {
+  ReadLog: (rng) => ({ taskId: rng.pick(SCHED_IDS), stream: rng.pick(['stdout', 'stderr', '', '../stdout', 'stdout\0', '/etc/passwd', 'x'.repeat(1000)]), offsetBytes: u64(rng), maxBytes: u32(rng) }),
+}
+
+type SchedRules = { [K in SchedMethod]: (req: RequestOf<SchedulerServiceSpec[K]>, w: World) => Expect }
+type AgentRules = { [K in AgentMethod]: (req: RequestOf<AgentServiceSpec[K]>, w: World) => Expect }
+
+function specProblem(json: string): string | undefined {
+  if (json.length > JOB_SPEC_BYTES_MAX) return `a spec of ${json.length} bytes`
+  try {
+    const v: unknown = JSON.parse(json)
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? undefined : 'a spec that is not a JSON object'
+  } catch {
+    return 'a spec that is not JSON'
+  }
+}
+
+/** What the scheduler must refuse. */
+export const SCHEDULER_RULES: SchedRules = {
+  RegisterAgent: (r) => refuse(r.agentId === '' ? 'an agent without an id' : undefined),
+  AgentHeartbeat: () => ({}),
+  SubmitJob: (r) => refuse(specProblem(r.json)),
+  JobStatus: () => ({}),
+  ListJobs: () => ({}),
+  KillJob: () => ({}),
+  TaskLocation: () => ({}),
+  DeployService: (r) => refuse(specProblem(r.json)),
+  ServiceStatus: () => ({}),
+  ListServices: () => ({}),
+  ScaleService: (r) => refuse(r.instances > SERVICE_INSTANCES_MAX ? `${r.instances} instances` : undefined),
+  RemoveService: () => ({}),
+  ClusterState: () => ({}),
+}
+
+/** What an agent must refuse: a log stream other than stdout or stderr (no path reaches outside a sandbox). */
+export const AGENT_RULES: AgentRules = {
+  ReadLog: (r) => refuse(r.stream === 'stdout' || r.stream === 'stderr' ? undefined : `log stream ${JSON.stringify(r.stream.slice(0, 20))}`),
+}
+
+export const SCHEDULER_METHODS = Object.keys(SchedulerService) as SchedMethod[]
+export const AGENT_METHODS = Object.keys(AgentService) as AgentMethod[]
+
+/** One well-formed scheduler call with hostile arguments (of method, or of one picked at random). */
+export function schedulerCall(rng: Rng, w: World, name?: string): GenCall {
+  const method = (name as SchedMethod | undefined) ?? rng.pick(SCHEDULER_METHODS)
+  const spec = SchedulerService[method] as { request: Codec<unknown> }
+  return encodeCall(spec.request, method, SCHEDULER_REQUESTS[method](rng), SCHEDULER_RULES[method] as (req: never, w: World) => Expect, w)
+}
+
+/** One well-formed agent call with hostile arguments. */
+export function agentCall(rng: Rng, w: World, name?: string): GenCall {
+  const method = (name as AgentMethod | undefined) ?? rng.pick(AGENT_METHODS)
+  const spec = AgentService[method] as { request: Codec<unknown> }
+  return encodeCall(spec.request, method, AGENT_REQUESTS[method](rng), AGENT_RULES[method] as (req: never, w: World) => Expect, w)
 }

@@ -16,7 +16,7 @@ import { FrameKind } from '../../src/rpc/messages.js'
 import { codecs } from '../../src/rpc/schema.js'
 import { startCluster, type TestCluster } from '../helpers/cluster.js'
 import { Cleanups, pattern } from '../helpers/data.js'
-import { ALL_METHODS, ATTACKS, CALL_WAIT_MS, chooseAttack, Slowloris, type AttackEnv, type Failure, type Recorder, type Target } from './attacks.js'
+import { ALL_METHODS, ATTACKS, CALL_WAIT_MS, chooseAttack, probe, Slowloris, type AttackEnv, type Failure, type Recorder, type Target } from './attacks.js'
 import { diffTrees, isAlive, LogScanner, logTail, namespaceProblems, roundTrip, rssBytes, SENTINEL_FILES, snapshotTree, within, type HealthFile } from './checks.js'
 import { Rng } from '../helpers/rng.js'
 import { attackSeed, ODD_NAMES, SANDBOX, SNAPSHOT_NAMES, VOLUME_NAMES, type World } from './generators.js'
@@ -154,11 +154,15 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     const targets: Target[] = [
       { name: 'namenode', role: 'namenode', rpc: parseAddress(rec.namenode.rpc), http: parseAddress(rec.namenode.http), pid: rec.namenode.pid },
       ...nodes.map((n) => ({ name: n.id, role: 'datanode' as const, rpc: parseAddress(n.rpc), http: parseAddress(n.http), pid: n.pid })),
+      { name: 'scheduler', role: 'scheduler', rpc: parseAddress(rec.scheduler.rpc), http: parseAddress(rec.scheduler.http), pid: rec.scheduler.pid },
+      // An agent shares its node's process (and HTTP port) with the datanode.
+      ...nodes.map((n) => ({ name: `agent-${n.id}`, role: 'agent' as const, rpc: parseAddress(n.agentRpc!), http: parseAddress(n.http), pid: n.pid })),
     ]
-    const logs = new Map<string, string>([['namenode', path.join(rec.namenode.data, 'log')], ...nodes.map((n) => [n.id, path.join(n.data, 'log')] as [string, string])])
+    const logs = new Map<string, string>([['namenode', path.join(rec.namenode.data, 'log')], ['scheduler', path.join(rec.scheduler.data, 'log')], ...nodes.map((n) => [n.id, path.join(n.data, 'log')] as [string, string])])
+    const logOf = (t: Target): string => logs.get(t.role === 'agent' ? t.name.slice('agent-'.length) : t.name)!
     const scanner = new LogScanner(logs)
     const world: World = { nodeIds: nodes.map((n) => n.id), realBlocks: [], dataDirs: new Map(nodes.map((n) => [n.id, n.data])) }
-    const st = new Stats((name) => (name === 'namenode' ? 'namenode' : name.startsWith('dn') ? 'datanode' : name), log)
+    const st = new Stats((name) => targets.find((t) => t.name === name)?.role ?? name, log)
     stats = st
     const before = await snapshotTree(root, [c.dir])
     const client = new LoamClient({ namenode: parseAddress(rec.namenode.rpc), timeoutMs: 15_000, shortCircuit: false })
@@ -166,7 +170,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
     const healthFiles: HealthFile[] = []
     const healthRng = new Rng(attackSeed(seed, -1))
     const fuzzEndMs = Date.now() + opts.seconds * 1000
-    log(`loam fuzz: seed ${seed}, ${opts.seconds} s against a namenode and ${rec.nodes.length} datanodes in ${c.dir}`)
+    log(`loam fuzz: seed ${seed}, ${opts.seconds} s against a namenode, a scheduler and ${rec.nodes.length} nodes (datanode and agent) in ${c.dir}`)
 
     const fail = (what: string, detail: string, target = 'cluster'): void => st.fail({ kind: 'health', target, what, detail, attack: -1 })
 
@@ -175,7 +179,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       let up = true
       for (const t of targets) {
         if (!isAlive(t.pid)) {
-          fail(`${t.role} process died`, `${t.name} (pid ${t.pid}); its log ends:\n${await logTail(logs.get(t.name)!)}`, t.name)
+          fail(`${t.role} process died`, `${t.name} (pid ${t.pid}); its log ends:\n${await logTail(logOf(t))}`, t.name)
           up = false
           continue
         }
@@ -193,12 +197,14 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
               fail(`${t.role} does not accept connections`, `${t.name}: ${conn.message}`, t.name)
               continue
             }
-            const body = t.role === 'namenode' ? codecs.Empty.encode({}) : codecs.InspectReplicaRequest.encode({ blockId: 2 ** 41 })
-            conn.send(requestFrame(1, t.role === 'namenode' ? 'DatanodeReport' : 'InspectReplica', body))
+            const p = t.role === 'namenode' ? { method: 'DatanodeReport', body: codecs.Empty.encode({}), expectKind: FrameKind.RESPONSE } : probe(t)
+            conn.send(requestFrame(1, p.method, p.body))
             const answer = await conn.final(1, CALL_WAIT_MS)
             conn.destroy()
             if (answer === 'timeout' || answer === 'closed') fail(`${t.role} stopped answering`, `${t.name}: a valid call on a fresh connection: ${answer === 'closed' ? 'closed' : `no answer in ${CALL_WAIT_MS} ms`}`, t.name)
-            else if (answer.header.kind !== (t.role === 'namenode' ? FrameKind.RESPONSE : FrameKind.ERROR)) fail(`${t.role} answers a valid call wrongly`, `${t.name}: ${JSON.stringify(answer.header.error)}`, t.name)
+            else if (answer.header.kind !== p.expectKind) fail(`${t.role} answers a valid call wrongly`, `${t.name}: ${JSON.stringify(answer.header.error)}`, t.name)
+            // The scheduler's /status is its cluster state; an agent's HTTP port is its node's (checked as the datanode's).
+            if (t.role === 'scheduler' || t.role === 'agent') continue
             try {
               const res = await fetch(`http://${t.http.host}:${t.http.port}/status`, { signal: AbortSignal.timeout(CALL_WAIT_MS) })
               const json = (await res.json()) as { role?: string }
@@ -237,7 +243,7 @@ export async function runFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       }
       const changed = diffTrees(before, await snapshotTree(root, [c.dir]))
       for (const line of changed) fail('a file outside the cluster directory was touched', line)
-      for (const f of await scanner.scan()) fail(`the ${f.role === 'namenode' ? 'namenode' : 'datanode'} logged ${f.what.slice(0, 100)}`, `${f.role}: ${f.line}`, f.role)
+      for (const f of await scanner.scan()) fail(`the ${f.role === 'namenode' || f.role === 'scheduler' ? f.role : 'datanode'} logged ${f.what.slice(0, 100)}`, `${f.role}: ${f.line}`, f.role)
       return true
     }
 
@@ -358,8 +364,9 @@ export function formatReport(r: FuzzReport): string[] {
   lines.push(`loam fuzz: seed ${r.seed}, ${r.seconds} s of attacks (${secs(r.elapsedMs)} in all), ${r.attacks} attacks, ${r.rounds} health checks${r.aborted ? ', ABORTED' : ''}`)
   lines.push(`attacks by kind: ${Object.entries(r.attacksByKind).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ')}`)
   const covered = new Set(Object.keys(r.requests).map((k) => (k.startsWith('write/') ? 'WriteBlock' : k === 'read' ? 'ReadBlock' : k.split('/').pop()!)))
-  const missing = [...ALL_METHODS.namenode, ...ALL_METHODS.datanode].filter((mm) => !covered.has(mm))
-  lines.push(`methods called with hostile arguments: ${ALL_METHODS.namenode.length + ALL_METHODS.datanode.length - missing.length} of ${ALL_METHODS.namenode.length + ALL_METHODS.datanode.length}${missing.length ? ` (not this run: ${missing.join(', ')})` : ''}`)
+  const all = Object.values(ALL_METHODS).flat()
+  const missing = all.filter((mm) => !covered.has(mm))
+  lines.push(`methods called with hostile arguments: ${all.length - missing.length} of ${all.length}${missing.length ? ` (not this run: ${missing.join(', ')})` : ''}`)
   lines.push('requests and outcomes:')
   const width = Math.max(...Object.keys(r.requests).map((k) => k.length), 10)
   for (const [kind, n] of Object.entries(r.requests).sort((a, b) => a[0].localeCompare(b[0]))) {

@@ -12,6 +12,7 @@ import { parseAddress } from '../../src/common/address.js'
 import { createLogger } from '../../src/common/log.js'
 import { INSECURE_ENV, SECRET_FILE_ENV, writeSecretFile } from '../../src/rpc/security.js'
 import { detachLazily } from '../../src/scheduler/volume-mounts.js'
+import { useBlockKeysOf } from './tokens.js'
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 
@@ -220,6 +221,7 @@ export async function startCluster(t: Teardown, opts: ClusterOptions = {}): Prom
     return (await readFile(readyFile, 'utf8').catch(() => '')) !== ''
   }, 60_000, 'the cluster to come up')
   started.cluster = new TestCluster(dir, JSON.parse(await readFile(readyFile, 'utf8')) as ClusterRecord, up, opts.insecure)
+  useBlockKeysOf(started.cluster.record.namenode.argv)
   return started.cluster
 }
 
