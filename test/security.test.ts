@@ -37,8 +37,13 @@ test.after.always(async () => {
 
 /** `loam ARGS` as another process, optionally as another uid/gid, with the env given. */
 function loamAs(args: string[], env: NodeJS.ProcessEnv, ids: { uid: number; gid: number } | undefined = undefined): Promise<CliResult> {
+  return nodeAs([CLI, ...args], env, ids)
+}
+
+/** `node ARGV` as another process, optionally as another uid/gid, with the env given. */
+function nodeAs(argv: string[], env: NodeJS.ProcessEnv, ids: { uid: number; gid: number } | undefined): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...c.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd: '/', ...ids })
+    const child = spawn(process.execPath, argv, { env: { ...c.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd: '/', ...ids })
     const out: Buffer[] = []
     let err = ''
     child.stdout.on('data', (b: Buffer) => out.push(b))
@@ -50,8 +55,8 @@ function loamAs(args: string[], env: NodeJS.ProcessEnv, ids: { uid: number; gid:
 
 let nobodySecret: Promise<string> | undefined
 
-/** `loam ARGS` as user nobody, with a copy of the cluster secret that user may read: membership is not the question here, permission is. */
-function loamAsNobody(args: string[]): Promise<CliResult> {
+/** A copy of the cluster secret that user nobody may read: membership is not the question for nobody, permission is. */
+function secretForNobody(): Promise<string> {
   nobodySecret ??= (async () => {
     const secret = path.join(scratch, 'nobody-secret')
     await copyFile(c.record.secretFile, secret)
@@ -59,7 +64,12 @@ function loamAsNobody(args: string[]): Promise<CliResult> {
     await chown(scratch, NOBODY, NOBODY)
     return secret
   })()
-  return nobodySecret.then((secret) => loamAs(args, { LOAM_SECRET_FILE: secret }, { uid: NOBODY, gid: NOBODY }))
+  return nobodySecret
+}
+
+/** `loam ARGS` as user nobody. */
+async function loamAsNobody(args: string[]): Promise<CliResult> {
+  return loamAs(args, { LOAM_SECRET_FILE: await secretForNobody() }, { uid: NOBODY, gid: NOBODY })
 }
 
 async function putFile(remote: string, data: Buffer): Promise<LocatedBlock> {
@@ -147,6 +157,39 @@ test.serial("write on a directory does not let a user remove another user's 0700
   t.is((await loamAsNobody(['fs', 'mkdir', '-p', '/open/mine/sub'])).code, 0)
   t.is((await loamAsNobody(['fs', 'rm', '-r', '/open/mine'])).code, 0)
   t.false(await root.exists('/open/mine'))
+})
+
+/** As user nobody: one namenode call made with the client library, claiming the user and groups given; prints its outcome. */
+async function callAsNobody(user: string, groups: string[], file: string): Promise<CliResult> {
+  const lib = (m: string): string => JSON.stringify(new URL(`../src/${m}`, import.meta.url).href)
+  const script = `
+    import { RpcClient } from ${lib('rpc/client.js')}
+    import { NamenodeService } from ${lib('rpc/service.js')}
+    import { parseAddress } from ${lib('common/address.js')}
+    const [addr, user, groups, file] = process.argv.slice(1)
+    const rpc = new RpcClient(parseAddress(addr), NamenodeService, { peerName: 'namenode', user, groups: JSON.parse(groups) })
+    try {
+      const got = await rpc.call('GetBlockLocations', { path: file, offsetBytes: 0, lengthBytes: 0, readerNode: '' })
+      console.log('read', got.blocks.length)
+    } catch (err) {
+      console.log(err.code, err.message)
+    } finally {
+      rpc.close()
+    }`
+  const secret = await secretForNobody()
+  return nodeAs(['--input-type=module', '-e', script, c.namenode, user, JSON.stringify(groups), file], { LOAM_SECRET_FILE: secret }, { uid: NOBODY, gid: NOBODY })
+}
+
+test.serial('a process on a namenode\'s machine acts as the OS user that runs it, whatever user or groups it claims', async (t) => {
+  await putFile('/bound/root-only', pattern(10, 7))
+  const root = c.client()
+  await root.chmod('/bound/root-only', 0o640)
+  const claimsRoot = await callAsNobody('root', ['root'], '/bound/root-only')
+  t.regex(claimsRoot.stdout.toString(), /^permission this connection comes from OS user nobody on this machine and calls as 'root'/)
+  const claimsGroup = await callAsNobody('nobody', ['root'], '/bound/root-only')
+  t.regex(claimsGroup.stdout.toString(), /^permission .*user nobody needs read permission/, "the groups are this machine's for nobody, not the claimed root")
+  await root.chmod('/bound/root-only', 0o644)
+  t.is((await callAsNobody('nobody', ['nogroup'], '/bound/root-only')).stdout.toString().trim(), 'read 1', 'as itself it reads what it may')
 })
 
 test.serial("a client's report of a corrupt replica counts only for a file it reads, and only once the replica's node confirms it", async (t) => {

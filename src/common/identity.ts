@@ -63,3 +63,24 @@ export function processIdentity(): { user: string; groups: string[] } {
   // A call names at most GROUPS_PER_CALLER_MAX groups: the primary group and the first others.
   return { user, groups: [...new Set(gids.map((gid) => ids.group(gid)))].slice(0, GROUPS_PER_CALLER_MAX) }
 }
+
+/**
+ * The name and groups (primary first) this machine's files give a uid: how a
+ * server names the user behind a local connection, whatever that peer claims.
+ */
+export function osUserOf(uid: number): { user: string; groups: string[] } {
+  const ids = new Identities()
+  const user = ids.user(uid)
+  const entry = lines('/etc/passwd').find((f) => Number(f[2]) === uid)
+  const primary = entry ? [ids.group(Number(entry[3]))] : []
+  const others = lines('/etc/group').filter((f) => (f[3] ?? '').split(',').includes(user)).map((f) => f[0]!)
+  return { user, groups: [...new Set([...primary, ...others])].slice(0, GROUPS_PER_CALLER_MAX) }
+}
+
+function lines(file: string): string[][] {
+  try {
+    return readFileSync(file, 'utf8').split('\n').map((l) => l.split(':'))
+  } catch {
+    return []
+  }
+}

@@ -12,6 +12,7 @@ import { LoamError, toLoamError } from './errors.js'
 import type { Frame } from './frame.js'
 import { FramedSocket, FrameStream } from './framed-socket.js'
 import { FrameKind } from './messages.js'
+import { boundUser, checkClaim, peerUid, type OsUser } from './peer-credentials.js'
 import { acceptSecure } from './secure-channel.js'
 import { processSecurity } from './security.js'
 import type { RequestOf, ResponseOf, ServiceSpec } from './service.js'
@@ -37,6 +38,8 @@ export class ServerStream extends FrameStream {}
 
 interface ConnectionState {
   socket: FramedSocket
+  /** The OS user behind a connection from this machine that may act only as itself (see peer-credentials.ts). */
+  osUser: OsUser | undefined
   inFlight: number
   paused: boolean
   streams: Map<number, ServerStream>
@@ -122,10 +125,11 @@ export class RpcServer<S extends ServiceSpec> {
     this.handshaking.set(raw, address)
     const fromAddress = this.handshakingByAddress.get(address) ?? new Set()
     this.handshakingByAddress.set(address, fromAddress.add(raw))
-    acceptSecure(raw, this.security).then(
-      (socket) => {
+    // The kernel knows who opened a local connection before the peer says a word: looked up beside the handshake.
+    Promise.all([acceptSecure(raw, this.security), peerUid(raw)]).then(
+      ([socket, uid]) => {
         this.forgetHandshake(raw)
-        this.accept(socket)
+        this.accept(socket, boundUser(uid))
       },
       (err: Error) => {
         this.forgetHandshake(raw)
@@ -157,8 +161,8 @@ export class RpcServer<S extends ServiceSpec> {
     if (sockets?.size === 0) this.handshakingByAddress.delete(address)
   }
 
-  private accept(raw: net.Socket): void {
-    const state: ConnectionState = { socket: undefined as unknown as FramedSocket, inFlight: 0, paused: false, streams: new Map() }
+  private accept(raw: net.Socket, osUser: OsUser | undefined): void {
+    const state: ConnectionState = { socket: undefined as unknown as FramedSocket, osUser, inFlight: 0, paused: false, streams: new Map() }
     state.socket = new FramedSocket(
       raw,
       (frame) => this.onFrame(state, frame),
@@ -196,6 +200,7 @@ export class RpcServer<S extends ServiceSpec> {
     }
     try {
       checkCaller(header.user ?? '', header.groups ?? [])
+      checkClaim(conn.osUser, header.user ?? '')
     } catch (err) {
       const e = err as LoamError
       conn.socket.send({ id: header.id, kind: FrameKind.ERROR, error: { code: e.code, message: e.message } })
@@ -205,7 +210,8 @@ export class RpcServer<S extends ServiceSpec> {
     const ctx: CallContext = {
       method,
       user: header.user ?? '',
-      groups: header.groups ?? [],
+      // A bound connection's groups are the machine's, not the peer's word (HDFS maps groups on the server too).
+      groups: conn.osUser?.groups ?? header.groups ?? [],
       epoch: header.epoch ?? 0,
       remoteAddress: conn.socket.remoteAddress,
       deadlineMs: Date.now() + timeoutMs,
