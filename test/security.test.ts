@@ -9,7 +9,7 @@ import test from 'ava'
 import { RpcClient } from '../src/rpc/client.js'
 import { LoamError } from '../src/rpc/errors.js'
 import type { LocatedBlock } from '../src/rpc/messages.js'
-import { DatanodeService, NamenodeService } from '../src/rpc/service.js'
+import { DatanodeService, NamenodeService, SchedulerService } from '../src/rpc/service.js'
 import { parseAddress } from '../src/common/address.js'
 import { writeSecretFile } from '../src/rpc/security.js'
 import { CLI, sleep, startCluster, waitFor, type CliResult, type TestCluster } from './helpers/cluster.js'
@@ -190,6 +190,19 @@ test.serial('a process on a namenode\'s machine acts as the OS user that runs it
   t.regex(claimsGroup.stdout.toString(), /^permission .*user nobody needs read permission/, "the groups are this machine's for nobody, not the claimed root")
   await root.chmod('/bound/root-only', 0o644)
   t.is((await callAsNobody('nobody', ['nogroup'], '/bound/root-only')).stdout.toString().trim(), 'read 1', 'as itself it reads what it may')
+})
+
+test.serial("only the scheduler's own user (or root) registers or reports as an agent", async (t) => {
+  const agentsBefore = (await c.loam(['job', 'agents', '--json'])).stdout.toString()
+  const id = 'evil-agent'
+  const mallory = new RpcClient(parseAddress(c.scheduler), SchedulerService, { peerName: 'scheduler', user: 'mallory', groups: ['mallory'] })
+  t.teardown(() => mallory.close())
+  const register = await t.throwsAsync(mallory.call('RegisterAgent', { agentId: id, nodeId: '', rack: '/evil', host: '127.0.0.1', rpcPort: 1, cpus: 64, memMib: 65536, diskMib: 0, tasks: [] }))
+  t.is((register as LoamError).code, 'permission')
+  t.regex(register!.message, /user mallory may not register or report as an agent/)
+  const beat = await t.throwsAsync(mallory.call('AgentHeartbeat', { agentId: id, tasks: [] }))
+  t.is((beat as LoamError).code, 'permission')
+  t.is((await c.loam(['job', 'agents', '--json'])).stdout.toString(), agentsBefore, 'no agent joined')
 })
 
 test.serial("a client's report of a corrupt replica counts only for a file it reads, and only once the replica's node confirms it", async (t) => {

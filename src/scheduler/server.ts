@@ -8,6 +8,7 @@ import { Gauge, Registry } from 'prom-client'
 import { formatAddress, type Address } from '../common/address.js'
 import { startStatusServer } from '../common/http.js'
 import type { Logger } from '../common/log.js'
+import { processIdentity } from '../common/identity.js'
 import { mkdirp } from '../common/mkdirp.js'
 import { LoamClient } from '../client/client.js'
 import { AGENT_DEAD_AFTER_DEFAULT_MS, AGENT_HEARTBEAT_DEFAULT_MS, FINISHED_JOBS_KEPT, JOB_SPEC_BYTES_MAX, RECONCILE_GRACE_DEFAULT_MS, SCHEDULER_ANNOUNCE_INTERVAL_MS, SERVICE_INSTANCES_MAX } from '../limits.js'
@@ -63,6 +64,8 @@ const SERVICE_TICK_MS = 500
 
 export class Scheduler {
   private readonly core: SchedulerCore
+  /** The OS user this scheduler runs as: the agents' user. */
+  private readonly ownUser = processIdentity().user
   private readonly agents = new Map<string, AgentEntry>()
   /** Task records by the id of their current launch (`${taskId}.${attempt}`). */
   private readonly byLaunch = new Map<string, { job: JobRecord; task: TaskRecord }>()
@@ -139,11 +142,13 @@ export class Scheduler {
 
   private handlers(): Handlers<SchedulerServiceSpec> {
     return {
-      RegisterAgent: (req) => {
+      RegisterAgent: (req, ctx) => {
+        this.checkAgentCaller(ctx)
         this.register(req)
         return { heartbeatIntervalMs: this.heartbeatMs }
       },
-      AgentHeartbeat: async (req) => {
+      AgentHeartbeat: async (req, ctx) => {
+        this.checkAgentCaller(ctx)
         const agent = this.agents.get(req.agentId)
         if (!agent) return { launch: [], kill: [], forget: [], reregister: true }
         agent.lastSeenMs = this.now()
@@ -204,6 +209,13 @@ export class Scheduler {
   }
 
   // ---------------------------------------------------------------- agents
+
+  /** Agents run as the scheduler's own user or root: anyone else registering or reporting as one could take over a real agent's id. */
+  private checkAgentCaller(ctx: CallContext): void {
+    if (ctx.user !== 'root' && ctx.user !== this.ownUser) {
+      throw new LoamError('permission', `user ${ctx.user} may not register or report as an agent: agents run as ${this.ownUser} (the scheduler's user) or root`)
+    }
+  }
 
   private register(req: RegisterAgentRequest): void {
     if (!req.agentId) throw new LoamError('invalid-argument', 'an agent registers with an id')
