@@ -5,7 +5,7 @@ import test from 'ava'
 import type { ServiceStatusJson } from '../src/cli/service-commands.js'
 import { parseAddress } from '../src/common/address.js'
 import { RpcClient } from '../src/rpc/client.js'
-import { toLoamError } from '../src/rpc/errors.js'
+import { toLoamError, type LoamError } from '../src/rpc/errors.js'
 import { SchedulerService, type SchedulerServiceSpec } from '../src/rpc/service.js'
 import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
 import { restartSchedulerBehindPausedNode } from './helpers/paused-node.js'
@@ -144,7 +144,7 @@ test('a service with a volume runs where its replicas are, and after kill -9 of 
   }
 })
 
-test("a deploy uses only the requester's own volumes (or any, as the superuser), and a refused deploy creates none", async (t) => {
+test("a deploy uses only the requester's own volumes (or any, as the superuser), a refused deploy creates none, and only the owner (or the superuser) scales, removes or kills what they started", async (t) => {
   const c = await startCluster(t, { nodes: 1, racks: 1 })
   const nn = c.client()
   const alice = { user: 'alice', groups: ['alice'] }
@@ -167,6 +167,19 @@ test("a deploy uses only the requester's own volumes (or any, as the superuser),
   await as(alice).call('DeployService', spec('own', 'theirs', 'mine'))
   t.is((await nn.nn.call('GetVolume', { name: 'mine' })).volume!.owner, 'alice', 'a new volume belongs to the requester')
   await until(c, 'own', (s) => s.tasks[0]!.state === 'RUNNING', "alice's service to run on her volumes")
+
+  // What alice started is hers to change: another user is refused, with nothing changed.
+  const mallory = as({ user: 'mallory', groups: ['mallory'] })
+  const refusal = (p: Promise<unknown>): Promise<LoamError | undefined> => p.then(() => undefined, (err: unknown) => toLoamError(err))
+  t.regex((await refusal(mallory.call('ScaleService', { id: 'own', instances: 0 })))?.message ?? '', /^service own belongs to user alice, not mallory: only its owner or the superuser may scale it$/)
+  t.is((await refusal(mallory.call('RemoveService', { id: 'own' })))?.code, 'permission')
+  t.is((await until(c, 'own', (s) => s.tasks.length === 1, 'the service as it was')).state, 'RUNNING')
+  await as(alice).call('SubmitJob', { json: JSON.stringify({ id: 'alices-job', cmd: 'exec sleep 1000', cpus: 0.25, mem: 32 }) })
+  t.regex((await refusal(mallory.call('KillJob', { id: 'alices-job' })))?.message ?? '', /^job alices-job belongs to user alice, not mallory: only its owner or the superuser may kill it$/)
+  t.is((await refusal(mallory.call('SubmitJob', { json: JSON.stringify({ id: 'alices-job', cmd: 'true', cpus: 0.25, mem: 32 }) })))?.code, 'exists', 'a running job is not replaced')
+  await as(alice).call('KillJob', { id: 'alices-job' })
+  t.regex((await refusal(mallory.call('SubmitJob', { json: JSON.stringify({ id: 'alices-job', cmd: 'true', cpus: 0.25, mem: 32 }) })))?.message ?? '', /job id alices-job is taken by a job of user alice/, "an ended job's id stays its owner's")
+  t.is((await c.loam(['job', 'kill', 'alices-job'])).code, 0, 'the superuser kills any job')
 
   // The cluster's own user (the namenode's) is the superuser: any volume will do.
   await nn.nn.call('CreateVolume', { name: 'spare', sizeBytes: 16 * 1024 * 1024, replication: 1, blockSizeBytes: 0 }, alice)

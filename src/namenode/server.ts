@@ -704,6 +704,7 @@ export class Namenode {
         return {}
       },
       DatanodeReport: () => this.datanodeReport(),
+      WhoAmI: (_req, ctx) => this.principal(ctx),
       AnnounceScheduler: (req, ctx) => {
         checkSuperuser(this.principal(ctx), 'announce a scheduler')
         const address = parseAddress(req.rpcAddress, 'scheduler address')

@@ -197,6 +197,7 @@ export interface DatanodeReportResponse {
 }
 
 export interface DecommissionRequest { nodeId: string; recommission: boolean }
+export interface WhoAmIResponse { user: string; groups: string[]; superuser: boolean }
 export interface SchedulerAnnouncement { rpcAddress: string; httpAddress: string }
 
 export interface RegisterDatanodeRequest {

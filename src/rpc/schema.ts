@@ -96,6 +96,7 @@ export const codecs = {
   DatanodeReportResponse: codec<m.DatanodeReportResponse>('DatanodeReportResponse'),
   DecommissionRequest: codec<m.DecommissionRequest>('DecommissionRequest'),
   SchedulerAnnouncement: codec<m.SchedulerAnnouncement>('SchedulerAnnouncement'),
+  WhoAmIResponse: codec<m.WhoAmIResponse>('WhoAmIResponse'),
   RegisterDatanodeRequest: codec<m.RegisterDatanodeRequest>('RegisterDatanodeRequest'),
   RegisterDatanodeResponse: codec<m.RegisterDatanodeResponse>('RegisterDatanodeResponse'),
   HeartbeatRequest: codec<m.HeartbeatRequest>('HeartbeatRequest'),

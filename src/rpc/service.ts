@@ -60,6 +60,7 @@ export const NamenodeService = {
   DatanodeReport: unary(codecs.Empty, codecs.DatanodeReportResponse),
   Decommission: unary(codecs.DecommissionRequest, codecs.DatanodeReportResponse),
   AnnounceScheduler: unary(codecs.SchedulerAnnouncement, codecs.Empty),
+  WhoAmI: unary(codecs.Empty, codecs.WhoAmIResponse),
   // datanodes
   RegisterDatanode: unary(codecs.RegisterDatanodeRequest, codecs.RegisterDatanodeResponse),
   Heartbeat: unary(codecs.HeartbeatRequest, codecs.HeartbeatResponse),

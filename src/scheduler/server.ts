@@ -21,7 +21,8 @@ import { splitInput } from './input.js'
 import { parseJobSpec } from './job-spec.js'
 import { PREFERRED_NODES_PER_TASK_MAX } from './limits.js'
 import * as R from './resources.js'
-import { Services, type Requester, type ServiceHost } from './services.js'
+import { mayManage, requester, type Requester } from './owners.js'
+import { Services, type ServiceHost } from './services.js'
 import type { ServiceCandidate } from './service-placement.js'
 import { StateFile, type JobRecord, type TaskRecord } from './state.js'
 
@@ -163,16 +164,19 @@ export class Scheduler {
         await this.state.flush()
         return { launch, kill, forget, reregister: false }
       },
-      SubmitJob: async (req) => {
+      SubmitJob: async (req, ctx) => {
         if (req.json.length > JOB_SPEC_BYTES_MAX) throw new LoamError('invalid-argument', `job spec is over ${JOB_SPEC_BYTES_MAX} bytes`)
-        const job = await this.submit(req.json)
+        const job = await this.submit(req.json, requester(ctx))
         await this.state.flush()
         return { json: JSON.stringify(this.jobStatus(job)) }
       },
       JobStatus: (req) => ({ json: JSON.stringify(this.jobStatus(this.mustJob(req.id))) }),
       ListJobs: () => ({ json: JSON.stringify([...this.state.jobs.values()].map((j) => ({ id: j.id, state: j.state, role: j.spec.role, tasks: j.tasks.length, finished: j.tasks.filter((t) => t.state === 'FINISHED').length }))) }),
-      KillJob: async (req) => {
+      KillJob: async (req, ctx) => {
         const job = this.mustJob(req.id)
+        if (!(await mayManage(this.nn, job.user, requester(ctx)))) {
+          throw new LoamError('permission', `job ${job.id} belongs to user ${job.user ?? 'the superuser'}, not ${requester(ctx).user}: only its owner or the superuser may kill it`)
+        }
         this.endJob(job, 'KILLED')
         await this.state.flush()
         return { json: JSON.stringify(this.jobStatus(job)) }
@@ -199,8 +203,8 @@ export class Scheduler {
         await this.state.flush()
         return { json: JSON.stringify(this.services.status(svc.id)) }
       },
-      RemoveService: async (req) => {
-        const svc = this.services.remove(req.id)
+      RemoveService: async (req, ctx) => {
+        const svc = await this.services.remove(req.id, requester(ctx))
         await this.state.flush()
         return { json: JSON.stringify(this.services.status(svc.id)) }
       },
@@ -396,11 +400,12 @@ export class Scheduler {
 
   // ---------------------------------------------------------------- jobs
 
-  private async submit(text: string): Promise<JobRecord> {
+  private async submit(text: string, who: Requester): Promise<JobRecord> {
     const spec = parseJobSpec(text)
     if (this.state.services.has(spec.id)) throw new LoamError('exists', `job id ${spec.id} is a service's id; choose another`)
     const existing = this.state.jobs.get(spec.id)
     if (existing?.state === 'RUNNING') throw new LoamError('exists', `job ${spec.id} is running; kill it first or use another id`)
+    if (existing && !(await mayManage(this.nn, existing.user, who))) throw new LoamError('permission', `job id ${spec.id} is taken by a job of user ${existing.user ?? 'the superuser'}; choose another`)
     const need = R.resources(spec.cpus, spec.mem)
     if (![...this.agents.keys()].some((id) => R.fits(need, this.core.agent(id)!.total))) {
       throw new LoamError('invalid-argument', `job spec: cpus ${spec.cpus} and mem ${spec.mem} MiB are more than any agent has (${this.agents.size} registered; see 'loam job agents')`)
@@ -425,7 +430,7 @@ export class Scheduler {
         preferredRacks: split?.racks ?? [],
       }
     })
-    const job: JobRecord = { id: spec.id, spec, state: 'RUNNING', submittedMs: Date.now(), finishedMs: 0, tasks }
+    const job: JobRecord = { id: spec.id, spec, user: who.user, state: 'RUNNING', submittedMs: Date.now(), finishedMs: 0, tasks }
     if (existing) for (const t of existing.tasks) this.byTask.delete(t.id)
     this.state.jobs.set(job.id, job)
     for (const t of tasks) this.byTask.set(t.id, { job, task: t })
@@ -610,12 +615,6 @@ export class Scheduler {
     })
     g('loam_scheduler_agents', 'Registered agents', [], (set) => set({}, this.agents.size))
   }
-}
-
-/** The caller as the namenode would see it (src/namenode/server.ts principal()). */
-function requester(ctx: CallContext): Requester {
-  const user = ctx.user || 'nobody'
-  return { user, groups: ctx.groups.length > 0 ? ctx.groups : [user] }
 }
 
 function launchId(task: TaskRecord): string {

@@ -11,6 +11,7 @@ import type { Logger } from '../common/log.js'
 import { SERVICES_MAX } from '../limits.js'
 import { checkVolumeName } from '../volumes/volume.js'
 import { parseServiceSpec, type ServiceDefinition } from './job-spec.js'
+import { mayManage, type Requester } from './owners.js'
 import * as R from './resources.js'
 import { instanceVolumeName, placeService, restartDelayMs, type ServiceCandidate } from './service-placement.js'
 import type { InstanceRecord, ServiceRecord, StateFile } from './state.js'
@@ -32,12 +33,6 @@ export interface ServiceHost {
   launch(agentId: string, task: LaunchTask): void
   kill(agentId: string, launch: string): void
   namenode: string
-}
-
-/** Who asked for a deploy or a scale: volumes are created as, and must belong to, this user. */
-export interface Requester {
-  user: string
-  groups: string[]
 }
 
 export function serviceLaunchId(svc: ServiceRecord, inst: InstanceRecord): string {
@@ -92,7 +87,7 @@ export class Services {
       throw new LoamError('invalid-argument', `service spec: cpus ${spec.cpus} and mem ${spec.mem} MiB are more than any ${spec.volumes.length ? 'agent with a datanode' : 'agent'} has (${agents.length} registered)`)
     }
     await this.prepareVolumes(spec, 0, spec.instances, requester)
-    const svc: ServiceRecord = { id: spec.id, spec, state: 'RUNNING', createdMs: Date.now(), instances: Array.from({ length: spec.instances }, (_, i) => newInstance(spec, i)) }
+    const svc: ServiceRecord = { id: spec.id, spec, user: requester.user, state: 'RUNNING', createdMs: Date.now(), instances: Array.from({ length: spec.instances }, (_, i) => newInstance(spec, i)) }
     this.state.services.set(svc.id, svc)
     this.state.changed()
     this.log.info({ service: svc.id, instances: spec.instances, volumes: spec.volumes.map((v) => v.name) }, 'service deployed')
@@ -101,7 +96,7 @@ export class Services {
   }
 
   async scale(id: string, instances: number, requester: Requester): Promise<ServiceRecord> {
-    const svc = this.must(id)
+    const svc = await this.mustManage(id, requester, 'scale')
     if (svc.state !== 'RUNNING') throw new LoamError('invalid-argument', `service ${id} is being removed`)
     const current = svc.spec.instances
     if (instances > current) await this.prepareVolumes(svc.spec, current, instances, requester)
@@ -117,11 +112,17 @@ export class Services {
     return svc
   }
 
-  remove(id: string): ServiceRecord {
-    const svc = this.must(id)
+  async remove(id: string, requester: Requester): Promise<ServiceRecord> {
+    const svc = await this.mustManage(id, requester, 'remove')
     svc.state = 'REMOVING'
     this.stopBeyond(svc, 0, 'the service was removed')
     this.state.changed()
+    return svc
+  }
+
+  private async mustManage(id: string, who: Requester, verb: string): Promise<ServiceRecord> {
+    const svc = this.must(id)
+    if (!(await mayManage(this.nn, svc.user, who))) throw new LoamError('permission', `service ${id} belongs to user ${svc.user ?? 'the superuser'}, not ${who.user}: only its owner or the superuser may ${verb} it`)
     return svc
   }
 
@@ -310,16 +311,9 @@ export class Services {
     }
   }
 
-  /**
-   * Whether the requester may use a volume someone else owns: only as the superuser. The
-   * namenode alone knows who that is, so it is asked to detach the (unattached) volume as the
-   * requester, which changes nothing and is refused by the volume-owner rule.
-   */
+  /** A volume someone else owns is the superuser's to use. */
   private async checkVolumeOwner(name: string, owner: string, requester: Requester): Promise<void> {
-    try {
-      await this.nn.nn.call('DetachVolume', { name }, { user: requester.user, groups: requester.groups })
-    } catch (err) {
-      if (toLoamError(err).code !== 'permission') throw err
+    if (!(await mayManage(this.nn, owner, requester))) {
       throw new LoamError('permission', `service spec: volumes: volume ${name} belongs to user ${owner}, not ${requester.user}; name a volume of your own`)
     }
   }

@@ -32,6 +32,8 @@ export interface TaskRecord {
 export interface JobRecord {
   id: string
   spec: JobDefinition
+  /** Who submitted it: only they (or the superuser) kill it. Absent in state kept before owners were: the superuser's. */
+  user?: string
   state: JobStateName
   submittedMs: number
   finishedMs: number
@@ -62,6 +64,8 @@ export interface InstanceRecord {
 export interface ServiceRecord {
   id: string
   spec: ServiceDefinition
+  /** Who deployed it: only they (or the superuser) scale or remove it. Absent in state kept before owners were: the superuser's. */
+  user?: string
   /** REMOVING: every instance is being stopped; the record goes once none runs. */
   state: 'RUNNING' | 'REMOVING'
   createdMs: number

@@ -355,6 +355,7 @@ export const NAMENODE_RULES: NnRules = {
     },
   }),
   AnnounceScheduler: (r) => refuse(addressProblem(r.rpcAddress)),
+  WhoAmI: () => ({}),
   Decommission: (r, w) => refuse(w.nodeIds.includes(r.nodeId) ? undefined : `decommissioning unknown datanode '${r.nodeId.slice(0, 40)}'`),
   RegisterDatanode: (r) => {
     const n = r.node
@@ -502,6 +503,7 @@ export const NAMENODE_REQUESTS: NnBuilders = {
   // Only nodes that do not exist: a report naming a real node is believed, by design.
   ReportBadBlocks: (rng, w) => ({ replicas: Array.from({ length: rng.int(0, 4) }, () => ({ block: blockRef(rng, w), nodeId: rng.pick(FAKE_NODE_IDS) })), path: hostilePath(rng) }),
   DatanodeReport: () => ({}),
+  WhoAmI: () => ({}),
   AnnounceScheduler: (rng) => ({ rpcAddress: rng.pick(['127.0.0.1:1', '', ':', 'host', '127.0.0.1:0', '127.0.0.1:99999', '::1:5', 'x'.repeat(300)]), httpAddress: rng.pick(['127.0.0.1:2', '', 'junk']) }),
   Decommission: (rng) => ({ nodeId: rng.pick(FAKE_NODE_IDS), recommission: rng.chance(0.5) }),
   RegisterDatanode: (rng) => ({ node: nodeInfo(rng), capacityBytes: u64(rng), usedBytes: u64(rng), remainingBytes: u64(rng) }),
