@@ -2,7 +2,7 @@
 // at the handshake, the namenode's permission checks for another OS user, and
 // the datanodes' block access tokens.
 import { spawn } from 'node:child_process'
-import { chown, copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, chown, copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import test from 'ava'
@@ -203,6 +203,38 @@ test.serial("only the scheduler's own user (or root) registers or reports as an 
   const beat = await t.throwsAsync(mallory.call('AgentHeartbeat', { agentId: id, tasks: [] }))
   t.is((beat as LoamError).code, 'permission')
   t.is((await c.loam(['job', 'agents', '--json'])).stdout.toString(), agentsBefore, 'no agent joined')
+})
+
+/** Lets every user reach the agents' work directories, as an operator of a multi-user cluster does (mode 0711 up from /tmp). */
+async function openWorkDirs(): Promise<void> {
+  for (const node of c.record.nodes) {
+    for (let dir = node.argv[node.argv.indexOf('--work') + 1]!; dir.startsWith(os.tmpdir() + path.sep); dir = path.dirname(dir)) await chmod(dir, 0o711)
+  }
+}
+
+test.serial('a job runs as the OS user who submitted it, and its tasks act as that user in the cluster', async (t) => {
+  await openWorkDirs()
+  await putFile('/locked/only-root', pattern(10, 8))
+  const root = c.client()
+  await root.chmod('/locked/only-root', 0o600)
+  await root.mkdirs('/drop', { parents: true })
+  await root.chmod('/drop', 0o777)
+  const spec = path.join(scratch, 'as-nobody.json')
+  await writeFile(spec, JSON.stringify({ id: 'as-nobody', cmd: 'id -un; loam fs cat /locked/only-root; echo "cat $?"; id -un | loam fs put - /drop/made', cpus: 0.1, mem: 32 }))
+  await chown(spec, NOBODY, NOBODY)
+  const run = await loamAsNobody(['job', 'run', spec, '--wait'])
+  t.is(run.code, 0, run.stderr)
+  const logs = await loamAsNobody(['logs', 'as-nobody.0'])
+  t.regex(logs.stdout.toString(), /^nobody\ncat 1\n$/, 'it ran as nobody, and as nobody could not read a 0600 file of root')
+  t.is((await root.stat('/drop/made')).owner, 'nobody', 'what it wrote is its user\'s')
+
+  // A task of a user this machine does not have fails, and says why.
+  const ghost = new RpcClient(parseAddress(c.scheduler), SchedulerService, { peerName: 'scheduler', user: 'ghost', groups: ['ghost'] })
+  t.teardown(() => ghost.close())
+  await ghost.call('SubmitJob', { json: JSON.stringify({ id: 'as-ghost', cmd: 'true', cpus: 0.1, mem: 32, retries: 0 }) })
+  await waitFor(async () => JSON.parse((await c.loam(['job', 'status', 'as-ghost', '--json'])).stdout.toString()).state === 'FAILED', 30_000, 'the job of a missing user to fail')
+  const status = JSON.parse((await c.loam(['job', 'status', 'as-ghost', '--json'])).stdout.toString()) as { tasks: Array<{ message: string }> }
+  t.regex(status.tasks[0]!.message, /not started: user ghost does not exist on this machine/)
 })
 
 test.serial("a client's report of a corrupt replica counts only for a file it reads, and only once the replica's node confirms it", async (t) => {

@@ -147,8 +147,9 @@ test('a service with a volume runs where its replicas are, and after kill -9 of 
 test("a deploy uses only the requester's own volumes (or any, as the superuser), a refused deploy creates none, and only the owner (or the superuser) scales, removes or kills what they started", async (t) => {
   const c = await startCluster(t, { nodes: 1, racks: 1 })
   const nn = c.client()
-  const alice = { user: 'alice', groups: ['alice'] }
-  await nn.nn.call('CreateVolume', { name: 'theirs', sizeBytes: 16 * 1024 * 1024, replication: 1, blockSizeBytes: 0 }, alice)
+  // A user this machine has: tasks run as the user who started them.
+  const owner = { user: 'nobody', groups: ['nogroup'] }
+  await nn.nn.call('CreateVolume', { name: 'theirs', sizeBytes: 16 * 1024 * 1024, replication: 1, blockSizeBytes: 0 }, owner)
   const as = (who: { user: string; groups: string[] }): RpcClient<SchedulerServiceSpec> => {
     const client = new RpcClient(parseAddress(c.scheduler), SchedulerService, { peerName: 'scheduler', ...who })
     t.teardown(() => client.close())
@@ -160,29 +161,29 @@ test("a deploy uses only the requester's own volumes (or any, as the superuser),
     .call('DeployService', spec('steal', 'fresh', 'theirs'))
     .then(() => undefined, (err: unknown) => toLoamError(err))
   t.is(refused?.code, 'permission')
-  t.regex(refused?.message ?? '', /^service spec: volumes: volume theirs belongs to user alice, not mallory; .*$/)
+  t.regex(refused?.message ?? '', /^service spec: volumes: volume theirs belongs to user nobody, not mallory; .*$/)
   t.is(await nn.nn.call('GetVolume', { name: 'fresh' }).then(() => 'exists', (err: unknown) => toLoamError(err).code), 'not-found', 'the volume listed before the refused one was not created')
   t.is((await c.loam(['service', 'status', 'steal'])).code, 1, 'nothing deployed')
 
-  await as(alice).call('DeployService', spec('own', 'theirs', 'mine'))
-  t.is((await nn.nn.call('GetVolume', { name: 'mine' })).volume!.owner, 'alice', 'a new volume belongs to the requester')
-  await until(c, 'own', (s) => s.tasks[0]!.state === 'RUNNING', "alice's service to run on her volumes")
+  await as(owner).call('DeployService', spec('own', 'theirs', 'mine'))
+  t.is((await nn.nn.call('GetVolume', { name: 'mine' })).volume!.owner, 'nobody', 'a new volume belongs to the requester')
+  await until(c, 'own', (s) => s.tasks[0]!.state === 'RUNNING', "the owner's service to run on its volumes")
 
-  // What alice started is hers to change: another user is refused, with nothing changed.
+  // What a user started is theirs to change: another user is refused, with nothing changed.
   const mallory = as({ user: 'mallory', groups: ['mallory'] })
   const refusal = (p: Promise<unknown>): Promise<LoamError | undefined> => p.then(() => undefined, (err: unknown) => toLoamError(err))
-  t.regex((await refusal(mallory.call('ScaleService', { id: 'own', instances: 0 })))?.message ?? '', /^service own belongs to user alice, not mallory: only its owner or the superuser may scale it$/)
+  t.regex((await refusal(mallory.call('ScaleService', { id: 'own', instances: 0 })))?.message ?? '', /^service own belongs to user nobody, not mallory: only its owner or the superuser may scale it$/)
   t.is((await refusal(mallory.call('RemoveService', { id: 'own' })))?.code, 'permission')
   t.is((await until(c, 'own', (s) => s.tasks.length === 1, 'the service as it was')).state, 'RUNNING')
-  await as(alice).call('SubmitJob', { json: JSON.stringify({ id: 'alices-job', cmd: 'exec sleep 1000', cpus: 0.25, mem: 32 }) })
-  t.regex((await refusal(mallory.call('KillJob', { id: 'alices-job' })))?.message ?? '', /^job alices-job belongs to user alice, not mallory: only its owner or the superuser may kill it$/)
-  t.is((await refusal(mallory.call('SubmitJob', { json: JSON.stringify({ id: 'alices-job', cmd: 'true', cpus: 0.25, mem: 32 }) })))?.code, 'exists', 'a running job is not replaced')
-  await as(alice).call('KillJob', { id: 'alices-job' })
-  t.regex((await refusal(mallory.call('SubmitJob', { json: JSON.stringify({ id: 'alices-job', cmd: 'true', cpus: 0.25, mem: 32 }) })))?.message ?? '', /job id alices-job is taken by a job of user alice/, "an ended job's id stays its owner's")
-  t.is((await c.loam(['job', 'kill', 'alices-job'])).code, 0, 'the superuser kills any job')
+  await as(owner).call('SubmitJob', { json: JSON.stringify({ id: 'owned-job', cmd: 'exec sleep 1000', cpus: 0.25, mem: 32 }) })
+  t.regex((await refusal(mallory.call('KillJob', { id: 'owned-job' })))?.message ?? '', /^job owned-job belongs to user nobody, not mallory: only its owner or the superuser may kill it$/)
+  t.is((await refusal(mallory.call('SubmitJob', { json: JSON.stringify({ id: 'owned-job', cmd: 'true', cpus: 0.25, mem: 32 }) })))?.code, 'exists', 'a running job is not replaced')
+  await as(owner).call('KillJob', { id: 'owned-job' })
+  t.regex((await refusal(mallory.call('SubmitJob', { json: JSON.stringify({ id: 'owned-job', cmd: 'true', cpus: 0.25, mem: 32 }) })))?.message ?? '', /job id owned-job is taken by a job of user nobody/, "an ended job's id stays its owner's")
+  t.is((await c.loam(['job', 'kill', 'owned-job'])).code, 0, 'the superuser kills any job')
 
   // The cluster's own user (the namenode's) is the superuser: any volume will do.
-  await nn.nn.call('CreateVolume', { name: 'spare', sizeBytes: 16 * 1024 * 1024, replication: 1, blockSizeBytes: 0 }, alice)
+  await nn.nn.call('CreateVolume', { name: 'spare', sizeBytes: 16 * 1024 * 1024, replication: 1, blockSizeBytes: 0 }, owner)
   const admin = await deploy(c, { id: 'admin', cmd: 'exec sleep 1000', cpus: 0.25, mem: 32, volumes: [{ name: 'spare', size: '16MiB', path: 'spare' }] })
   t.is(admin.code, 0, admin.stderr)
 })

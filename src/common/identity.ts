@@ -84,3 +84,11 @@ function lines(file: string): string[][] {
     return []
   }
 }
+
+/** A user's uid and primary gid by this machine's /etc/passwd; undefined for a user it does not list. */
+export function passwdEntry(user: string): { uid: number; gid: number } | undefined {
+  const f = lines('/etc/passwd').find((e) => e[0] === user)
+  const uid = Number(f?.[2])
+  const gid = Number(f?.[3])
+  return f && Number.isInteger(uid) && Number.isInteger(gid) ? { uid, gid } : undefined
+}

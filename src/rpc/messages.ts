@@ -269,6 +269,7 @@ export interface LaunchTask {
   memMib: number
   volumes: TaskVolume[]
   healthCheck: HealthCheck | null
+  user: string
 }
 export interface ScaleRequest { id: string; instances: number }
 export interface AgentHeartbeatResponse { launch: LaunchTask[]; kill: string[]; forget: string[]; reregister: boolean }

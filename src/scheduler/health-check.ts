@@ -39,6 +39,8 @@ export class HealthChecker {
     private readonly check: HealthCheck,
     private readonly sandbox: string,
     private readonly env: NodeJS.ProcessEnv,
+    /** The task's user, where it is not the agent's: a command check runs as the task does. */
+    private readonly ids: SpawnIds,
     /** Called once, after maxFailures failures in a row, with the last failure. */
     private readonly onUnhealthy: (detail: string) => void,
   ) {
@@ -56,7 +58,7 @@ export class HealthChecker {
   }
 
   private async run(): Promise<void> {
-    const result = await probe(this.check, this.sandbox, this.env)
+    const result = await probe(this.check, this.sandbox, this.env, this.ids)
     if (this.stopped) return
     const inGrace = Date.now() - this.startedMs < this.check.graceMs
     const next = nextHealth({ health: this.health, failures: this.failures }, result, inGrace, this.check.maxFailures)
@@ -71,13 +73,19 @@ export class HealthChecker {
   }
 }
 
-export function probe(check: HealthCheck, sandbox: string, env: NodeJS.ProcessEnv): Promise<ProbeResult> {
-  return check.cmd ? probeCommand(check, sandbox, env) : probeHttp(check)
+export function probe(check: HealthCheck, sandbox: string, env: NodeJS.ProcessEnv, ids: SpawnIds = {}): Promise<ProbeResult> {
+  return check.cmd ? probeCommand(check, sandbox, env, ids) : probeHttp(check)
 }
 
-function probeCommand(check: HealthCheck, sandbox: string, env: NodeJS.ProcessEnv): Promise<ProbeResult> {
+/** The uid and gid a command check runs as (none: the agent's). */
+export interface SpawnIds {
+  uid?: number
+  gid?: number
+}
+
+function probeCommand(check: HealthCheck, sandbox: string, env: NodeJS.ProcessEnv, ids: SpawnIds): Promise<ProbeResult> {
   return new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', check.cmd], { cwd: sandbox, env, stdio: 'ignore', detached: true })
+    const child = spawn('/bin/sh', ['-c', check.cmd], { cwd: sandbox, env, stdio: 'ignore', detached: true, ...ids })
     const timer = setTimeout(() => {
       try {
         process.kill(-child.pid!, 'SIGKILL')

@@ -517,7 +517,7 @@ export class Scheduler {
       LOAM_NAMENODE: formatAddress(this.opts.namenode),
     }
     if (task.input) Object.assign(env, { LOAM_INPUT_PATH: task.input.path, LOAM_INPUT_OFFSET: String(task.input.offset), LOAM_INPUT_LENGTH: String(task.input.length) })
-    agent.launches.push({ taskId: launch, jobId: job.id, cmd: job.spec.cmd, env, cpus: job.spec.cpus, memMib: job.spec.mem, volumes: [], healthCheck: null })
+    agent.launches.push({ taskId: launch, jobId: job.id, cmd: job.spec.cmd, env, cpus: job.spec.cpus, memMib: job.spec.mem, volumes: [], healthCheck: null, user: job.user ?? '' })
   }
 
   private endJob(job: JobRecord, state: 'FAILED' | 'KILLED'): void {

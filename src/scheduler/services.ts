@@ -391,7 +391,7 @@ export class Services {
       LOAM_NAMENODE: this.host.namenode,
     }
     const volumes = svc.spec.volumes.map((v, i) => ({ name: inst.volumes[i]!, path: v.path, nodeId }))
-    this.host.launch(agentId, { taskId: launch, jobId: svc.id, cmd: svc.spec.cmd, env, cpus: svc.spec.cpus, memMib: svc.spec.mem, volumes, healthCheck: svc.spec.healthCheck })
+    this.host.launch(agentId, { taskId: launch, jobId: svc.id, cmd: svc.spec.cmd, env, cpus: svc.spec.cpus, memMib: svc.spec.mem, volumes, healthCheck: svc.spec.healthCheck, user: svc.user ?? '' })
     this.state.changed()
     this.log.info({ service: svc.id, instance: inst.index, launch, agent: agentId, node: nodeId, locality }, 'service instance launched')
   }

@@ -4,7 +4,7 @@
 // incarnation of the agent (their pid files are in the sandboxes).
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
-import { chmod, open, readdir, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises'
+import { chmod, chown, copyFile, open, readdir, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises'
 import path from 'node:path'
 import { constants as osConstants } from 'node:os'
 import type { Logger } from '../common/log.js'
@@ -13,8 +13,9 @@ import { NAME_BYTES_MAX } from '../limits.js'
 import { assert, LoamError } from '../rpc/errors.js'
 import { INSECURE_ENV, SECRET_FILE_ENV } from '../rpc/security.js'
 import type { LaunchTask, ReadLogResponse, TaskState } from '../rpc/messages.js'
-import { HEALTH_FAILURES_MAX, HEALTH_INTERVAL_MAX_MS, HEALTH_INTERVAL_MIN_MS, HealthChecker } from './health-check.js'
+import { HEALTH_FAILURES_MAX, HEALTH_INTERVAL_MAX_MS, HEALTH_INTERVAL_MIN_MS, HealthChecker, type SpawnIds } from './health-check.js'
 import { ID_BYTES_MAX } from './limits.js'
+import { agentUser, taskUser, type TaskUser } from './task-user.js'
 import { checkVolumePath, detachLazily, mountsUnder, mountVolumes, TASK_VOLUMES_MAX, type MountedVolumes } from './volume-mounts.js'
 import { CLI_PATH, loamCommand } from '../common/loam-command.js'
 
@@ -91,6 +92,7 @@ export class TaskRunner {
   private readonly tasksDir: string
   readonly binDir: string
   private stopping = false
+  private readonly agentUser = agentUser()
 
   private constructor(private readonly opts: TaskRunnerOptions) {
     this.tasksDir = path.join(opts.workDir, 'tasks')
@@ -104,6 +106,10 @@ export class TaskRunner {
     try {
       await mkdirp(runner.tasksDir)
       await mkdirp(runner.binDir)
+      // Tasks of other users reach their sandboxes and the loam wrapper through these, and list nothing.
+      await chmod(opts.workDir, 0o711)
+      await chmod(runner.tasksDir, 0o711)
+      await chmod(runner.binDir, 0o711)
     } catch (err) {
       throw new LoamError('io', `cannot use ${opts.workDir} as the agent's work directory: ${(err as Error).message}`)
     }
@@ -154,8 +160,9 @@ export class TaskRunner {
     // The same id may have run here before (a forgotten task, or one left by a previous incarnation): a fresh sandbox.
     this.retired.delete(id)
 
-    const invalid = checkLaunch(spec, name) ?? (this.runningCount > AGENT_TASKS_RUNNING_MAX ? `the agent runs ${AGENT_TASKS_RUNNING_MAX} tasks already` : undefined)
-    if (invalid) {
+    const runAs = taskUser(spec.user, this.agentUser)
+    const invalid = checkLaunch(spec, name) ?? (typeof runAs === 'string' ? runAs : undefined) ?? (this.runningCount > AGENT_TASKS_RUNNING_MAX ? `the agent runs ${AGENT_TASKS_RUNNING_MAX} tasks already` : undefined)
+    if (invalid || typeof runAs === 'string') {
       this.end(task, 'FAILED', -1, `not started: ${invalid}`)
       return
     }
@@ -164,6 +171,8 @@ export class TaskRunner {
     try {
       await removeSandbox(task.sandbox, this.opts.log)
       await mkdirp(task.sandbox)
+      if (runAs) await chown(task.sandbox, runAs.uid, runAs.gid)
+      // The logs stay the agent's: the task writes them through the descriptors it is given.
       out = await open(path.join(task.sandbox, 'stdout'), 'w', 0o600)
       err = await open(path.join(task.sandbox, 'stderr'), 'w', 0o600)
     } catch (e) {
@@ -177,6 +186,7 @@ export class TaskRunner {
         return
       }
       const env = this.taskEnv(spec, task)
+      if (runAs) await this.asUser(env, task, runAs)
       if (spec.volumes?.length) {
         try {
           // A mount joins the cluster as the agent does, whatever the task's own environment says of the secret.
@@ -196,7 +206,7 @@ export class TaskRunner {
       }
       let child: ChildProcess
       try {
-        child = spawn('/bin/sh', ['-c', spec.cmd], { cwd: task.sandbox, env, detached: true, stdio: ['ignore', out.fd, err.fd] })
+        child = spawn('/bin/sh', ['-c', spec.cmd], { cwd: task.sandbox, env, detached: true, stdio: ['ignore', out.fd, err.fd], ...ids(runAs) })
       } catch (e) {
         this.end(task, 'FAILED', -1, `not started: ${(e as Error).message}`)
         return
@@ -218,7 +228,7 @@ export class TaskRunner {
           return
         }
         this.opts.log.info({ taskId: id, jobId: task.jobId, taskPid: child.pid }, 'task started')
-        if (spec.healthCheck) task.checker = new HealthChecker(spec.healthCheck, task.sandbox, env, (detail) => this.kill(id, `health check failed: ${detail}`))
+        if (spec.healthCheck) task.checker = new HealthChecker(spec.healthCheck, task.sandbox, env, ids(runAs), (detail) => this.kill(id, `health check failed: ${detail}`))
         if (task.killReason) this.signal(task, 'SIGTERM')
       }
     } finally {
@@ -291,6 +301,22 @@ export class TaskRunner {
     } finally {
       await handle.close()
     }
+  }
+
+  /**
+   * A task of another user joins the cluster with a copy of the secret it may read (a client
+   * holds the secret; the agent's own copy is its user's alone) and acts as that user.
+   */
+  private async asUser(env: NodeJS.ProcessEnv, task: Task, runAs: TaskUser): Promise<void> {
+    const secret = this.opts.baseEnv[SECRET_FILE_ENV]
+    if (secret) {
+      const copy = path.join(task.sandbox, TASK_SECRET_FILE)
+      await copyFile(secret, copy)
+      await chown(copy, runAs.uid, runAs.gid)
+      await chmod(copy, 0o400)
+      env[SECRET_FILE_ENV] = copy
+    }
+    env.USER = env.LOGNAME = runAs.user
   }
 
   private taskEnv(spec: LaunchTask, task: Task): NodeJS.ProcessEnv {
@@ -535,4 +561,12 @@ function shellQuote(s: string): string {
 function truncate(s: string, maxBytes: number): string {
   if (Buffer.byteLength(s) <= maxBytes) return s
   return Buffer.from(s).subarray(0, maxBytes - 3).toString('utf8').replace(/\uFFFD$/, '') + '...'
+}
+
+/** The name of a task's copy of the cluster secret, in its sandbox. */
+const TASK_SECRET_FILE = '.loam-secret'
+
+/** Spawn options for a task of another user (its commands and checks alike). */
+function ids(runAs: TaskUser | undefined): SpawnIds {
+  return runAs ? { uid: runAs.uid, gid: runAs.gid } : {}
 }

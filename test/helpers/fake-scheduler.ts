@@ -49,7 +49,7 @@ export class FakeScheduler {
   }
 
   launch(agentId: string, task: Partial<LaunchTask> & { taskId: string; cmd: string }): void {
-    this.queue(agentId).launch.push({ jobId: 'job', env: {}, cpus: 1, memMib: 64, volumes: [], healthCheck: null, ...task })
+    this.queue(agentId).launch.push({ jobId: 'job', env: {}, cpus: 1, memMib: 64, volumes: [], healthCheck: null, user: '', ...task })
   }
 
   kill(agentId: string, taskId: string): void {
