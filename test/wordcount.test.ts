@@ -30,15 +30,16 @@ test('the word count example counts every word of a multi-block file exactly, wo
   const expected = new Map<string, number>()
   for (const word of text.toLowerCase().split(/[^a-z0-9]+/)) if (word) expected.set(word, (expected.get(word) ?? 0) + 1)
 
-  const put = await c.loam(['fs', 'put', '-', '/wc/input.txt', '--block-size', '64KiB'], { input: Buffer.from(text) })
+  const put = await c.loam(['fs', 'put', '-', '/wordcount/input.txt', '--block-size', '64KiB'], { input: Buffer.from(text) })
   t.is(put.code, 0, put.stderr)
-  const blocks = (await c.client().getBlockLocations('/wc/input.txt', 0, 0)).blocks.length
+  const blocks = (await c.client().getBlockLocations('/wordcount/input.txt', 0, 0)).blocks.length
   t.is(blocks, 4, 'four blocks: four map tasks')
 
-  await promisify(execFile)(process.execPath, [RUN, '/wc/input.txt', '/wc/out'], { env: c.env, maxBuffer: 16 << 20 })
-  const listing = JSON.parse((await c.loam(['fs', 'ls', '/wc/out', '--json'])).stdout.toString()) as Array<{ name: string }>
+  // As the demo runs it: no arguments, so its default input (already there) and output.
+  await promisify(execFile)(process.execPath, [RUN], { env: c.env, maxBuffer: 16 << 20 })
+  const listing = JSON.parse((await c.loam(['fs', 'ls', '/wordcount/out', '--json'])).stdout.toString()) as Array<{ name: string }>
   t.is(listing.filter((e) => e.name.startsWith('map-')).length, blocks, 'one map output per block')
-  const result = await c.loam(['fs', 'cat', '/wc/out/result'])
+  const result = await c.loam(['fs', 'cat', '/wordcount/out/result'])
   t.is(result.code, 0, result.stderr)
   const got = new Map<string, number>()
   for (const line of result.stdout.toString().split('\n').filter(Boolean)) {
