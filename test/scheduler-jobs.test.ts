@@ -1,6 +1,6 @@
 // Jobs through real processes: a scheduler, nodes that are each a datanode and
 // an agent, tasks run as processes reading their input split from local disk.
-import test from 'ava'
+import test, { type ExecutionContext } from 'ava'
 import { startCluster, waitFor, type TestCluster } from './helpers/cluster.js'
 import { restartSchedulerBehindPausedNode } from './helpers/paused-node.js'
 import { MiB, pattern } from './helpers/data.js'
@@ -57,6 +57,35 @@ test('a data-local job: one task per block, every one NODE_LOCAL, each reading e
     const out = await c.loam(['logs', task.id])
     t.is(out.stdout.toString().trim(), String(task.input!.length), `${task.id} read its whole split`)
   }
+})
+
+test('a job over a glob or a directory: one task per block of every file it names, each given its own split; a glob that matches nothing is refused', async (t) => {
+  const c = await startCluster(t, { nodes: 2, racks: 1, replication: 1 })
+  await put(c, '/data/part-0', MiB + 4321)
+  await put(c, '/data/part-1', 1000)
+  await put(c, '/data/notes', 500)
+  // Each task prints the split it was given, then how many bytes reading that split returned.
+  const echo = `echo "$LOAM_INPUT_PATH $LOAM_INPUT_OFFSET $LOAM_INPUT_LENGTH"; ${COUNT}`
+  const splits = async (job: JobJson): Promise<string[]> => {
+    t.is(job.state, 'FINISHED', JSON.stringify(job))
+    const out: string[] = []
+    for (const task of job.tasks) {
+      const log = (await c.loam(['logs', task.id])).stdout.toString().trim().split('\n')
+      const { path, offset, length } = task.input!
+      t.deepEqual(log, [`${path} ${offset} ${length}`, String(length)], `${task.id}: its environment names the split it reports, and reading it returns the whole split`)
+      out.push(`${path} ${offset} ${length}`)
+    }
+    return out.sort()
+  }
+  const parts = ['/data/part-0 0 1048576', `/data/part-0 1048576 4321`, '/data/part-1 0 1000']
+  t.deepEqual(await splits(await run(c, { id: 'glob', cmd: echo, cpus: 0.5, mem: 32, input: '/data/part-*' })), parts, 'the glob names part-0 (2 blocks) and part-1 (1), not notes')
+  t.deepEqual(await splits(await run(c, { id: 'dir', cmd: echo, cpus: 0.5, mem: 32, input: '/data' })), ['/data/notes 0 500', ...parts], 'a directory names all its files')
+
+  const r = await c.loam(['job', 'run', '-'], { input: Buffer.from(JSON.stringify({ id: 'none', cmd: echo, cpus: 0.5, mem: 32, input: '/data/none-*' })) })
+  t.not(r.code, 0)
+  t.regex(r.stderr, /^loam: input \/data\/none-\* matches no file\n$/)
+  const ls = JSON.parse((await c.loam(['job', 'ls', '--json'])).stdout.toString()) as Array<{ id: string }>
+  t.deepEqual(ls.map((j) => j.id).sort(), ['dir', 'glob'], 'nothing was started for the glob that matches nothing')
 })
 
 test('a task that fails is retried up to `retries`; a job whose task keeps failing FAILS; bad specs are refused with the field named', async (t) => {
@@ -191,32 +220,44 @@ test('logs --follow goes on into the next attempt of a retried task, and ends wi
   t.is((await status(c, 'twice')).tasks[0]!.attempts, 2)
 })
 
-test('DRF through real agents: a role alone takes the whole cluster; a second busy role converges to an equal dominant share', async (t) => {
-  // 2 nodes x 4 cpus, tasks of 0.25 cpu: 32 slots, so one slot is ~3% of the cluster.
-  const c = await startCluster(t, { nodes: 2, racks: 1, cpus: 4 })
+/**
+ * Two busy roles on 2 nodes x 4 cpus, tasks of 0.25 cpu (32 slots, one ~3% of the cluster): `first` fills the
+ * cluster alone, then `second` arrives, and as tasks end both converge to their weighted dominant shares.
+ */
+async function drfConverges(t: ExecutionContext, first: string, second: string, weights: Record<string, number>): Promise<void> {
+  const c = await startCluster(t, { nodes: 2, racks: 1, cpus: 4, roleWeights: weights })
+  const weight = (role: string): number => weights[role] ?? 1
+  const ideal = (role: string): number => weight(role) / (weight(first) + weight(second))
   const running = async (id: string): Promise<number> => (await status(c, id)).tasks.filter((x) => x.state === 'RUNNING').length
-  await run(c, { id: 'first', role: 'analytics', cmd: 'sleep 2', instances: 200, cpus: 0.25, mem: 16 }, { wait: false })
+  await run(c, { id: 'first', role: first, cmd: 'sleep 2', instances: 200, cpus: 0.25, mem: 16 }, { wait: false })
   await waitFor(async () => (await running('first')) === 32, 30_000, 'the first role to fill the cluster')
-  await run(c, { id: 'second', role: 'etl', cmd: 'sleep 2', instances: 200, cpus: 0.25, mem: 16 }, { wait: false })
-  // As the first role's tasks end, their slots go to the second role until both hold half.
+  await run(c, { id: 'second', role: second, cmd: 'sleep 2', instances: 200, cpus: 0.25, mem: 16 }, { wait: false })
+  // As the first role's tasks end, their slots go to the second role until it holds its share.
   let shares: Array<{ role: string; dominantShare: number }> = []
   await waitFor(
     async () => {
       const state = JSON.parse((await c.loam(['job', 'agents', '--json'])).stdout.toString()) as { roles: Array<{ role: string; dominantShare: number }> }
       shares = state.roles
-      const etl = shares.find((r) => r.role === 'etl')?.dominantShare ?? 0
-      return etl >= 0.45
+      return (shares.find((r) => r.role === second)?.dominantShare ?? 0) >= ideal(second) - 0.05
     },
     30_000,
     'the second role to reach its share',
   )
-  // Sampled a few times while both roles stay busy: each within 5% of the ideal half.
+  // Sampled a few times while both roles stay busy: each within 5% of its ideal (and one slot, the grain of the count).
   for (let i = 0; i < 3; i++) {
     const [a, b] = [await running('first'), await running('second')]
-    t.true(Math.abs(a / 32 - 0.5) <= 0.05 + 1 / 32 && Math.abs(b / 32 - 0.5) <= 0.05 + 1 / 32, `analytics ${a}, etl ${b} of 32 slots`)
+    t.true(Math.abs(a / 32 - ideal(first)) <= 0.05 + 1 / 32 && Math.abs(b / 32 - ideal(second)) <= 0.05 + 1 / 32, `${first} ${a}, ${second} ${b} of 32 slots`)
     await new Promise((r) => setTimeout(r, 700))
   }
-  t.true(shares.every((r) => Math.abs(r.dominantShare - 0.5) <= 0.05), JSON.stringify(shares))
+  t.true(shares.every((r) => Math.abs(r.dominantShare - ideal(r.role)) <= 0.05), JSON.stringify(shares))
   await c.loam(['job', 'kill', 'first'])
   await c.loam(['job', 'kill', 'second'])
+}
+
+test('DRF through real agents: a role alone takes the whole cluster; a second busy role converges to an equal dominant share', async (t) => {
+  await drfConverges(t, 'analytics', 'etl', {})
+})
+
+test('weighted DRF through real agents: a role of weight 2 arriving at a cluster full of a role of weight 1 converges to 2/3 of it', async (t) => {
+  await drfConverges(t, 'etl', 'analytics', { analytics: 2, etl: 1 })
 })

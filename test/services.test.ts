@@ -2,6 +2,9 @@
 // their health check, and a service with a volume that follows its data when
 // its node dies.
 import test from 'ava'
+import { rm, writeFile } from 'node:fs/promises'
+import net from 'node:net'
+import path from 'node:path'
 import type { ServiceStatusJson } from '../src/cli/service-commands.js'
 import { parseAddress } from '../src/common/address.js'
 import { RpcClient } from '../src/rpc/client.js'
@@ -32,6 +35,18 @@ async function until(c: TestCluster, id: string, pred: (s: ServiceJson) => boole
     throw new Error(`${(err as Error).message}; last status: ${JSON.stringify(last)}`, { cause: err })
   }
   return last!
+}
+
+/** A port free right now on 127.0.0.1, for a service to listen on. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo
+      srv.close(() => resolve(port))
+    })
+  })
 }
 
 async function fsText(c: TestCluster, p: string): Promise<string> {
@@ -89,6 +104,37 @@ test('a service that exits or fails its health check is restarted; bad specs are
   const ls = JSON.parse((await c.loam(['service', 'ls', '--json'])).stdout.toString()) as Array<{ id: string }>
   t.deepEqual(ls.map((s) => s.id), ['web'], 'nothing started for a refused spec')
   t.is((await c.loam(['volume', 'inspect', 'v'])).code, 1, 'no volume created for a refused spec')
+})
+
+test('an HTTP health check: an instance whose port stops answering 200 on the path is restarted, a healthy one is not', async (t) => {
+  const c = await startCluster(t, { nodes: 2, racks: 1 })
+  // A tiny server: 200 on /healthz while the file named by SICK does not exist, 500 once it does; 404 elsewhere.
+  const server = path.join(c.dir, 'server.cjs')
+  await writeFile(server, `require('http').createServer((q, s) => { s.statusCode = q.url !== '/healthz' ? 404 : require('fs').existsSync(process.env.SICK) ? 500 : 200; s.end() }).listen(Number(process.argv[2]), '127.0.0.1')\n`)
+  const [sickPort, wellPort] = [await freePort(), await freePort()]
+  const sickFlag = path.join(c.dir, 'sick')
+  const service = (id: string, port: number, flag: string): unknown => ({
+    id,
+    cmd: `exec "${process.execPath}" "${server}" ${port}`,
+    cpus: 0.25,
+    mem: 32,
+    env: { SICK: flag },
+    healthCheck: { port, path: '/healthz', intervalSeconds: 0.3, gracePeriodSeconds: 0, maxConsecutiveFailures: 2 },
+  })
+  for (const [id, port, flag] of [['sick', sickPort, sickFlag], ['well', wellPort, path.join(c.dir, 'never')]] as const) {
+    const r = await deploy(c, service(id, port, flag))
+    t.is(r.code, 0, r.stderr)
+    const up = await until(c, id, (s) => s.tasks[0]!.state === 'RUNNING' && s.tasks[0]!.health === 'HEALTHY', `${id} to be healthy`)
+    t.is(up.tasks[0]!.restarts, 0)
+  }
+  await writeFile(sickFlag, '')
+  const restarted = await until(c, 'sick', (s) => s.tasks[0]!.restarts >= 1, 'sick to be restarted after failing its checks')
+  t.regex(restarted.tasks[0]!.message ?? '', new RegExp(`health check failed.*GET http://127\\.0\\.0\\.1:${sickPort}/healthz: 500`))
+  await rm(sickFlag)
+  await until(c, 'sick', (s) => s.tasks[0]!.state === 'RUNNING' && s.tasks[0]!.health === 'HEALTHY', 'sick to be healthy again')
+  const well = await status(c, 'well')
+  t.is(well.tasks[0]!.restarts, 0, 'the healthy instance was never restarted')
+  t.is(well.tasks[0]!.health, 'HEALTHY')
 })
 
 test('a service with a volume runs where its replicas are, and after kill -9 of its node comes back on another node holding them, with its data', async (t) => {

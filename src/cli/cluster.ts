@@ -65,6 +65,7 @@ interface UpFlags {
   demo?: boolean
   mount?: string
   localityWait: string
+  roleWeight?: string[]
   cpus?: string
 }
 
@@ -209,6 +210,7 @@ export function registerClusterCommands(program: Command): void {
     .option('--demo', 'once up, show a put, a listing and a get')
     .option('--mount <dir>', 'also mount the cluster filesystem on DIR (as node dn1)')
     .option('--locality-wait <duration>', "the scheduler's delay-scheduling wait", '3s')
+    .option('--role-weight <role=weight...>', "the scheduler's DRF weight of a role (default 1)")
     .option('--cpus <n>', "cpus each node's agent offers (default: this machine's)")
     .action(
       action(async (f: UpFlags) => {
@@ -248,6 +250,7 @@ export function registerClusterCommands(program: Command): void {
           const nnRpc = String(nn.record.rpc)
           const schedDir = path.join(dir, 'scheduler')
           const schedArgs = ['scheduler', '--namenode', nnRpc, '--data', path.join(schedDir, 'state'), '--host', f.host, '--port', '0', '--http-port', '0', '--heartbeat', '1s', '--dead-after', f.deadAfter, '--locality-wait', f.localityWait, '--log-level', f.logLevel, ...security]
+          for (const rw of f.roleWeight ?? []) schedArgs.push('--role-weight', rw)
           const sched = await startRole(schedArgs, schedDir, children)
           const schedRpc = String(sched.record.rpc)
           const record: ClusterRecord = {

@@ -43,6 +43,8 @@ export interface ClusterOptions {
   scanPeriod?: string
   logLevel?: string
   localityWait?: string
+  /** The scheduler's DRF weight of each role named (others weigh 1). */
+  roleWeights?: Record<string, number>
   cpus?: number
   /** Unencrypted connections (benchmarks comparing the cost); this process must then run insecure too. */
   insecure?: boolean
@@ -204,6 +206,7 @@ export async function startCluster(t: Teardown, opts: ClusterOptions = {}): Prom
   if (opts.blockTokenLifetime) args.push('--block-token-lifetime', opts.blockTokenLifetime)
   if (opts.scanPeriod) args.push('--scan-period', opts.scanPeriod)
   if (opts.localityWait) args.push('--locality-wait', opts.localityWait)
+  for (const [role, weight] of Object.entries(opts.roleWeights ?? {})) args.push('--role-weight', `${role}=${weight}`)
   if (opts.cpus) args.push('--cpus', String(opts.cpus))
   const logFd = openSync(path.join(dir, 'cluster-up.log'), 'a')
   const up = spawn(process.execPath, args, { stdio: ['ignore', logFd, logFd] })
