@@ -101,7 +101,7 @@ export class Datanode {
     })
     dn.scanner = scanner
     const registry = new Registry()
-    const rpc = new RpcServer(DatanodeService, dn.handlers(), opts.log, { registry, service: 'datanode' })
+    const rpc = new RpcServer(DatanodeService, dn.handlers(), opts.log, { registry, service: 'datanode' }, undefined, false)
     const rpcAddress = await rpc.listen(opts.host, opts.port)
     const http = await startStatusServer(opts.host, opts.httpPort, () => dn.statusJson(), { registry })
     dn.registerMetrics(registry)

@@ -92,6 +92,12 @@ export class RpcServer<S extends ServiceSpec> {
     private readonly log: Logger,
     metrics?: RpcServerMetrics,
     security?: Security,
+    /**
+     * Whether calls are held to the OS user behind a local connection (peer-credentials.ts). A datanode
+     * serves on block tokens alone, never on who calls: it skips the lookup, which waits for a thread
+     * that its disk writes keep busy.
+     */
+    private readonly bindLocalUsers = true,
   ) {
     this.security = security ?? processSecurity()
     this.server = net.createServer((raw) => this.handshake(raw))
@@ -126,7 +132,7 @@ export class RpcServer<S extends ServiceSpec> {
     const fromAddress = this.handshakingByAddress.get(address) ?? new Set()
     this.handshakingByAddress.set(address, fromAddress.add(raw))
     // The kernel knows who opened a local connection before the peer says a word: looked up beside the handshake.
-    Promise.all([acceptSecure(raw, this.security), peerUid(raw)]).then(
+    Promise.all([acceptSecure(raw, this.security), this.bindLocalUsers ? peerUid(raw) : undefined]).then(
       ([socket, uid]) => {
         this.forgetHandshake(raw)
         this.accept(socket, boundUser(uid))
