@@ -8,14 +8,7 @@ const NOBODY = 65534
 function table(file: string): { byName: Map<string, number>; byId: Map<number, string> } {
   const byName = new Map<string, number>()
   const byId = new Map<number, string>()
-  let text = ''
-  try {
-    text = readFileSync(file, 'utf8')
-  } catch {
-    // A machine without the file: names and numbers pass through as digits.
-  }
-  for (const line of text.split('\n')) {
-    const [name, , id] = line.split(':')
+  for (const [name, , id] of lines(file)) {
     const n = Number(id)
     if (!name || !Number.isInteger(n)) continue
     byName.set(name, n)
@@ -77,6 +70,7 @@ export function osUserOf(uid: number): { user: string; groups: string[] } {
   return { user, groups: [...new Set([...primary, ...others])].slice(0, GROUPS_PER_CALLER_MAX) }
 }
 
+/** A colon-separated file's fields, line by line; none for a machine without the file (names and numbers then pass through as digits). */
 function lines(file: string): string[][] {
   try {
     return readFileSync(file, 'utf8').split('\n').map((l) => l.split(':'))
